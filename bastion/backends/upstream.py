@@ -1,0 +1,266 @@
+"""The upstream backend: any OpenAI-compatible server (vLLM, TGI, Ollama, llama.cpp, OpenAI).
+
+Requests go out with the configured upstream model name and key; every field the client
+sent, known or not, goes with them. Streams are relayed as they arrive: each network read
+is split into complete SSE events, which are checked (one orjson parse each, so a broken
+upstream stream ends in a clean error event rather than garbage) and forwarded at once.
+Usage is always recorded: ``stream_options.include_usage`` is injected upstream and the
+usage chunk is stripped again when the client did not ask for it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+from urllib.parse import urlsplit
+
+import orjson
+
+from bastion.backends.base import Backend, Completion, EventStream, Result, sse_error
+from bastion.config import UpstreamModel, read_secret_env
+from bastion.errors import (
+    BastionError,
+    ConfigError,
+    RateLimited,
+    UpstreamError,
+    UpstreamTimeout,
+)
+from bastion.gateway.context import RequestContext
+from bastion.httpclient import (
+    ClientResponse,
+    ConnectError,
+    ConnectTimeout,
+    HTTPClient,
+    HTTPClientError,
+    ReadTimeout,
+)
+
+_DONE = b"[DONE]"
+
+
+class UpstreamBackend(Backend):
+    kind = "openai"
+    owned_by = "upstream"
+
+    def __init__(self, spec: UpstreamModel, client: HTTPClient) -> None:
+        super().__init__(spec.name)
+        self.spec = spec
+        self._client = client
+        base = spec.base_url.rstrip("/")
+        parts = urlsplit(base)
+        self._host = parts.netloc
+        self._urls = {
+            "chat": base + "/chat/completions",
+            "completion": base + "/completions",
+            "embeddings": base + "/embeddings",
+        }
+        self._upstream_model = spec.upstream_model or spec.name
+        headers: list[tuple[bytes, bytes]] = [
+            (b"content-type", b"application/json"),
+            (b"accept", b"application/json, text/event-stream"),
+        ]
+        if spec.api_key_env:
+            key = read_secret_env(spec.api_key_env)
+            if key is None:
+                raise ConfigError(
+                    f"model {spec.name!r}: environment variable {spec.api_key_env} "
+                    "(api_key_env) is not set"
+                )
+            headers.append((b"authorization", b"Bearer " + key.encode()))
+        for name, value in spec.headers.items():
+            headers.append((name.lower().encode(), value.encode()))
+        self._headers = headers
+
+    def describe(self) -> dict[str, Any]:
+        out = super().describe()
+        out["meta"] = {"backend": self.kind, "upstream": self._host}
+        return out
+
+    # ------------------------------------------------------------------ endpoints
+    async def chat(self, body: dict[str, Any], stream: bool, ctx: RequestContext) -> Result:
+        return await self._call("chat", body, stream, ctx)
+
+    async def completion(self, body: dict[str, Any], stream: bool, ctx: RequestContext) -> Result:
+        return await self._call("completion", body, stream, ctx)
+
+    async def embeddings(
+        self, body: dict[str, Any], inputs: list[Any], ctx: RequestContext
+    ) -> Result:
+        return await self._call("embeddings", body, False, ctx)
+
+    async def _call(
+        self, endpoint: str, body: dict[str, Any], stream: bool, ctx: RequestContext
+    ) -> Result:
+        body["model"] = self._upstream_model
+        strip_usage = False
+        if stream:
+            options = body.get("stream_options")
+            if not isinstance(options, dict):
+                options = {}
+            if options.get("include_usage") is not True:
+                strip_usage = True
+                body["stream_options"] = {**options, "include_usage": True}
+        payload = orjson.dumps(body)
+        ctx.backend_started_at = time.perf_counter()
+        response = await self._send(endpoint, payload)
+        ctx.backend_headers_at = time.perf_counter()
+        if response.status >= 400:
+            raise await self._error(response)
+        if stream:
+            return EventStream(self._relay(response, ctx, strip_usage))
+        try:
+            data = await response.read()
+        except HTTPClientError as exc:
+            raise self._translate(exc) from exc
+        ctx.first_token_at = time.perf_counter()
+        try:
+            parsed = orjson.loads(data)
+        except orjson.JSONDecodeError as exc:
+            raise UpstreamError(f"Upstream {self._host} returned invalid JSON") from exc
+        if isinstance(parsed, dict):
+            usage = parsed.get("usage")
+            if isinstance(usage, dict):
+                ctx.usage = usage
+        return Completion(data)
+
+    async def _send(self, endpoint: str, payload: bytes) -> ClientResponse:
+        spec = self.spec
+        try:
+            return await self._client.request(
+                "POST",
+                self._urls[endpoint],
+                headers=self._headers,
+                body=payload,
+                connect_timeout=spec.connect_timeout,
+                read_timeout=spec.read_timeout,
+            )
+        except HTTPClientError as exc:
+            raise self._translate(exc) from exc
+
+    def _translate(self, exc: HTTPClientError) -> BastionError:
+        if isinstance(exc, ConnectTimeout):
+            return UpstreamTimeout(f"Timed out connecting to upstream {self._host}")
+        if isinstance(exc, ReadTimeout):
+            return UpstreamTimeout(f"Upstream {self._host} did not answer in time")
+        if isinstance(exc, ConnectError):
+            return UpstreamError(f"Could not connect to upstream {self._host}: {exc}")
+        return UpstreamError(f"Upstream {self._host} broke the connection: {exc}")
+
+    async def _error(self, response: ClientResponse) -> BastionError:
+        try:
+            raw = await response.read()
+        except HTTPClientError:
+            raw = b""
+        message = _upstream_message(raw) or f"HTTP {response.status}"
+        retry = response.header(b"retry-after")
+        retry_after = _parse_retry_after(retry)
+        text = f"Upstream {self._host} returned {response.status}: {message}"
+        if response.status == 429:
+            return RateLimited(text, retry_after=retry_after)
+        if response.status >= 500:
+            return UpstreamError(text, retry_after=retry_after)
+        # A 4xx from the upstream is about the request: pass its status through.
+        return UpstreamError(text, status=response.status, code="upstream_rejected")
+
+    # ------------------------------------------------------------------ streams
+    async def _relay(
+        self, response: ClientResponse, ctx: RequestContext, strip_usage: bool
+    ) -> AsyncIterator[bytes]:
+        buffer = b""
+        done = False
+        try:
+            async for data in response.iter_chunks():
+                buffer = buffer + data if buffer else data
+                if b"\n\n" not in buffer and b"\r\n\r\n" not in buffer:
+                    continue
+                if b"\r\n" in buffer:
+                    buffer = buffer.replace(b"\r\n", b"\n")
+                *events, buffer = buffer.split(b"\n\n")
+                out: list[bytes] = []
+                for event in events:
+                    verdict = self._check_event(event, ctx, strip_usage)
+                    if verdict is None:
+                        continue
+                    if verdict is _DONE:
+                        done = True
+                    elif isinstance(verdict, BastionError):
+                        if out:
+                            yield b"".join(out)
+                        yield sse_error(verdict)
+                        return
+                    out.append(event + b"\n\n")
+                if out:
+                    yield b"".join(out)
+                if done:
+                    break
+        except HTTPClientError as exc:
+            yield sse_error(self._translate(exc))
+            return
+        finally:
+            await response.aclose()
+        if not done:
+            yield sse_error(
+                UpstreamError(f"Upstream {self._host} ended the stream before [DONE]")
+            )
+
+    def _check_event(
+        self, event: bytes, ctx: RequestContext, strip_usage: bool
+    ) -> bytes | BastionError | None:
+        """Returns the event to forward, _DONE, None (drop it) or an error to end with."""
+        data = b""
+        for line in event.split(b"\n"):
+            if line.startswith(b"data:"):
+                data += line[5:].strip()
+        if not data:
+            return event  # comments / keep-alives are forwarded as they are
+        if data == _DONE:
+            return _DONE
+        try:
+            chunk = orjson.loads(data)
+        except orjson.JSONDecodeError:
+            return UpstreamError(f"Upstream {self._host} sent a malformed stream event")
+        if not isinstance(chunk, dict):
+            return UpstreamError(f"Upstream {self._host} sent a malformed stream event")
+        if "error" in chunk:
+            return UpstreamError(f"Upstream {self._host} failed mid-stream: {_message_of(chunk)}")
+        usage = chunk.get("usage")
+        if isinstance(usage, dict):
+            ctx.usage = usage
+            if strip_usage and not chunk.get("choices"):
+                return None
+            if strip_usage:
+                chunk["usage"] = None
+                return b"data: " + orjson.dumps(chunk)
+        if ctx.first_token_at is None:
+            ctx.first_token_at = time.perf_counter()
+        return event
+
+
+def _message_of(payload: dict[str, Any]) -> str:
+    error = payload.get("error")
+    if isinstance(error, dict) and isinstance(error.get("message"), str):
+        return str(error["message"])
+    if isinstance(error, str):
+        return error
+    return "unknown error"
+
+
+def _upstream_message(raw: bytes) -> str | None:
+    try:
+        parsed = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        text = raw.decode("utf-8", "replace").strip()
+        return text[:500] or None
+    if isinstance(parsed, dict):
+        return _message_of(parsed)
+    return None
+
+
+def _parse_retry_after(value: bytes | None) -> float | None:
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        return None

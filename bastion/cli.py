@@ -1,0 +1,59 @@
+"""The ``bastion`` command line."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from bastion import __version__
+from bastion.config import load_settings
+from bastion.errors import ConfigError
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="bastion")
+def main() -> None:
+    """Bastion: deploy, watch and guard language models behind one OpenAI-compatible gateway."""
+
+
+@main.command()
+@click.option("--config", "-c", "config_path", type=click.Path(dir_okay=False),
+              help="YAML config file (default: $BASTION_CONFIG, else ./bastion.yaml if present)")
+@click.option("--host", default=None, help="bind address (default 127.0.0.1)")
+@click.option("--port", type=int, default=None, help="port (default 8080)")
+def serve(config_path: str | None, host: str | None, port: int | None) -> None:
+    """Serve the gateway (with no config: the embedded SmolLM2 model on 127.0.0.1:8080)."""
+    from bastion.gateway.runner import run
+
+    try:
+        settings = load_settings(
+            config_path, overrides={"server.host": host, "server.port": port}
+        )
+    except ConfigError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+    sys.exit(run(settings))
+
+
+@main.group()
+def config() -> None:
+    """Inspect and validate configuration."""
+
+
+@config.command("check")
+@click.argument("file", type=click.Path(dir_okay=False))
+def config_check(file: str) -> None:
+    """Validate FILE (with BASTION_* environment overrides applied); exit 1 if invalid."""
+    try:
+        settings = load_settings(file)
+    except ConfigError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(1)
+    names = ", ".join(f"{m.name} ({m.backend})" for m in settings.models)
+    click.echo(f"ok: {file}: listening on {settings.server.host}:{settings.server.port}; "
+               f"models: {names}")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

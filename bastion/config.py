@@ -1,0 +1,237 @@
+"""Configuration: one YAML file plus ``BASTION_*`` environment overrides, validated once.
+
+Sources, later ones winning:
+
+1. built-in defaults (no file at all: the embedded SmolLM2 model and the local embedder);
+2. the YAML file (``--config``, else ``$BASTION_CONFIG``, else ``./bastion.yaml`` if present),
+   where ``${VAR}`` and ``${VAR:-default}`` are replaced from the environment;
+3. environment overrides: ``BASTION_HOST``, ``BASTION_PORT``, ``BASTION_MASTER_KEY``,
+   ``BASTION_HOME`` and, for any other key, ``BASTION_<SECTION>__<KEY>`` (for example
+   ``BASTION_SERVER__MAX_BODY_BYTES=1048576``); values are parsed as YAML scalars.
+
+This is the only module that reads the environment. Errors name the offending key.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+
+from bastion.errors import ConfigError
+
+ENV_PREFIX = "BASTION_"
+_ALIASES = {
+    "BASTION_HOST": ("server", "host"),
+    "BASTION_PORT": ("server", "port"),
+    "BASTION_MASTER_KEY": ("server", "master_key"),
+    "BASTION_HOME": ("home",),
+}
+_NOT_OVERRIDES = {"BASTION_CONFIG"}
+_INTERPOLATE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ServerSettings(_Strict):
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=0, le=65535)
+    master_key: SecretStr | None = None
+    max_body_bytes: int = Field(8 << 20, ge=1024, description="413 above this request size")
+    keepalive_timeout: float = Field(75.0, gt=0)
+    graceful_timeout: float = Field(30.0, ge=0, description="SIGTERM: time to finish in-flight")
+    access_log: bool = False
+
+
+class EmbeddedModel(_Strict):
+    """A GGUF model run in-process by llama.cpp."""
+
+    name: str = Field(min_length=1)
+    backend: Literal["llama_cpp"]
+    path: str | None = Field(None, description="GGUF file; default: the packaged SmolLM2")
+    sha256: str | None = Field(None, pattern=r"^[0-9a-fA-F]{64}$")
+    n_ctx: int = Field(2048, ge=128)
+    n_threads: int | None = Field(None, ge=1)
+    n_batch: int = Field(512, ge=8)
+    queue_size: int = Field(32, ge=0, description="requests that may wait for the model")
+    max_tokens_default: int | None = Field(None, ge=1)
+    chat_format: str | None = None
+
+
+class UpstreamModel(_Strict):
+    """Any OpenAI-compatible server: vLLM, TGI, Ollama, llama.cpp server, OpenAI, Groq..."""
+
+    name: str = Field(min_length=1)
+    backend: Literal["openai"]
+    base_url: str = Field(pattern=r"^https?://")
+    upstream_model: str | None = Field(None, description="model name upstream; default: name")
+    api_key_env: str | None = Field(None, description="environment variable holding the key")
+    connect_timeout: float = Field(5.0, gt=0)
+    read_timeout: float = Field(600.0, gt=0)
+    max_connections: int = Field(256, ge=1)
+    headers: dict[str, str] = Field(default_factory=dict)
+
+
+class LocalEmbeddingModel(_Strict):
+    """A local sentence-embedding model for /v1/embeddings (no torch)."""
+
+    name: str = Field(min_length=1)
+    backend: Literal["local_embedding"]
+    path: str | None = None
+    sha256: str | None = Field(None, pattern=r"^[0-9a-fA-F]{64}$")
+    queue_size: int = Field(64, ge=0)
+
+
+ModelSpec = Annotated[
+    EmbeddedModel | UpstreamModel | LocalEmbeddingModel, Field(discriminator="backend")
+]
+
+
+def _default_models() -> list[ModelSpec]:
+    return [
+        EmbeddedModel(name="smollm2", backend="llama_cpp"),
+        LocalEmbeddingModel(name="minilm", backend="local_embedding"),
+    ]
+
+
+class Settings(_Strict):
+    server: ServerSettings = Field(default_factory=ServerSettings)
+    models: list[ModelSpec] = Field(default_factory=_default_models)
+    home: str = Field(".bastion", description="data directory")
+
+    @model_validator(mode="after")
+    def _check(self) -> Settings:
+        names = [m.name for m in self.models]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"duplicate model names: {', '.join(dupes)}")
+        if not _is_loopback(self.server.host) and self.server.master_key is None:
+            raise ValueError(
+                f"server.host={self.server.host!r} is not a loopback address: binding beyond "
+                "loopback requires authentication; set BASTION_MASTER_KEY (server.master_key)"
+            )
+        return self
+
+    def model(self, name: str) -> ModelSpec | None:
+        for spec in self.models:
+            if spec.name == name:
+                return spec
+        return None
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _interpolate(value: Any, env: Mapping[str, str]) -> Any:
+    if isinstance(value, str):
+        def sub(match: re.Match[str]) -> str:
+            name, default = match.group(1), match.group(2)
+            if name in env:
+                return env[name]
+            if default is not None:
+                return default
+            raise ConfigError(f"environment variable {name} is not set (used as ${{{name}}})")
+
+        return _INTERPOLATE.sub(sub, value)
+    if isinstance(value, list):
+        return [_interpolate(v, env) for v in value]
+    if isinstance(value, dict):
+        return {k: _interpolate(v, env) for k, v in value.items()}
+    return value
+
+
+def _set_path(data: dict[str, Any], path: tuple[str, ...], value: Any) -> None:
+    node = data
+    for key in path[:-1]:
+        child = node.get(key)
+        if not isinstance(child, dict):
+            child = {}
+            node[key] = child
+        node = child
+    node[path[-1]] = value
+
+
+def _env_overrides(env: Mapping[str, str]) -> list[tuple[tuple[str, ...], Any]]:
+    out: list[tuple[tuple[str, ...], Any]] = []
+    for key, raw in env.items():
+        if not key.startswith(ENV_PREFIX) or key in _NOT_OVERRIDES:
+            continue
+        if key in _ALIASES:
+            path = _ALIASES[key]
+        elif "__" in key:
+            path = tuple(p.lower() for p in key[len(ENV_PREFIX) :].split("__"))
+        else:
+            continue
+        value: Any = raw if path[-1] == "master_key" else yaml.safe_load(raw)
+        out.append((path, value))
+    return out
+
+
+def _format_errors(exc: ValidationError, source: str) -> str:
+    lines = [f"invalid configuration ({source}):"]
+    for err in exc.errors():
+        loc = ""
+        for part in err["loc"]:
+            if isinstance(part, int):
+                loc += f"[{part}]"
+            else:
+                loc += ("." if loc else "") + str(part)
+        lines.append(f"  {loc or '<root>'}: {err['msg']}")
+    return "\n".join(lines)
+
+
+def load_settings(
+    path: str | os.PathLike[str] | None = None,
+    *,
+    env: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> Settings:
+    """Read, merge and validate the configuration. Raises ConfigError naming the bad key."""
+    env = os.environ if env is None else env
+    data: dict[str, Any] = {}
+    source = "defaults"
+    if path is None:
+        path = env.get("BASTION_CONFIG") or ("bastion.yaml" if Path("bastion.yaml").exists() else None)
+    if path is not None:
+        source = str(path)
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from exc
+        try:
+            loaded = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"config file {path} is not valid YAML: {exc}") from exc
+        if loaded is None:
+            loaded = {}
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"config file {path} must be a mapping at the top level")
+        data = _interpolate(loaded, env)
+    for key_path, value in _env_overrides(env):
+        _set_path(data, key_path, value)
+    for dotted, value in (overrides or {}).items():
+        if value is not None:
+            _set_path(data, tuple(dotted.split(".")), value)
+    try:
+        return Settings.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_format_errors(exc, source)) from exc
+
+
+def read_secret_env(name: str) -> str | None:
+    """Reads a secret named in the config (e.g. an upstream's ``api_key_env``)."""
+    return os.environ.get(name)

@@ -1,0 +1,198 @@
+"""The gateway application: builds backends from settings and runs the request pipeline.
+
+Pipeline for ``/v1/*`` (each step a small function, called in this order from ``handle``):
+route → authenticate → parse + validate (in the endpoint handler) → resolve model →
+backend call → respond → finish (observers: access log now; traces and metrics later).
+Errors raised anywhere along the way become one OpenAI error envelope.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import itertools
+import logging
+import os
+import re
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import pluggy
+
+from bastion.backends.base import Backend, Completion, EventStream, Result
+from bastion.config import Settings
+from bastion.errors import (
+    AuthenticationFailed,
+    BastionError,
+    MethodNotAllowed,
+    ModelNotFound,
+    NotFound,
+    Overloaded,
+)
+from bastion.gateway.context import RequestContext
+from bastion.httpclient import HTTPClient
+from bastion.plugins import backend_factories, plugin_manager
+from bastion.server.types import JSON_HEADERS, SSE_HEADERS, Request, Response, StreamingResponse
+
+log = logging.getLogger("bastion.gateway")
+access_log = logging.getLogger("bastion.access")
+
+Endpoint = Callable[[Request, RequestContext], Awaitable[Response | StreamingResponse]]
+Observer = Callable[[RequestContext], None]
+_REQUEST_ID = re.compile(rb"^[A-Za-z0-9._:\-]{1,128}$")
+OVERHEAD_HEADER = b"x-bastion-overhead-ms"
+
+
+class Gateway:
+    def __init__(self, settings: Settings, pm: pluggy.PluginManager | None = None) -> None:
+        self.settings = settings
+        self.pm = pm or plugin_manager()
+        self.client = HTTPClient()
+        factories = backend_factories(self.pm)
+        self.backends: dict[str, Backend] = {}
+        for spec in settings.models:
+            self.backends[spec.name] = factories[spec.backend](spec, self.client)
+        key = settings.server.master_key
+        self._master_key = key.get_secret_value().encode() if key is not None else None
+        self._id_prefix = os.urandom(6).hex()
+        self._ids = itertools.count(1)
+        self.observers: list[Observer] = []
+        if settings.server.access_log:
+            self.observers.append(_log_access)
+        self.started = False
+        from bastion.gateway import routes  # the endpoint table
+
+        self._routes: dict[str, dict[str, Endpoint]] = routes.table(self)
+        self._model_route = routes.model_detail(self)
+
+    # ------------------------------------------------------------------ lifecycle
+    async def start(self) -> None:
+        """Loads every backend (concurrently). Raises if any fails to load."""
+        await asyncio.gather(*(b.start() for b in self.backends.values()))
+        self.started = True
+
+    async def close(self) -> None:
+        await asyncio.gather(
+            *(b.close() for b in self.backends.values()), return_exceptions=True
+        )
+        await self.client.aclose()
+
+    @property
+    def ready(self) -> bool:
+        return self.started and all(b.ready for b in self.backends.values())
+
+    # ------------------------------------------------------------------ pipeline
+    async def handle(self, request: Request) -> Response | StreamingResponse:
+        ctx = RequestContext(self._request_id(request), request.path, request.received_at)
+        try:
+            endpoint = self._route(request)
+            if request.path.startswith("/v1/"):
+                self._authenticate(request)
+            response = await endpoint(request, ctx)
+        except BastionError as exc:
+            ctx.status = exc.status
+            ctx.error = exc.message
+            response = Response(exc.status, exc.body(), JSON_HEADERS + exc.headers())
+        response.headers = response.headers + [
+            (b"x-request-id", ctx.request_id.encode()),
+            (OVERHEAD_HEADER, b"%.3f" % (self._overhead(ctx) * 1000)),
+        ]
+        if isinstance(response, Response):
+            self.finish(ctx)
+        return response
+
+    def _request_id(self, request: Request) -> str:
+        given = request.header(b"x-request-id")
+        if given is not None and _REQUEST_ID.match(given):
+            return given.decode()
+        return f"{self._id_prefix}{next(self._ids):08x}"
+
+    def _route(self, request: Request) -> Endpoint:
+        methods = self._routes.get(request.path)
+        if methods is None:
+            if request.path.startswith("/v1/models/"):
+                methods = self._model_route
+            else:
+                raise NotFound(f"Unknown path: {request.method} {request.path}", code="unknown_url")
+        endpoint = methods.get(request.method)
+        if endpoint is None:
+            allowed = ", ".join(sorted(methods))
+            raise MethodNotAllowed(
+                f"Method {request.method} is not allowed for {request.path}; use {allowed}"
+            )
+        return endpoint
+
+    def _authenticate(self, request: Request) -> None:
+        if self._master_key is None:
+            return
+        header = request.header(b"authorization")
+        if header is None:
+            raise AuthenticationFailed(
+                "Missing API key: send 'Authorization: Bearer <key>'", code="missing_api_key"
+            )
+        scheme, _, token = header.partition(b" ")
+        if scheme.lower() != b"bearer" or not hmac.compare_digest(token.strip(), self._master_key):
+            raise AuthenticationFailed("Invalid API key")
+
+    def resolve(self, model: str) -> Backend:
+        backend = self.backends.get(model)
+        if backend is None:
+            raise ModelNotFound(
+                f"The model '{model}' does not exist or you do not have access to it.",
+                param="model",
+            )
+        if not backend.ready:
+            raise Overloaded(f"Model '{model}' is still loading", retry_after=5)
+        return backend
+
+    def respond(self, result: Result, ctx: RequestContext) -> Response | StreamingResponse:
+        if isinstance(result, Completion):
+            return Response(result.status, result.body, JSON_HEADERS + result.headers)
+        assert isinstance(result, EventStream)
+
+        def on_close(completed: bool) -> None:
+            if not completed and ctx.error is None:
+                ctx.error = "client disconnected"
+                ctx.status = 499
+            self.finish(ctx)
+
+        return StreamingResponse(200, result.events, SSE_HEADERS + result.headers, on_close)
+
+    @staticmethod
+    def _overhead(ctx: RequestContext) -> float:
+        """Gateway time so far, less the time spent waiting on the backend."""
+        elapsed = time.perf_counter() - ctx.received_at
+        if ctx.backend_started_at is None:
+            return elapsed
+        if ctx.stream:
+            waited_until = ctx.backend_headers_at
+        else:
+            waited_until = ctx.first_token_at or ctx.backend_headers_at
+        if waited_until is None:
+            waited_until = time.perf_counter()
+        return max(0.0, elapsed - (waited_until - ctx.backend_started_at))
+
+    def finish(self, ctx: RequestContext) -> None:
+        ctx.finished_at = time.perf_counter()
+        for observer in self.observers:
+            try:
+                observer(ctx)
+            except Exception:  # noqa: BLE001 - telemetry must never break a request
+                log.exception("observer %r failed", observer)
+
+
+def _log_access(ctx: RequestContext) -> None:
+    finished = ctx.finished_at or time.perf_counter()
+    usage: dict[str, Any] = ctx.usage or {}
+    access_log.info(
+        "%s %s model=%s status=%d ms=%.1f tokens_in=%s tokens_out=%s%s",
+        ctx.request_id,
+        ctx.endpoint,
+        ctx.model or "-",
+        ctx.status,
+        (finished - ctx.received_at) * 1000,
+        usage.get("prompt_tokens", "-"),
+        usage.get("completion_tokens", "-"),
+        f" error={ctx.error!r}" if ctx.error else "",
+    )

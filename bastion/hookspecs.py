@@ -1,0 +1,23 @@
+"""Bastion's extension hooks. Built-in parts register through these too.
+
+A plugin is a module or object with ``@hookimpl`` functions, installed under the
+``bastion`` entry-point group (``[project.entry-points.bastion]``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pluggy
+
+hookspec = pluggy.HookspecMarker("bastion")
+hookimpl = pluggy.HookimplMarker("bastion")
+
+# register(kind, factory): factory(model_spec, http_client) -> Backend
+RegisterBackend = Callable[[str, Callable[..., Any]], None]
+
+
+@hookspec
+def register_backends(register: RegisterBackend) -> None:
+    """Register backend factories by kind (the ``backend:`` value of a model in config)."""

@@ -1,0 +1,127 @@
+"""Runs a real Bastion gateway on loopback in a background thread (its own uvloop loop)."""
+
+from __future__ import annotations
+
+import asyncio
+import http.client
+import json
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import uvloop
+
+from bastion.config import Settings
+from bastion.gateway.runner import serve
+
+MASTER_KEY = "sk-test-master-key"
+
+
+class RunningGateway:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.port = 0
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop: asyncio.Event | None = None
+        self._listening = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True, name="bastion-test")
+        self.error: BaseException | None = None
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def _run(self) -> None:
+        loop = uvloop.new_event_loop()
+        self._loop = loop
+        asyncio.set_event_loop(loop)
+        self._stop = asyncio.Event()
+
+        def listening(port: int) -> None:
+            self.port = port
+            self._listening.set()
+
+        try:
+            loop.run_until_complete(serve(self.settings, stop=self._stop, on_listening=listening))
+        except BaseException as exc:  # surfaced to the test by start()/stop()
+            self.error = exc
+        finally:
+            self._listening.set()
+            loop.run_until_complete(loop.shutdown_asyncgens())
+            loop.close()
+
+    def start(self, wait_ready: bool = True, timeout: float = 120.0) -> RunningGateway:
+        self._thread.start()
+        self._listening.wait(timeout)
+        if self.error is not None:
+            raise self.error
+        if wait_ready:
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline:
+                if self.error is not None:
+                    raise self.error
+                status, _ = self.request("GET", "/health/ready")
+                if status == 200:
+                    return self
+                time.sleep(0.05)
+            raise TimeoutError("gateway did not become ready")
+        return self
+
+    def stop(self, timeout: float = 60.0) -> None:
+        if self._loop is not None and self._stop is not None and self._thread.is_alive():
+            self._loop.call_soon_threadsafe(self._stop.set)
+        self._thread.join(timeout)
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        headers: dict[str, str] | None = None,
+        raw: bytes | None = None,
+        key: str | None = MASTER_KEY,
+    ) -> tuple[int, Any]:
+        """One raw HTTP request; returns (status, parsed JSON or raw bytes)."""
+        status, _, data = self.request_full(method, path, body, headers, raw, key)
+        return status, data
+
+    def request_full(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        headers: dict[str, str] | None = None,
+        raw: bytes | None = None,
+        key: str | None = MASTER_KEY,
+    ) -> tuple[int, dict[str, str], Any]:
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=120)
+        try:
+            hdrs = {"content-type": "application/json"}
+            if key is not None and self.settings.server.master_key is not None:
+                hdrs["authorization"] = f"Bearer {key}"
+            hdrs.update(headers or {})
+            payload = raw if raw is not None else (
+                json.dumps(body).encode() if body is not None else None
+            )
+            conn.request(method, path, body=payload, headers=hdrs)
+            resp = conn.getresponse()
+            data = resp.read()
+            resp_headers = {k.lower(): v for k, v in resp.getheaders()}
+            try:
+                parsed: Any = json.loads(data)
+            except ValueError:
+                parsed = data
+            return resp.status, resp_headers, parsed
+        finally:
+            conn.close()
+
+
+@contextmanager
+def running(settings: Settings, wait_ready: bool = True) -> Iterator[RunningGateway]:
+    gw = RunningGateway(settings).start(wait_ready=wait_ready)
+    try:
+        yield gw
+    finally:
+        gw.stop()
