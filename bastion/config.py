@@ -205,7 +205,8 @@ def load_settings(
     data: dict[str, Any] = {}
     source = "defaults"
     if path is None:
-        path = env.get("BASTION_CONFIG") or ("bastion.yaml" if Path("bastion.yaml").exists() else None)
+        default = Path("bastion.yaml")
+        path = env.get("BASTION_CONFIG") or (default if default.exists() else None)
     if path is not None:
         source = str(path)
         try:

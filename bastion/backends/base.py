@@ -80,4 +80,9 @@ class Backend:
         raise InvalidRequest(f"Model '{self.name}' does not support embeddings", param="model")
 
     def describe(self) -> dict[str, Any]:
-        return {"id": self.name, "object": "model", "created": self.created, "owned_by": self.owned_by}
+        return {
+            "id": self.name,
+            "object": "model",
+            "created": self.created,
+            "owned_by": self.owned_by,
+        }

@@ -93,8 +93,9 @@ class Gateway:
         except BastionError as exc:
             ctx.status = exc.status
             ctx.error = exc.message
-            response = Response(exc.status, exc.body(), JSON_HEADERS + exc.headers())
-        response.headers = response.headers + [
+            response = Response(exc.status, exc.body(), [*JSON_HEADERS, *exc.headers()])
+        response.headers = [
+            *response.headers,
             (b"x-request-id", ctx.request_id.encode()),
             (OVERHEAD_HEADER, b"%.3f" % (self._overhead(ctx) * 1000)),
         ]
@@ -178,7 +179,7 @@ class Gateway:
         for observer in self.observers:
             try:
                 observer(ctx)
-            except Exception:  # noqa: BLE001 - telemetry must never break a request
+            except Exception:  # telemetry must never break a request
                 log.exception("observer %r failed", observer)
 
 

@@ -9,6 +9,7 @@ in-flight requests and streams finish (``server.graceful_timeout``), then closes
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 import sys
@@ -32,10 +33,9 @@ async def serve(
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
-        try:
+        # Not possible outside the main thread (tests run the server in a thread).
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
             loop.add_signal_handler(sig, stop.set)
-        except (NotImplementedError, RuntimeError, ValueError):
-            pass  # not the main thread (tests run the server in a thread)
     gateway = Gateway(settings)
     cfg = settings.server
     server = HTTPServer(

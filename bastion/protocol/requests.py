@@ -71,7 +71,9 @@ def _opt_bool(data: dict[str, Any], key: str) -> bool:
     return value
 
 
-def _opt_int(data: dict[str, Any], key: str, low: int | None = None, high: int | None = None) -> None:
+def _opt_int(
+    data: dict[str, Any], key: str, low: int | None = None, high: int | None = None
+) -> None:
     value = data.get(key)
     if value is None:
         return
@@ -248,6 +250,8 @@ def check_embedding_request(data: dict[str, Any]) -> list[str] | list[list[int]]
         raise InvalidRequest("'input' must not contain empty strings", param="input")
     fmt = data.get("encoding_format")
     if fmt is not None and fmt not in ("float", "base64"):
-        raise InvalidRequest("'encoding_format' must be 'float' or 'base64'", param="encoding_format")
+        raise InvalidRequest(
+            "'encoding_format' must be 'float' or 'base64'", param="encoding_format"
+        )
     _opt_int(data, "dimensions", 1)
     return inputs

@@ -1,0 +1,56 @@
+"""The bounded model slot: FIFO admission, refusal when full, hand-over on release."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from bastion.backends.slots import Slot
+from bastion.errors import Overloaded
+
+
+async def test_waiters_are_served_in_order_and_full_queue_refuses() -> None:
+    slot = Slot("m", queue_size=2)
+    await slot.acquire()
+    order: list[int] = []
+
+    async def wait(i: int) -> None:
+        await slot.acquire()
+        order.append(i)
+
+    tasks = [asyncio.create_task(wait(i)) for i in range(2)]
+    await asyncio.sleep(0)
+    assert slot.waiting == 2
+    with pytest.raises(Overloaded) as info:
+        await slot.acquire()
+    assert info.value.retry_after is not None and info.value.retry_after >= 1
+    assert info.value.status == 503
+    slot.release(0.5)
+    await asyncio.sleep(0)
+    slot.release(0.5)
+    await asyncio.gather(*tasks)
+    assert order == [0, 1]
+    assert slot.busy
+    slot.release()
+    assert not slot.busy
+
+
+async def test_cancelled_waiter_leaves_the_queue() -> None:
+    slot = Slot("m", queue_size=4)
+    await slot.acquire()
+    task = asyncio.create_task(slot.acquire())
+    await asyncio.sleep(0)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert slot.waiting == 0
+    slot.release()
+    assert not slot.busy
+
+
+async def test_zero_queue_refuses_while_busy() -> None:
+    slot = Slot("m", queue_size=0)
+    await slot.acquire()
+    with pytest.raises(Overloaded):
+        await slot.acquire()
