@@ -105,6 +105,13 @@ class MethodNotAllowed(ClientError):
     status = 405
     default_code = "method_not_allowed"
 
+    def __init__(self, message: str, *, allow: str) -> None:
+        super().__init__(message)
+        self.allow = allow
+
+    def headers(self) -> list[tuple[bytes, bytes]]:
+        return [*super().headers(), (b"allow", self.allow.encode())]
+
 
 class PayloadTooLarge(ClientError):
     status = 413

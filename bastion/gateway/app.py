@@ -120,7 +120,8 @@ class Gateway:
         if endpoint is None:
             allowed = ", ".join(sorted(methods))
             raise MethodNotAllowed(
-                f"Method {request.method} is not allowed for {request.path}; use {allowed}"
+                f"Method {request.method} is not allowed for {request.path}; use {allowed}",
+                allow=allowed,
             )
         return endpoint
 

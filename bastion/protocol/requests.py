@@ -188,7 +188,9 @@ def check_chat_request(data: dict[str, Any]) -> bool:
         raise InvalidRequest("'top_logprobs' requires 'logprobs' to be true", param="top_logprobs")
     fmt = data.get("response_format")
     if fmt is not None and (
-        not isinstance(fmt, dict) or fmt.get("type") not in _RESPONSE_FORMATS
+        not isinstance(fmt, dict)
+        or not isinstance(fmt.get("type"), str)
+        or fmt["type"] not in _RESPONSE_FORMATS
     ):
         raise InvalidRequest(
             "'response_format.type' must be one of json_object, json_schema, text",

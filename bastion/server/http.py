@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import socket
 import time
 from collections import deque
@@ -30,7 +31,11 @@ log = logging.getLogger("bastion.server")
 _STATUS_LINES: dict[int, bytes] = {
     s.value: f"HTTP/1.1 {s.value} {s.phrase}\r\n".encode("latin-1") for s in HTTPStatus
 }
+_METHODS: dict[bytes, str] = {
+    m.encode(): m for m in ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
+}
 _LINGER_SECONDS = 2.0
+_MAX_HEAD_BYTES = 64 * 1024
 _MAX_PIPELINED = 64
 
 _date_cache: list[Any] = [0, b""]
@@ -72,6 +77,14 @@ class _BodyTooLarge(Exception):
     pass
 
 
+class _HeadTooLarge(Exception):
+    pass
+
+
+def _request_id() -> bytes:
+    return os.urandom(8).hex().encode()
+
+
 class HTTPProtocol(asyncio.Protocol):
     __slots__ = (
         "_body",
@@ -79,15 +92,18 @@ class HTTPProtocol(asyncio.Protocol):
         "_busy",
         "_closed",
         "_config",
+        "_deferred",
+        "_head_size",
         "_drain_waiter",
         "_handler",
         "_headers",
         "_idle_handle",
+        "_idle_since",
         "_keep_alive",
         "_loop",
         "_parser",
-        "_pending",
         "_peer",
+        "_pending",
         "_server",
         "_shutting_down",
         "_task",
@@ -117,6 +133,9 @@ class HTTPProtocol(asyncio.Protocol):
         self._write_paused = False
         self._drain_waiter: asyncio.Future[None] | None = None
         self._idle_handle: asyncio.TimerHandle | None = None
+        self._deferred: bytes | None = None  # a rejection waiting for earlier responses
+        self._head_size = 0
+        self._idle_since = -1.0  # loop time the connection went idle; < 0 while in use
 
     # ------------------------------------------------------------------ connection
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -157,8 +176,7 @@ class HTTPProtocol(asyncio.Protocol):
             await self._drain_waiter
 
     def data_received(self, data: bytes) -> None:
-        if self._idle_handle is not None:
-            self._cancel_idle_timer()
+        self._idle_since = -1.0  # not idle; the idle timer, if armed, lets this pass
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserUpgrade:
@@ -169,24 +187,43 @@ class HTTPProtocol(asyncio.Protocol):
                 self._reject(
                     413, f"Request body exceeds the limit of {limit} bytes", "payload_too_large"
                 )
+            elif isinstance(exc.__context__, _HeadTooLarge):
+                self._reject(
+                    431,
+                    f"Request line and headers exceed {_MAX_HEAD_BYTES} bytes",
+                    "headers_too_large",
+                )
             else:
                 raise
         except httptools.HttpParserError:
             self._reject(400, "Malformed HTTP request", "malformed_http")
 
     def _reject(self, status: int, message: str, code: str) -> None:
-        """Answer a request we cannot parse, then close after the client stops sending."""
-        transport = self._transport
-        if transport is None or self._closed:
+        """Answer a request we cannot parse, then close after the client stops sending.
+
+        Responses go out in request order: if earlier (pipelined) requests are still being
+        answered, the rejection waits for them.
+        """
+        if self._transport is None or self._closed:
             return
         self._keep_alive = False
-        body = _error_body(status, message, code)
-        transport.write(
-            _status_line(status) + _date_header()
-            + b"content-type: application/json\r\nconnection: close\r\ncontent-length: "
-            + str(len(body)).encode() + b"\r\n\r\n" + body
-        )
         self._parser = _Discard()  # type: ignore[assignment]
+        body = _error_body(status, message, code)
+        payload = (
+            _status_line(status) + _date_header()
+            + b"content-type: application/json\r\nconnection: close\r\nx-request-id: "
+            + _request_id() + b"\r\ncontent-length: " + str(len(body)).encode()
+            + b"\r\n\r\n" + body
+        )
+        if self._busy:
+            self._deferred = payload
+        else:
+            self._write_final(payload)
+
+    def _write_final(self, payload: bytes) -> None:
+        transport = self._transport
+        assert transport is not None
+        transport.write(payload)
         with contextlib.suppress(OSError, RuntimeError):
             if transport.can_write_eof():
                 transport.write_eof()
@@ -198,12 +235,19 @@ class HTTPProtocol(asyncio.Protocol):
         self._headers = []
         self._body = []
         self._body_size = 0
+        self._head_size = 0
 
     def on_url(self, url: bytes) -> None:
         self._url += url
+        self._head_size += len(url)
+        if self._head_size > _MAX_HEAD_BYTES:
+            raise _HeadTooLarge()
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self._headers.append((name.lower(), value))
+        self._head_size += len(name) + len(value)
+        if self._head_size > _MAX_HEAD_BYTES:
+            raise _HeadTooLarge()
 
     def on_headers_complete(self) -> None:
         self._keep_alive = self._parser.should_keep_alive()
@@ -229,14 +273,18 @@ class HTTPProtocol(asyncio.Protocol):
 
     def on_message_complete(self) -> None:
         url = self._url
+        if url[:1] != b"/" and url[:4].lower() == b"http":  # absolute-form request target
+            parsed = httptools.parse_url(url)
+            url = (parsed.path or b"/") + (b"?" + parsed.query if parsed.query else b"")
         qpos = url.find(b"?")
         if qpos >= 0:
             path, query = url[:qpos], url[qpos + 1 :]
         else:
             path, query = url, b""
         body = self._body[0] if len(self._body) == 1 else b"".join(self._body)
+        method = self._parser.get_method()
         request = Request(
-            self._parser.get_method().decode("ascii", "replace"),
+            _METHODS.get(method) or method.decode("ascii", "replace"),
             path.decode("latin-1"),
             query.decode("latin-1"),
             self._headers,
@@ -262,12 +310,12 @@ class HTTPProtocol(asyncio.Protocol):
             response = await self._handler(request)
         except asyncio.CancelledError:
             return
-        except Exception:  # noqa: BLE001 - last resort: a handler bug must not kill the connection
+        except Exception:
             log.exception("unhandled error in handler for %s %s", request.method, request.path)
             response = Response(
                 500,
                 _error_body(500, "Internal server error", "internal_error"),
-                [(b"content-type", b"application/json")],
+                [(b"content-type", b"application/json"), (b"x-request-id", _request_id())],
             )
         if self._closed:
             if isinstance(response, StreamingResponse):
@@ -283,32 +331,39 @@ class HTTPProtocol(asyncio.Protocol):
             # so the client sees a truncated response rather than a well-formed partial one.
             keep_alive = keep_alive and completed
         else:
-            self._send(response, keep_alive)
+            self._send(response, keep_alive, request.method == "HEAD")
         self._after_response(keep_alive)
 
-    def _head(self, status: int, headers: Headers, keep_alive: bool) -> list[bytes]:
-        parts = [_status_line(status), _date_header()]
-        for name, value in headers:
-            parts.append(name + b": " + value + b"\r\n")
-        if not keep_alive:
-            parts.append(b"connection: close\r\n")
-        return parts
+    def _head(self, status: int, headers: Headers, keep_alive: bool) -> bytes:
+        return b"".join((
+            _status_line(status),
+            _date_header(),
+            b"".join([b"%s: %s\r\n" % (name, value) for name, value in headers]),
+            b"" if keep_alive else b"connection: close\r\n",
+        ))
 
-    def _send(self, response: Response, keep_alive: bool) -> None:
+    def _send(self, response: Response, keep_alive: bool, head: bool = False) -> None:
         transport = self._transport
         assert transport is not None
-        parts = self._head(response.status, response.headers, keep_alive)
         body = response.body
-        parts.append(b"content-length: " + str(len(body)).encode() + b"\r\n\r\n")
-        parts.append(body)
-        transport.write(b"".join(parts))
+        # one buffer, one write (one send syscall on an uncongested socket)
+        transport.write(b"".join((
+            _status_line(response.status),
+            _date_header(),
+            b"".join([b"%s: %s\r\n" % (name, value) for name, value in response.headers]),
+            b"content-length: %d\r\n\r\n" % len(body)
+            if keep_alive
+            else b"connection: close\r\ncontent-length: %d\r\n\r\n" % len(body),
+            b"" if head else body,  # HEAD: the headers of a GET, no body
+        )))
 
     async def _send_stream(self, response: StreamingResponse, keep_alive: bool) -> bool:
         transport = self._transport
         assert transport is not None
-        parts = self._head(response.status, response.headers, keep_alive)
-        parts.append(b"transfer-encoding: chunked\r\n\r\n")
-        transport.write(b"".join(parts))
+        transport.write(
+            self._head(response.status, response.headers, keep_alive)
+            + b"transfer-encoding: chunked\r\n\r\n"
+        )
         completed = False
         body = response.body
         try:
@@ -342,6 +397,10 @@ class HTTPProtocol(asyncio.Protocol):
         if not keep_alive:
             transport.close()
             return
+        if not self._pending and self._deferred is not None:
+            self._write_final(self._deferred)
+            self._deferred = None
+            return
         if self._pending:
             request, next_keep_alive = self._pending.popleft()
             if len(self._pending) < _MAX_PIPELINED // 2:
@@ -352,8 +411,19 @@ class HTTPProtocol(asyncio.Protocol):
 
     # ------------------------------------------------------------------ timers and shutdown
     def _arm_idle_timer(self) -> None:
-        self._cancel_idle_timer()
-        self._idle_handle = self._loop.call_later(self._config.keepalive_timeout, self._on_idle)
+        """Marks the connection idle and makes sure a keep-alive timer is pending.
+
+        The timer is not cancelled when a request arrives, nor re-created after each
+        response: it fires at most once per ``keepalive_timeout`` and then checks whether
+        the connection has really been idle that long (re-arming for the remainder if it
+        went idle again since). A busy keep-alive connection thus costs no timer work per
+        request, which a ``call_later`` + ``cancel`` pair did (a few microseconds each).
+        """
+        loop = self._loop
+        now = loop.time()
+        self._idle_since = now
+        if self._idle_handle is None:
+            self._idle_handle = loop.call_at(now + self._config.keepalive_timeout, self._on_idle)
 
     def _cancel_idle_timer(self) -> None:
         if self._idle_handle is not None:
@@ -362,8 +432,14 @@ class HTTPProtocol(asyncio.Protocol):
 
     def _on_idle(self) -> None:
         self._idle_handle = None
-        if not self._busy and self._transport is not None:
-            self._transport.close()
+        since = self._idle_since
+        if since < 0 or self._busy or self._transport is None or self._closed:
+            return  # in use (a request, even a partial one, arrived): re-armed when idle
+        deadline = since + self._config.keepalive_timeout
+        if self._loop.time() + 0.001 < deadline:
+            self._idle_handle = self._loop.call_at(deadline, self._on_idle)
+            return
+        self._transport.close()
 
     def begin_shutdown(self) -> None:
         """Close now if idle; otherwise finish the current response with Connection: close."""

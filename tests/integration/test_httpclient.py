@@ -628,6 +628,29 @@ def test_cancelled_request_closes_its_connection(run: Runner) -> None:
     run(main)
 
 
+def test_cancelled_waiter_for_a_connection_slot_leaks_nothing(run: Runner) -> None:
+    async def main() -> None:
+        async with RawServer() as srv, HTTPClient(max_connections_per_host=1) as client:
+            busy = asyncio.create_task(client.request("GET", srv.url("/hang")))
+            await asyncio.sleep(0.05)
+            waiting = asyncio.create_task(client.request("GET", srv.url("/cl/2")))
+            await asyncio.sleep(0.05)
+            assert not waiting.done()  # queued behind the only connection
+            waiting.cancel()
+            busy.cancel()
+            for t in (waiting, busy):
+                with pytest.raises(asyncio.CancelledError):
+                    await t
+            assert pool_stats(client) == (0, 0)
+            resps = await asyncio.gather(
+                *(client.request("GET", srv.url("/sleep/0.01")) for _ in range(5))
+            )
+            assert [await r.read() for r in resps] == [b"slept"] * 5
+            assert srv.max_open == 1
+
+    run(main)
+
+
 def test_abandoned_body_closes_the_socket(run: Runner) -> None:
     async def main() -> None:
         async with RawServer() as srv, HTTPClient() as client:

@@ -1,0 +1,131 @@
+"""The embedded llama.cpp model: integrity check, bounded queue, cancellation on disconnect."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import shutil
+import socket
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from bastion.backends.weights import SMOLLM2_SHA256, packaged_gguf, sha256_file
+from bastion.config import EmbeddedModel, ServerSettings, Settings
+from bastion.errors import IntegrityError
+from tests.gateway_harness import RunningGateway, running
+
+MSG = [{"role": "user", "content": "Write a long story about a lighthouse keeper."}]
+
+
+def embedded(**spec: object) -> Settings:
+    return Settings(
+        server=ServerSettings(port=0),
+        models=[EmbeddedModel(name="smollm2", backend="llama_cpp", **spec)],  # type: ignore[arg-type]
+    )
+
+
+def test_packaged_weights_match_the_pinned_digest() -> None:
+    assert sha256_file(packaged_gguf()) == SMOLLM2_SHA256
+
+
+def test_tampered_weights_are_refused_before_loading(tmp_path: Path) -> None:
+    original = packaged_gguf()
+    copy = tmp_path / "model.gguf"
+    shutil.copyfile(original, copy)
+    with open(copy, "r+b") as fh:
+        fh.seek(4096)
+        byte = fh.read(1)
+        fh.seek(4096)
+        fh.write(bytes([byte[0] ^ 0xFF]))
+    gw = RunningGateway(embedded(path=str(copy), sha256=SMOLLM2_SHA256))
+    with pytest.raises(IntegrityError) as info:
+        gw.start()
+    gw.stop()
+    assert info.value.expected == SMOLLM2_SHA256
+    assert str(copy) in str(info.value)
+
+
+def test_any_gguf_path_loads_without_checksum(tmp_path: Path) -> None:
+    copy = tmp_path / "other.gguf"
+    shutil.copyfile(packaged_gguf(), copy)
+    with running(embedded(path=str(copy))) as gw:
+        status, body = gw.request(
+            "POST", "/v1/chat/completions", {"model": "smollm2", "messages": MSG, "max_tokens": 2}
+        )
+        assert status == 200, body
+
+
+def _post(port: int, max_tokens: int) -> tuple[int, dict[str, str]]:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+    try:
+        conn.request(
+            "POST",
+            "/v1/chat/completions",
+            body=json.dumps({"model": "smollm2", "messages": MSG, "max_tokens": max_tokens}),
+        )
+        resp = conn.getresponse()
+        resp.read()
+        return resp.status, {k.lower(): v for k, v in resp.getheaders()}
+    finally:
+        conn.close()
+
+
+def test_full_queue_answers_503_with_retry_after_never_hangs() -> None:
+    with running(embedded(queue_size=1)) as gw, ThreadPoolExecutor(6) as pool:
+        results = list(pool.map(lambda _: _post(gw.port, 24), range(6)))
+    statuses = sorted(s for s, _ in results)
+    assert statuses.count(200) >= 2  # one running + one queued at least
+    refused = [h for s, h in results if s == 503]
+    assert refused, statuses
+    assert all(int(h["retry-after"]) >= 1 for h in refused)
+
+
+def test_client_disconnect_stops_generation_and_frees_the_model() -> None:
+    with running(embedded(queue_size=0, n_ctx=4096)) as gw:
+        sock = socket.create_connection(("127.0.0.1", gw.port))
+        body = json.dumps(
+            {"model": "smollm2", "messages": MSG, "max_tokens": 4000, "stream": True,
+             "temperature": 1.0}
+        ).encode()
+        sock.sendall(
+            b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Content-Length: %d\r\n\r\n%b" % (len(body), body)
+        )
+        received = b""
+        while b"data: " not in received:
+            data = sock.recv(65536)
+            assert data, "stream closed before the first event"
+            received += data
+        # the model is busy with this stream: a second request is refused (queue_size=0)
+        assert _post(gw.port, 1)[0] == 503
+        sock.close()
+        deadline = time.monotonic() + 10
+        status = 0
+        while time.monotonic() < deadline:
+            status = _post(gw.port, 1)[0]
+            if status == 200:
+                break
+            time.sleep(0.1)
+        assert status == 200, "the abandoned generation kept the model busy"
+
+
+def test_n_greater_than_one_is_a_clear_400() -> None:
+    with running(embedded()) as gw:
+        status, body = gw.request(
+            "POST", "/v1/chat/completions", {"model": "smollm2", "messages": MSG, "n": 2}
+        )
+        assert status == 400
+        assert body["error"]["param"] == "n"
+
+
+def test_prompt_longer_than_context_is_400_not_500() -> None:
+    with running(embedded(n_ctx=256)) as gw:
+        long = [{"role": "user", "content": "word " * 2000}]
+        status, body = gw.request(
+            "POST", "/v1/chat/completions", {"model": "smollm2", "messages": long, "max_tokens": 4}
+        )
+        assert status == 400, body
+        assert body["error"]["type"] == "invalid_request_error"

@@ -1,0 +1,218 @@
+"""Every route, every error it can give: status and the exact OpenAI error envelope.
+
+In the style of datasette's error-shape tests: one table of (route, provocation, expected
+status, type, code, param), walked for every route of the real route table, so a new route
+or a new error path shows up here as a missing case rather than as an untested envelope.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+from typing import Any, NamedTuple, cast
+
+import pytest
+
+from bastion.gateway import routes
+from tests.gateway_harness import MASTER_KEY, RunningGateway
+
+MODEL_DETAIL = "/v1/models/{id}"
+EXPECTED_ROUTES = {
+    "/v1/chat/completions": {"POST"},
+    "/v1/completions": {"POST"},
+    "/v1/embeddings": {"POST"},
+    "/v1/models": {"GET"},
+    MODEL_DETAIL: {"GET"},
+    "/health/live": {"GET"},
+    "/health/ready": {"GET"},
+}
+
+
+def route_table() -> dict[str, set[str]]:
+    """The gateway's own route table. ``routes.table`` only closes over the gateway, so it
+    can be read without building one (which would open an HTTP client)."""
+    table = {path: set(methods) for path, methods in routes.table(cast(Any, None)).items()}
+    table[MODEL_DETAIL] = set(routes.model_detail(cast(Any, None)))
+    return table
+
+
+ROUTES = route_table()
+V1_ROUTES = sorted(p for p in ROUTES if p.startswith("/v1/"))
+POST_ROUTES = sorted(p for p, m in ROUTES.items() if "POST" in m)
+VALID_BODY = {
+    "/v1/chat/completions": {"model": "fake-model", "messages": [{"role": "user", "content": "hi"}]},
+    "/v1/completions": {"model": "fake-model", "prompt": "hi"},
+    "/v1/embeddings": {"model": "fake-model", "input": "hi"},
+}
+OTHER_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+
+
+def concrete(path: str, model: str = "fake-model") -> str:
+    return path.replace("{id}", model)
+
+
+class Case(NamedTuple):
+    method: str
+    path: str
+    status: int
+    type: str
+    code: str | None
+    param: str | None = None
+    body: Any = None
+    raw: bytes | None = None
+    headers: dict[str, str] | None = None
+    key: str | None = MASTER_KEY
+
+
+def _cases() -> list[Any]:
+    cases: list[Any] = []
+
+    def add(name: str, case: Case) -> None:
+        cases.append(pytest.param(case, id=name))
+
+    for path in V1_ROUTES:
+        method = sorted(ROUTES[path])[0]
+        url = concrete(path)
+        body = VALID_BODY.get(path)
+        add(f"{path}-no-key-is-401-missing_api_key", Case(
+            method, url, 401, "authentication_error", "missing_api_key", body=body, key=None))
+        add(f"{path}-wrong-key-is-401-invalid_api_key", Case(
+            method, url, 401, "authentication_error", "invalid_api_key", body=body,
+            key="sk-wrong"))
+        add(f"{path}-basic-scheme-is-401-invalid_api_key", Case(
+            method, url, 401, "authentication_error", "invalid_api_key", body=body, key=None,
+            headers={"authorization": f"Basic {MASTER_KEY}"}))
+        add(f"{path}-empty-bearer-is-401-invalid_api_key", Case(
+            method, url, 401, "authentication_error", "invalid_api_key", body=body, key=None,
+            headers={"authorization": "Bearer "}))
+
+    for path, allowed in sorted(ROUTES.items()):
+        for method in OTHER_METHODS:
+            if method not in allowed:
+                add(f"{path}-{method}-is-405", Case(
+                    method, concrete(path), 405, "invalid_request_error", "method_not_allowed"))
+
+    for path in POST_ROUTES:
+        add(f"{path}-unknown-model-is-404-model_not_found", Case(
+            "POST", path, 404, "invalid_request_error", "model_not_found", "model",
+            body={**VALID_BODY[path], "model": "gpt-99"}))
+        for name, raw, param in [
+            ("invalid-json", b"{not json", None),
+            ("empty-body", b"", None),
+            ("json-array", b"[1, 2]", None),
+            ("json-string", b'"hi"', None),
+            ("json-null", b"null", None),
+            ("missing-model", b"{}", "model"),
+            ("non-string-model", b'{"model": 7}', "model"),
+            ("empty-model", b'{"model": ""}', "model"),
+        ]:
+            add(f"{path}-{name}-is-400", Case(
+                "POST", path, 400, "invalid_request_error", None, param, raw=raw))
+        add(f"{path}-multipart-is-415", Case(
+            "POST", path, 415, "invalid_request_error", "unsupported_media_type",
+            raw=b"--x\r\n\r\n--x--", headers={"content-type": "multipart/form-data; boundary=x"}))
+        add(f"{path}-body-over-limit-is-413", Case(
+            "POST", path, 413, "invalid_request_error", "payload_too_large",
+            raw=b'{"model": "' + b"x" * (9 << 20) + b'"}'))
+        add(f"{path}-declared-length-over-limit-is-413", Case(
+            "POST", path, 413, "invalid_request_error", "payload_too_large",
+            headers={"content-length": str(9 << 20)}))
+
+    for field, bad, param in [
+        ("messages", "hello", "messages"),
+        ("stream", "yes", "stream"),
+        ("temperature", 9, "temperature"),
+    ]:
+        path = "/v1/chat/completions"
+        add(f"{path}-bad-{field}-is-400-naming-it", Case(
+            "POST", path, 400, "invalid_request_error", None, param,
+            body={**VALID_BODY[path], field: bad}))
+    add("/v1/completions-missing-prompt-is-400", Case(
+        "POST", "/v1/completions", 400, "invalid_request_error", None, "prompt",
+        body={"model": "fake-model"}))
+    add("/v1/embeddings-empty-input-is-400", Case(
+        "POST", "/v1/embeddings", 400, "invalid_request_error", None, "input",
+        body={"model": "fake-model", "input": []}))
+
+    for model in ("gpt-99", "fake-model%2Fx", "%ff", ""):
+        add(f"{MODEL_DETAIL}-unknown-{model or 'empty'}-is-404-model_not_found", Case(
+            "GET", concrete(MODEL_DETAIL, model), 404, "invalid_request_error",
+            "model_not_found", "model"))
+    for path in ("/v1/nothing-here", "/v1/", "/v1", "/v2/models", "/", "/health"):
+        add(f"{path}-unknown-path-is-404-unknown_url", Case(
+            "GET", path, 404, "not_found_error", "unknown_url"))
+    return cases
+
+
+CASES = _cases()
+
+
+def send(gw: RunningGateway, case: Case) -> tuple[int, dict[str, str], Any]:
+    if case.headers and "content-length" in case.headers:
+        # A declared length with no body: the gateway must refuse on the headers alone.
+        conn = http.client.HTTPConnection("127.0.0.1", gw.port, timeout=30)
+        try:
+            conn.putrequest(case.method, case.path)
+            conn.putheader("authorization", f"Bearer {MASTER_KEY}")
+            conn.putheader("content-type", "application/json")
+            conn.putheader("content-length", case.headers["content-length"])
+            conn.endheaders()
+            resp = conn.getresponse()
+            data = resp.read()
+            return resp.status, {k.lower(): v for k, v in resp.getheaders()}, json.loads(data)
+        finally:
+            conn.close()
+    return gw.request_full(case.method, case.path, case.body, case.headers, case.raw, case.key)
+
+
+def test_the_route_table_is_the_one_these_cases_cover() -> None:
+    assert ROUTES == EXPECTED_ROUTES, "a route was added or changed: add its error cases here"
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_error_has_status_and_exact_openai_envelope(api_gateway: RunningGateway, case: Case) -> None:
+    status, headers, body = send(api_gateway, case)
+    assert status == case.status, body
+    assert headers["content-type"].startswith("application/json")
+    assert isinstance(body, dict) and list(body) == ["error"], body
+    error = body["error"]
+    assert isinstance(error, dict) and set(error) == {"message", "type", "param", "code"}, error
+    assert isinstance(error["message"], str) and error["message"].strip(), error
+    assert error["type"] == case.type, error
+    assert error["code"] == case.code, error
+    assert error["param"] == case.param, error
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_error_carries_a_request_id(api_gateway: RunningGateway, case: Case) -> None:
+    """Every answer, errors included, has an ``x-request-id`` to quote in a bug report."""
+    _, headers, _ = send(api_gateway, case)
+    assert headers.get("x-request-id"), headers
+
+
+@pytest.mark.parametrize("path", sorted(ROUTES))
+def test_405_names_the_allowed_methods_in_allow_header(
+    api_gateway: RunningGateway, path: str
+) -> None:
+    """RFC 9110 §15.5.6: a 405 response MUST carry ``Allow`` with the route's methods."""
+    status, headers, _ = api_gateway.request_full("DELETE", concrete(path))
+    assert status == 405
+    assert "allow" in headers, headers
+    assert {m.strip() for m in headers["allow"].split(",")} == ROUTES[path]
+
+
+@pytest.mark.parametrize("path", ["/health/live", "/health/ready"])
+@pytest.mark.parametrize("key", [None, "sk-wrong"])
+def test_health_probes_need_no_key(api_gateway: RunningGateway, path: str, key: str | None) -> None:
+    status, headers, body = api_gateway.request_full("GET", path, key=key)
+    assert status == 200, body
+    assert headers.get("x-request-id")
+
+
+@pytest.mark.parametrize("path", V1_ROUTES)
+def test_valid_request_to_every_v1_route_succeeds(api_gateway: RunningGateway, path: str) -> None:
+    """The control for the error cases: the same requests, done right, are 200."""
+    method = sorted(ROUTES[path])[0]
+    status, headers, body = api_gateway.request_full(method, concrete(path), VALID_BODY.get(path))
+    assert status == 200, body
+    assert headers.get("x-request-id")
