@@ -64,6 +64,9 @@ class EmbeddedModel(_Strict):
     queue_size: int = Field(32, ge=0, description="requests that may wait for the model")
     max_tokens_default: int | None = Field(None, ge=1)
     chat_format: str | None = None
+    logprobs: bool = Field(
+        False, description="keep logits for every token (n_ctx x vocab floats) for logprobs"
+    )
 
 
 class UpstreamModel(_Strict):

@@ -11,7 +11,7 @@ frames, yielded as soon as they exist). Failures are raised as
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -36,6 +36,39 @@ class EventStream:
 
 
 Result = Completion | EventStream
+
+
+class ClosingStream:
+    """Async iterator over ``events`` whose ``aclose()`` also runs ``cleanup``.
+
+    An async generator that was never started skips its ``finally`` on ``aclose()``; a
+    stream abandoned before its first chunk (client gone) must still release what it holds
+    (an upstream connection, a model generation), so the cleanup is attached here.
+    """
+
+    __slots__ = ("_cleanup", "_events")
+
+    def __init__(
+        self, events: AsyncIterator[bytes], cleanup: Callable[[], Awaitable[None] | None]
+    ) -> None:
+        self._events = events
+        self._cleanup = cleanup
+
+    def __aiter__(self) -> ClosingStream:
+        return self
+
+    async def __anext__(self) -> bytes:
+        return await self._events.__anext__()
+
+    async def aclose(self) -> None:
+        try:
+            aclose = getattr(self._events, "aclose", None)
+            if aclose is not None:
+                await aclose()
+        finally:
+            result = self._cleanup()
+            if result is not None:
+                await result
 
 
 def sse_event(payload: dict[str, Any]) -> bytes:

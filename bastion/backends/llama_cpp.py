@@ -22,11 +22,13 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+import jinja2
 import orjson
 
 from bastion.backends.base import (
     SSE_DONE,
     Backend,
+    ClosingStream,
     Completion,
     EventStream,
     Result,
@@ -101,6 +103,7 @@ class LlamaCppBackend(Backend):
             n_ctx=self.spec.n_ctx,
             n_threads=self.spec.n_threads or os.cpu_count() or 1,
             n_batch=self.spec.n_batch,
+            logits_all=self.spec.logprobs,
             chat_format=self.spec.chat_format,
             verbose=False,
         )
@@ -120,7 +123,7 @@ class LlamaCppBackend(Backend):
     # ------------------------------------------------------------------ endpoints
     async def chat(self, body: dict[str, Any], stream: bool, ctx: RequestContext) -> Result:
         kwargs = self._kwargs(body, _CHAT_PARAMS)
-        kwargs["messages"] = body["messages"]
+        kwargs["messages"] = _normalise_messages(body["messages"])
         return await self._generate(
             lambda llm: llm.create_chat_completion, kwargs, body, stream, ctx, "chat.completion"
         )
@@ -143,6 +146,12 @@ class LlamaCppBackend(Backend):
         if body.get("n", 1) != 1:
             raise InvalidRequest("The embedded model supports only n=1", param="n")
         kwargs = {k: body[k] for k in allowed if body.get(k) is not None}
+        if kwargs.get("logprobs") and not self.spec.logprobs:
+            raise InvalidRequest(
+                f"logprobs are not enabled for model '{self.name}' "
+                "(set logprobs: true in its configuration)",
+                param="logprobs",
+            )
         max_tokens = body.get("max_completion_tokens") or body.get("max_tokens")
         if max_tokens is None:
             max_tokens = self.spec.max_tokens_default
@@ -171,7 +180,9 @@ class LlamaCppBackend(Backend):
         if stream:
             options = body.get("stream_options") or {}
             include_usage = options.get("include_usage") is True
-            return EventStream(self._stream(run, ctx, include_usage, obj))
+            return EventStream(
+                ClosingStream(self._stream(run, ctx, include_usage, obj), run.cancel.set)
+            )
         try:
             chunks = [chunk async for chunk in self._chunks(run, ctx)]
         finally:
@@ -248,8 +259,10 @@ class LlamaCppBackend(Backend):
                 "completion_tokens": completion_tokens,
                 "total_tokens": prompt_tokens + completion_tokens,
             }
-        except ValueError as exc:  # llama.cpp: prompt longer than the context, bad grammar...
-            loop.call_soon_threadsafe(put, InvalidRequest(str(exc)))
+        except (ValueError, TypeError, jinja2.TemplateError) as exc:
+            # llama.cpp or the chat template refused this input: context overflow, bad grammar
+            refused = InvalidRequest(f"The model cannot take this input: {exc}")
+            loop.call_soon_threadsafe(put, refused)
         except Exception as exc:  # noqa: BLE001 - reported to the client as a clean error
             loop.call_soon_threadsafe(put, ServerError(f"Generation failed: {exc}"))
         finally:
@@ -368,6 +381,37 @@ def _assemble_completion(
         ],
         "usage": usage,
     }
+
+
+def _text_of(content: Any, index: int) -> str:
+    if content is None:
+        return ""
+    if isinstance(content, str):
+        return content
+    parts: list[str] = []
+    for part in content:
+        if part.get("type") != "text":
+            raise InvalidRequest(
+                f"The embedded model takes text only; content part type {part.get('type')!r} "
+                "is not supported",
+                param=f"messages[{index}].content",
+            )
+        parts.append(part["text"])
+    return "".join(parts)
+
+
+def _normalise_messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Plain-text messages with the roles chat templates know (system/user/assistant/tool)."""
+    out: list[dict[str, Any]] = []
+    for i, message in enumerate(messages):
+        role = message["role"]
+        text = _text_of(message.get("content"), i)
+        if role == "assistant" and message.get("tool_calls"):
+            calls = orjson.dumps(message["tool_calls"]).decode()
+            text = f"{text}\n{calls}" if text else calls
+        role = {"developer": "system", "function": "tool"}.get(role, role)
+        out.append({"role": role, "content": text})
+    return out
 
 
 def _has_content(chunk: dict[str, Any]) -> bool:

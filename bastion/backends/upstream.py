@@ -17,7 +17,14 @@ from urllib.parse import urlsplit
 
 import orjson
 
-from bastion.backends.base import Backend, Completion, EventStream, Result, sse_error
+from bastion.backends.base import (
+    Backend,
+    ClosingStream,
+    Completion,
+    EventStream,
+    Result,
+    sse_error,
+)
 from bastion.config import UpstreamModel, read_secret_env
 from bastion.errors import (
     BastionError,
@@ -108,7 +115,9 @@ class UpstreamBackend(Backend):
         if response.status >= 400:
             raise await self._error(response)
         if stream:
-            return EventStream(self._relay(response, ctx, strip_usage))
+            return EventStream(
+                ClosingStream(self._relay(response, ctx, strip_usage), response.aclose)
+            )
         try:
             data = await response.read()
         except HTTPClientError as exc:

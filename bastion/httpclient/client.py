@@ -17,6 +17,19 @@ _URL_CACHE_MAX = 4096
 _INLINE_BODY_MAX = 64 * 1024  # bodies up to this size are joined with the head: one write
 _BODY_METHODS = frozenset(("POST", "PUT", "PATCH"))
 _SAFE_TARGET = "/?&=%:@!$'()*+,;~-._[]"
+_TCHAR = frozenset("!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
+_METHODS: dict[str, bytes] = {}  # validated method -> its bytes
+
+
+def _method_bytes(method: str) -> bytes:
+    mb = _METHODS.get(method)
+    if mb is None:
+        if not method or not _TCHAR.issuperset(method):
+            raise ValueError(f"invalid HTTP method {method!r}")
+        mb = method.encode("ascii")
+        if len(_METHODS) < 64:
+            _METHODS[method] = mb
+    return mb
 
 
 class _Target(NamedTuple):
@@ -140,7 +153,7 @@ class HTTPClient:
         target, pool = entry
 
         # ---- prebuilt request head
-        parts = [method.encode("ascii"), target.request_target]
+        parts = [_method_bytes(method), target.request_target]
         has_host = has_conn = has_len = req_close = False
         if headers:
             for name, value in headers:
@@ -165,10 +178,10 @@ class HTTPClient:
         parts.append(b"\r\n")
         req_head = b"".join(parts)
         # every part but the method ends in exactly one CRLF: any other CR or LF came
-        # from the caller (header injection / request smuggling) -> refuse
+        # from a caller's header (header injection / request smuggling) -> refuse
         n_lines = len(parts) - 1
         if req_head.count(b"\n") != n_lines or req_head.count(b"\r") != n_lines:
-            raise ValueError("CR or LF inside the request method or a request header")
+            raise ValueError("CR or LF inside a request header")
         data: bytes | list[bytes]
         if not body:
             data = req_head
@@ -182,7 +195,9 @@ class HTTPClient:
         rt = self._read_timeout if read_timeout is None else read_timeout
         fresh = False
         while True:
-            conn = await pool.acquire(ct, fresh)
+            conn = None if fresh or pool._closed else pool.take_idle()
+            if conn is None:
+                conn = await pool.acquire(ct, fresh)
             reused = conn._nreq > 0
             fut = conn._send(data, head, req_close, rt)
             try:

@@ -55,20 +55,29 @@ class Pool:
 
     # ------------------------------------------------------------------ acquire / release
 
+    def take_idle(self) -> Connection | None:
+        """Synchronous fast path: the newest idle connection that is alive and fresh."""
+        idle = self._idle
+        if not idle:
+            return None
+        cutoff = self._loop.time() - self._expiry
+        while idle:
+            conn = idle.pop()
+            conn._idle = False
+            if conn._alive and conn._idle_since > cutoff:
+                return conn
+            conn._close()
+        return None
+
     async def acquire(self, connect_timeout: float, fresh: bool = False) -> Connection:
         idle = self._idle
         while True:
             if self._closed:
                 raise HTTPClientError("HTTP client is closed")
             if idle and not fresh:
-                now = self._loop.time()
-                cutoff = now - self._expiry
-                while idle:
-                    conn = idle.pop()
-                    conn._idle = False
-                    if conn._alive and conn._idle_since > cutoff:
-                        return conn
-                    conn._close()
+                conn = self.take_idle()
+                if conn is not None:
+                    return conn
             if self._n < self._max:
                 return await self._connect(connect_timeout)
             if fresh and idle:

@@ -8,7 +8,8 @@ import openai
 import pytest
 
 from tests.fakes.upstream import DEFAULT_CONTENT, FakeUpstream
-from tests.gateway_harness import MASTER_KEY, RunningGateway
+from bastion.config import EmbeddedModel, ServerSettings, Settings
+from tests.gateway_harness import MASTER_KEY, RunningGateway, running
 
 
 @pytest.fixture()
@@ -83,14 +84,34 @@ def test_embedded_same_seed_same_output(client: openai.OpenAI) -> None:
     assert first.choices[0].message.content == second.choices[0].message.content
 
 
-def test_embedded_logprobs(client: openai.OpenAI) -> None:
-    reply = client.chat.completions.create(
-        model="smollm2", messages=HELLO, max_tokens=4, logprobs=True, top_logprobs=2
+def test_embedded_logprobs_need_to_be_enabled(client: openai.OpenAI) -> None:
+    with pytest.raises(openai.BadRequestError) as info:
+        client.chat.completions.create(model="smollm2", messages=HELLO, logprobs=True)
+    assert "logprobs: true" in info.value.message
+
+
+def test_embedded_logprobs_when_enabled() -> None:
+    settings = Settings(
+        server=ServerSettings(port=0),
+        models=[
+            EmbeddedModel(name="smollm2", backend="llama_cpp", n_ctx=512, logprobs=True)
+        ],
     )
-    logprobs = reply.choices[0].logprobs
-    assert logprobs is not None and logprobs.content
-    assert logprobs.content[0].logprob <= 0
-    assert len(logprobs.content[0].top_logprobs) == 2
+    with running(settings) as gw:
+        client = openai.OpenAI(base_url=gw.base_url + "/v1", api_key="x", max_retries=0)
+        reply = client.chat.completions.create(
+            model="smollm2", messages=HELLO, max_tokens=4, logprobs=True, top_logprobs=2
+        )
+        logprobs = reply.choices[0].logprobs
+        assert logprobs is not None and logprobs.content
+        assert len(logprobs.content) == reply.usage.completion_tokens  # type: ignore[union-attr]
+        assert logprobs.content[0].logprob <= 0
+        assert len(logprobs.content[0].top_logprobs) == 2
+        legacy = client.completions.create(
+            model="smollm2", prompt="The sky is", max_tokens=3, logprobs=2
+        )
+        assert legacy.choices[0].logprobs is not None
+        assert len(legacy.choices[0].logprobs.tokens or []) == 3
 
 
 def test_embedded_json_object_response_format_is_valid_json(client: openai.OpenAI) -> None:

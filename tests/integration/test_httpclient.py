@@ -569,8 +569,9 @@ def test_header_injection_is_refused(run: Runner) -> None:
             for hdr in ((b"X-A", b"v\r\nX-B: evil"), (b"X-A\n", b"v"), (b"X-A", b"v\r")):
                 with pytest.raises(ValueError, match="CR or LF"):
                     await client.request("GET", srv.url("/cl/1"), headers=[hdr])
-            with pytest.raises(ValueError):
-                await client.request("GET\r\n", srv.url("/cl/1"))
+            for method in ("GET\r\n", "GET /x", ""):
+                with pytest.raises(ValueError, match="method"):
+                    await client.request(method, srv.url("/cl/1"))
             assert srv.connections == 0
 
     run(main)
