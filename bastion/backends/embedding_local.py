@@ -186,7 +186,7 @@ class OnnxBertEmbeddingModel(EmbeddingModel):
         max_tokens: int = MINILM_MAX_TOKENS,
         threads: int | None = None,
     ) -> None:
-        import onnxruntime as ort  # type: ignore[import-untyped]
+        import onnxruntime as ort
         from tokenizers import Tokenizer
 
         if max_tokens < 2:
@@ -349,6 +349,7 @@ class LlamaEmbeddingModel(EmbeddingModel):
             n_batch=max_tokens,
             n_ubatch=max_tokens,
             n_threads=threads,
+            n_threads_batch=threads,
             verbose=False,
         )
         self._lock = threading.Lock()

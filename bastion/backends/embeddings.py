@@ -75,12 +75,12 @@ class LocalEmbeddingBackend(Backend):
             raise InvalidRequest(
                 f"Model '{self.name}' takes text input, not token arrays", param="input"
             )
+        ctx.backend_started_at = time.perf_counter()  # queueing for the model is backend time
         await self._slot.acquire()
         loop = asyncio.get_running_loop()
-        ctx.backend_started_at = time.perf_counter()
         future = loop.run_in_executor(self._executor, self._embed, model, inputs)
         vectors, tokens = await asyncio.shield(future)
-        ctx.backend_headers_at = ctx.first_token_at = time.perf_counter()
+        ctx.backend_headers_at = ctx.backend_done_at = time.perf_counter()
         b64 = body.get("encoding_format") == "base64"
         data = [
             {

@@ -172,8 +172,8 @@ class LlamaCppBackend(Backend):
     ) -> Result:
         if self._llm is None:
             raise ServerError(f"Model '{self.name}' is not loaded")
+        ctx.backend_started_at = time.perf_counter()  # queueing for the model is backend time
         await self._slot.acquire()
-        ctx.backend_started_at = time.perf_counter()
         run = _Run(asyncio.get_running_loop())
         kwargs["stream"] = True  # always generate token by token: cancellable, one code path
         self._executor.submit(self._pump, method, kwargs, run)
@@ -187,6 +187,7 @@ class LlamaCppBackend(Backend):
             chunks = [chunk async for chunk in self._chunks(run, ctx)]
         finally:
             run.cancel.set()  # no-op when finished; stops generation if the client left
+        ctx.backend_done_at = time.perf_counter()
         assemble = _assemble_chat if obj == "chat.completion" else _assemble_completion
         result = assemble(chunks, self.name, run.usage)
         ctx.usage = run.usage

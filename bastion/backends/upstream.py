@@ -122,7 +122,7 @@ class UpstreamBackend(Backend):
             data = await response.read()
         except HTTPClientError as exc:
             raise self._translate(exc) from exc
-        ctx.first_token_at = time.perf_counter()
+        ctx.first_token_at = ctx.backend_done_at = time.perf_counter()
         try:
             parsed = orjson.loads(data)
         except orjson.JSONDecodeError as exc:

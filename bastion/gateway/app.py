@@ -97,7 +97,7 @@ class Gateway:
         response.headers = [
             *response.headers,
             (b"x-request-id", ctx.request_id.encode()),
-            (OVERHEAD_HEADER, b"%.3f" % (self._overhead(ctx) * 1000)),
+            (OVERHEAD_HEADER, b"%.3f" % (ctx.overhead(time.perf_counter()) * 1000)),
         ]
         if isinstance(response, Response):
             self.finish(ctx)
@@ -160,20 +160,6 @@ class Gateway:
             self.finish(ctx)
 
         return StreamingResponse(200, result.events, SSE_HEADERS + result.headers, on_close)
-
-    @staticmethod
-    def _overhead(ctx: RequestContext) -> float:
-        """Gateway time so far, less the time spent waiting on the backend."""
-        elapsed = time.perf_counter() - ctx.received_at
-        if ctx.backend_started_at is None:
-            return elapsed
-        if ctx.stream:
-            waited_until = ctx.backend_headers_at
-        else:
-            waited_until = ctx.first_token_at or ctx.backend_headers_at
-        if waited_until is None:
-            waited_until = time.perf_counter()
-        return max(0.0, elapsed - (waited_until - ctx.backend_started_at))
 
     def finish(self, ctx: RequestContext) -> None:
         ctx.finished_at = time.perf_counter()

@@ -20,12 +20,17 @@ class RequestContext:
     usage: dict[str, Any] | None = None
     backend_started_at: float | None = None
     backend_headers_at: float | None = None  # response headers (or first result) arrived
+    backend_done_at: float | None = None  # a non-streamed result is complete
     first_token_at: float | None = None
     finished_at: float | None = None
     wall_time: float = field(default_factory=time.time)
 
-    def backend_wait(self) -> float:
-        """Seconds spent waiting on the backend before it answered (0 if not called)."""
-        if self.backend_started_at is None or self.backend_headers_at is None:
-            return 0.0
-        return self.backend_headers_at - self.backend_started_at
+    def overhead(self, now: float) -> float:
+        """The gateway's own time so far: elapsed time less the time spent waiting on the
+        backend (for a stream, until its headers; otherwise until its complete result)."""
+        elapsed = now - self.received_at
+        started = self.backend_started_at
+        if started is None:
+            return elapsed
+        waited_until = self.backend_headers_at if self.stream else self.backend_done_at
+        return max(0.0, elapsed - ((waited_until or now) - started))
