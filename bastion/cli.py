@@ -55,5 +55,13 @@ def config_check(file: str) -> None:
                f"models: {names}")
 
 
+@config.command("reference")
+def config_reference() -> None:
+    """Print the configuration reference (Markdown), generated from the settings models."""
+    from bastion.config_reference import render
+
+    click.echo(render(), nl=False)
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

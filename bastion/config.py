@@ -42,28 +42,41 @@ class _Strict(BaseModel):
 
 
 class ServerSettings(_Strict):
-    host: str = "127.0.0.1"
-    port: int = Field(8080, ge=0, le=65535)
-    master_key: SecretStr | None = None
+    host: str = Field("127.0.0.1", description="bind address; beyond loopback needs master_key")
+    port: int = Field(8080, ge=0, le=65535, description="TCP port (0: any free port)")
+    master_key: SecretStr | None = Field(
+        None, description="when set, /v1/* requires `Authorization: Bearer <key>`"
+    )
     max_body_bytes: int = Field(8 << 20, ge=1024, description="413 above this request size")
-    keepalive_timeout: float = Field(75.0, gt=0)
-    graceful_timeout: float = Field(30.0, ge=0, description="SIGTERM: time to finish in-flight")
-    access_log: bool = False
+    keepalive_timeout: float = Field(75.0, gt=0, description="idle keep-alive connections close")
+    graceful_timeout: float = Field(
+        30.0, ge=0, description="on SIGTERM, seconds in-flight requests and streams may finish"
+    )
+    access_log: bool = Field(False, description="log one line per request to stderr")
 
 
 class EmbeddedModel(_Strict):
     """A GGUF model run in-process by llama.cpp."""
 
-    name: str = Field(min_length=1)
+    name: str = Field(min_length=1, description="the model name clients ask for")
     backend: Literal["llama_cpp"]
     path: str | None = Field(None, description="GGUF file; default: the packaged SmolLM2")
-    sha256: str | None = Field(None, pattern=r"^[0-9a-fA-F]{64}$")
-    n_ctx: int = Field(2048, ge=128)
-    n_threads: int | None = Field(None, ge=1)
-    n_batch: int = Field(512, ge=8)
-    queue_size: int = Field(32, ge=0, description="requests that may wait for the model")
-    max_tokens_default: int | None = Field(None, ge=1)
-    chat_format: str | None = None
+    sha256: str | None = Field(
+        None, pattern=r"^[0-9a-fA-F]{64}$",
+        description="checked before loading (the packaged model is always checked)",
+    )
+    n_ctx: int = Field(2048, ge=128, description="context window in tokens")
+    n_threads: int | None = Field(None, ge=1, description="CPU threads; default: all cores")
+    n_batch: int = Field(512, ge=8, description="prompt-processing batch size")
+    queue_size: int = Field(
+        32, ge=0, description="requests that may wait for the model before 503 + Retry-After"
+    )
+    max_tokens_default: int | None = Field(
+        None, ge=1, description="max_tokens when the request gives none (default: to n_ctx)"
+    )
+    chat_format: str | None = Field(
+        None, description="llama-cpp-python chat format; default: the GGUF's own template"
+    )
     logprobs: bool = Field(
         False, description="keep logits for every token (n_ctx x vocab floats) for logprobs"
     )
@@ -72,25 +85,35 @@ class EmbeddedModel(_Strict):
 class UpstreamModel(_Strict):
     """Any OpenAI-compatible server: vLLM, TGI, Ollama, llama.cpp server, OpenAI, Groq..."""
 
-    name: str = Field(min_length=1)
+    name: str = Field(min_length=1, description="the model name clients ask for")
     backend: Literal["openai"]
-    base_url: str = Field(pattern=r"^https?://")
+    base_url: str = Field(pattern=r"^https?://", description="e.g. http://127.0.0.1:8000/v1")
     upstream_model: str | None = Field(None, description="model name upstream; default: name")
     api_key_env: str | None = Field(None, description="environment variable holding the key")
-    connect_timeout: float = Field(5.0, gt=0)
-    read_timeout: float = Field(600.0, gt=0)
-    max_connections: int = Field(256, ge=1)
-    headers: dict[str, str] = Field(default_factory=dict)
+    connect_timeout: float = Field(5.0, gt=0, description="seconds to connect (and TLS)")
+    read_timeout: float = Field(
+        600.0, gt=0, description="seconds without a byte from the upstream before 504"
+    )
+    max_connections: int = Field(256, ge=1, description="pooled connections to this upstream")
+    headers: dict[str, str] = Field(
+        default_factory=dict, description="extra headers sent upstream"
+    )
 
 
 class LocalEmbeddingModel(_Strict):
     """A local sentence-embedding model for /v1/embeddings (no torch)."""
 
-    name: str = Field(min_length=1)
+    name: str = Field(min_length=1, description="the model name clients ask for")
     backend: Literal["local_embedding"]
-    path: str | None = None
-    sha256: str | None = Field(None, pattern=r"^[0-9a-fA-F]{64}$")
-    queue_size: int = Field(64, ge=0)
+    path: str | None = Field(
+        None, description="ONNX or GGUF file; default: the packaged all-MiniLM-L6-v2"
+    )
+    sha256: str | None = Field(
+        None, pattern=r"^[0-9a-fA-F]{64}$", description="checked before loading"
+    )
+    queue_size: int = Field(
+        64, ge=0, description="requests that may wait before 503 + Retry-After"
+    )
 
 
 ModelSpec = Annotated[

@@ -14,7 +14,7 @@ import pluggy
 hookspec = pluggy.HookspecMarker("bastion")
 hookimpl = pluggy.HookimplMarker("bastion")
 
-# register(kind, factory): factory(model_spec, http_client) -> Backend
+# register(kind, factory): factory(model_spec) -> Backend
 RegisterBackend = Callable[[str, Callable[..., Any]], None]
 
 

@@ -5,22 +5,21 @@ from __future__ import annotations
 from typing import Any
 
 from bastion.hookspecs import RegisterBackend, hookimpl
-from bastion.httpclient import HTTPClient
 
 
-def _llama_cpp(spec: Any, client: HTTPClient) -> Any:
+def _llama_cpp(spec: Any) -> Any:
     from bastion.backends.llama_cpp import LlamaCppBackend
 
     return LlamaCppBackend(spec)
 
 
-def _openai(spec: Any, client: HTTPClient) -> Any:
+def _openai(spec: Any) -> Any:
     from bastion.backends.upstream import UpstreamBackend
 
-    return UpstreamBackend(spec, client)
+    return UpstreamBackend(spec)
 
 
-def _local_embedding(spec: Any, client: HTTPClient) -> Any:
+def _local_embedding(spec: Any) -> Any:
     from bastion.backends.embeddings import LocalEmbeddingBackend
 
     return LocalEmbeddingBackend(spec)

@@ -186,7 +186,7 @@ class OnnxBertEmbeddingModel(EmbeddingModel):
         max_tokens: int = MINILM_MAX_TOKENS,
         threads: int | None = None,
     ) -> None:
-        import onnxruntime as ort
+        import onnxruntime as ort  # type: ignore[import-untyped,unused-ignore]
         from tokenizers import Tokenizer
 
         if max_tokens < 2:
@@ -354,7 +354,8 @@ class LlamaEmbeddingModel(EmbeddingModel):
         )
         self._lock = threading.Lock()
         self.name = name or Path(model_path).stem
-        self.max_tokens = int(self._llama.n_ctx())
+        # Llama.embed truncates to n_batch; llama.cpp may round n_ctx up.
+        self.max_tokens = min(int(self._llama.n_batch), int(self._llama.n_ctx()))
         self.dimensions = int(self._llama.n_embd())
         self.vocab_size = int(self._llama.n_vocab())
 

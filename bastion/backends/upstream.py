@@ -50,10 +50,14 @@ class UpstreamBackend(Backend):
     kind = "openai"
     owned_by = "upstream"
 
-    def __init__(self, spec: UpstreamModel, client: HTTPClient) -> None:
+    def __init__(self, spec: UpstreamModel) -> None:
         super().__init__(spec.name)
         self.spec = spec
-        self._client = client
+        self._client = HTTPClient(
+            max_connections_per_host=spec.max_connections,
+            connect_timeout=spec.connect_timeout,
+            read_timeout=spec.read_timeout,
+        )
         base = spec.base_url.rstrip("/")
         parts = urlsplit(base)
         self._host = parts.netloc
@@ -78,6 +82,10 @@ class UpstreamBackend(Backend):
         for name, value in spec.headers.items():
             headers.append((name.lower().encode(), value.encode()))
         self._headers = headers
+
+    async def close(self) -> None:
+        self.ready = False
+        await self._client.aclose()
 
     def describe(self) -> dict[str, Any]:
         out = super().describe()
@@ -134,15 +142,9 @@ class UpstreamBackend(Backend):
         return Completion(data)
 
     async def _send(self, endpoint: str, payload: bytes) -> ClientResponse:
-        spec = self.spec
         try:
             return await self._client.request(
-                "POST",
-                self._urls[endpoint],
-                headers=self._headers,
-                body=payload,
-                connect_timeout=spec.connect_timeout,
-                read_timeout=spec.read_timeout,
+                "POST", self._urls[endpoint], headers=self._headers, body=payload
             )
         except HTTPClientError as exc:
             raise self._translate(exc) from exc

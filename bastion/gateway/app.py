@@ -31,7 +31,6 @@ from bastion.errors import (
     Overloaded,
 )
 from bastion.gateway.context import RequestContext
-from bastion.httpclient import HTTPClient
 from bastion.plugins import backend_factories, plugin_manager
 from bastion.server.types import JSON_HEADERS, SSE_HEADERS, Request, Response, StreamingResponse
 
@@ -48,11 +47,10 @@ class Gateway:
     def __init__(self, settings: Settings, pm: pluggy.PluginManager | None = None) -> None:
         self.settings = settings
         self.pm = pm or plugin_manager()
-        self.client = HTTPClient()
         factories = backend_factories(self.pm)
         self.backends: dict[str, Backend] = {}
         for spec in settings.models:
-            self.backends[spec.name] = factories[spec.backend](spec, self.client)
+            self.backends[spec.name] = factories[spec.backend](spec)
         key = settings.server.master_key
         self._master_key = key.get_secret_value().encode() if key is not None else None
         self._id_prefix = os.urandom(6).hex()
@@ -76,7 +74,6 @@ class Gateway:
         await asyncio.gather(
             *(b.close() for b in self.backends.values()), return_exceptions=True
         )
-        await self.client.aclose()
 
     @property
     def ready(self) -> bool:

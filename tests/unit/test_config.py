@@ -124,3 +124,10 @@ def test_cli_help_lists_commands() -> None:
     result = CliRunner().invoke(main, ["--help"])
     assert result.exit_code == 0
     assert "serve" in result.output and "config" in result.output
+
+
+def test_configuration_reference_doc_is_current() -> None:
+    from bastion.config_reference import render
+
+    doc = Path(__file__).resolve().parents[2] / "docs" / "configuration.md"
+    assert doc.read_text() == render(), "run: bastion config reference > docs/configuration.md"

