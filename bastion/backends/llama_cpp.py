@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -34,6 +33,15 @@ from bastion.backends.base import (
     Result,
     sse_error,
     sse_event,
+)
+from bastion.backends.generation import (
+    END,
+    GenerationRun,
+    assemble_chat,
+    assemble_completion,
+    chat_formatter,
+    has_content,
+    normalise_messages,
 )
 from bastion.backends.slots import Slot
 from bastion.backends.weights import resolve_gguf, verify_sha256
@@ -67,7 +75,6 @@ _COMPLETION_PARAMS = (
     "suffix",
     "logit_bias",
 )
-_END = object()
 
 
 class LlamaCppBackend(Backend):
@@ -88,7 +95,7 @@ class LlamaCppBackend(Backend):
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
         self._llm = await self._loop.run_in_executor(self._executor, self._load)
-        self._formatter = _chat_formatter(self._llm)
+        self._formatter = chat_formatter(self._llm)
         self.ready = True
 
     def _load(self) -> Any:
@@ -123,7 +130,7 @@ class LlamaCppBackend(Backend):
     # ------------------------------------------------------------------ endpoints
     async def chat(self, body: dict[str, Any], stream: bool, ctx: RequestContext) -> Result:
         kwargs = self._kwargs(body, _CHAT_PARAMS)
-        kwargs["messages"] = _normalise_messages(body["messages"])
+        kwargs["messages"] = normalise_messages(body["messages"])
         return await self._generate(
             lambda llm: llm.create_chat_completion, kwargs, body, stream, ctx, "chat.completion"
         )
@@ -174,7 +181,7 @@ class LlamaCppBackend(Backend):
             raise ServerError(f"Model '{self.name}' is not loaded")
         ctx.backend_started_at = time.perf_counter()  # queueing for the model is backend time
         await self._slot.acquire()
-        run = _Run(asyncio.get_running_loop())
+        run = GenerationRun(asyncio.get_running_loop())
         kwargs["stream"] = True  # always generate token by token: cancellable, one code path
         self._executor.submit(self._pump, method, kwargs, run)
         if stream:
@@ -188,28 +195,30 @@ class LlamaCppBackend(Backend):
         finally:
             run.cancel.set()  # no-op when finished; stops generation if the client left
         ctx.backend_done_at = time.perf_counter()
-        assemble = _assemble_chat if obj == "chat.completion" else _assemble_completion
+        assemble = assemble_chat if obj == "chat.completion" else assemble_completion
         result = assemble(chunks, self.name, run.usage)
         ctx.usage = run.usage
         return Completion(orjson.dumps(result))
 
-    async def _chunks(self, run: _Run, ctx: RequestContext) -> AsyncIterator[dict[str, Any]]:
+    async def _chunks(
+        self, run: GenerationRun, ctx: RequestContext
+    ) -> AsyncIterator[dict[str, Any]]:
         """The generated chunks as they arrive; a failure is raised as a BastionError."""
         while True:
             item = await run.queue.get()
-            if item is _END:
+            if item is END:
                 return
             if isinstance(item, BastionError):
                 raise item
             if ctx.backend_headers_at is None:
                 ctx.backend_headers_at = time.perf_counter()
-            if ctx.first_token_at is None and _has_content(item):
+            if ctx.first_token_at is None and has_content(item):
                 ctx.first_token_at = time.perf_counter()
             item["model"] = self.name
             yield item
 
     async def _stream(
-        self, run: _Run, ctx: RequestContext, include_usage: bool, obj: str
+        self, run: GenerationRun, ctx: RequestContext, include_usage: bool, obj: str
     ) -> AsyncIterator[bytes]:
         chunk_id = ""
         created = int(time.time())
@@ -239,7 +248,10 @@ class LlamaCppBackend(Backend):
             run.cancel.set()  # no-op when finished; stops generation if the client left
 
     def _pump(
-        self, method: Callable[[Any], Callable[..., Any]], kwargs: dict[str, Any], run: _Run
+        self,
+        method: Callable[[Any], Callable[..., Any]],
+        kwargs: dict[str, Any],
+        run: GenerationRun,
     ) -> None:
         """Worker thread: generate, hand each chunk to the loop, stop early when cancelled."""
         started = time.perf_counter()
@@ -252,7 +264,7 @@ class LlamaCppBackend(Backend):
                 if run.cancel.is_set():
                     chunks.close()  # type: ignore[attr-defined]
                     break
-                if _has_content(chunk):
+                if has_content(chunk):
                     completion_tokens += 1
                 loop.call_soon_threadsafe(put, chunk)
             run.usage = {
@@ -267,7 +279,7 @@ class LlamaCppBackend(Backend):
         except Exception as exc:  # noqa: BLE001 - reported to the client as a clean error
             loop.call_soon_threadsafe(put, ServerError(f"Generation failed: {exc}"))
         finally:
-            loop.call_soon_threadsafe(put, _END)
+            loop.call_soon_threadsafe(put, END)
             loop.call_soon_threadsafe(self._slot.release, time.perf_counter() - started)
 
     def _count_prompt(self, kwargs: dict[str, Any]) -> int:
@@ -283,144 +295,3 @@ class LlamaCppBackend(Backend):
             )
         text = "\n".join(str(m.get("content") or "") for m in kwargs["messages"])
         return len(llm.tokenize(text.encode(), add_bos=True, special=False))
-
-
-class _Run:
-    """One generation: its chunk queue, cancel flag and final usage."""
-
-    __slots__ = ("cancel", "loop", "queue", "usage")
-
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self.loop = loop
-        self.queue: asyncio.Queue[Any] = asyncio.Queue()
-        self.cancel = threading.Event()
-        self.usage: dict[str, int] = {}
-
-
-def _chat_formatter(llm: Any) -> Any:
-    """The formatter llama-cpp-python uses for this model's chat prompts (for token counts)."""
-    from llama_cpp import llama_chat_format
-
-    fmt = llm.chat_format or ""
-    if fmt.startswith("chat_template."):
-        key = "tokenizer.chat_template"
-        if fmt != "chat_template.default":
-            key += "." + fmt[len("chat_template.") :]
-        template = llm.metadata.get(key)
-        if template is None:
-            return None
-        eos_id, bos_id = llm.token_eos(), llm.token_bos()
-        return llama_chat_format.Jinja2ChatFormatter(
-            template=template,
-            eos_token=llm._model.token_get_text(eos_id) if eos_id != -1 else "",
-            bos_token=llm._model.token_get_text(bos_id) if bos_id != -1 else "",
-            stop_token_ids=[eos_id],
-        )
-    return getattr(llama_chat_format, "format_" + fmt.replace("-", "_"), None)
-
-
-def _assemble_chat(
-    chunks: list[dict[str, Any]], model: str, usage: dict[str, int]
-) -> dict[str, Any]:
-    content: list[str] = []
-    logprobs: list[Any] = []
-    finish_reason = None
-    for chunk in chunks:
-        for choice in chunk.get("choices", ()):
-            delta = choice.get("delta") or {}
-            if delta.get("content"):
-                content.append(delta["content"])
-            lp = choice.get("logprobs")
-            if lp and lp.get("content"):
-                logprobs.extend(lp["content"])
-            finish_reason = choice.get("finish_reason") or finish_reason
-    first = chunks[0] if chunks else {}
-    return {
-        "id": first.get("id", f"chatcmpl-{uuid.uuid4().hex}"),
-        "object": "chat.completion",
-        "created": first.get("created", int(time.time())),
-        "model": model,
-        "choices": [
-            {
-                "index": 0,
-                "message": {"role": "assistant", "content": "".join(content)},
-                "logprobs": {"content": logprobs, "refusal": None} if logprobs else None,
-                "finish_reason": finish_reason or "stop",
-            }
-        ],
-        "usage": usage,
-    }
-
-
-def _assemble_completion(
-    chunks: list[dict[str, Any]], model: str, usage: dict[str, int]
-) -> dict[str, Any]:
-    text: list[str] = []
-    merged: dict[str, list[Any]] = {}
-    finish_reason = None
-    for chunk in chunks:
-        for choice in chunk.get("choices", ()):
-            text.append(choice.get("text") or "")
-            lp = choice.get("logprobs")
-            if lp:
-                for key in ("tokens", "token_logprobs", "top_logprobs", "text_offset"):
-                    merged.setdefault(key, []).extend(lp.get(key) or [])
-            finish_reason = choice.get("finish_reason") or finish_reason
-    first = chunks[0] if chunks else {}
-    return {
-        "id": first.get("id", f"cmpl-{uuid.uuid4().hex}"),
-        "object": "text_completion",
-        "created": first.get("created", int(time.time())),
-        "model": model,
-        "choices": [
-            {
-                "index": 0,
-                "text": "".join(text),
-                "logprobs": merged or None,
-                "finish_reason": finish_reason or "stop",
-            }
-        ],
-        "usage": usage,
-    }
-
-
-def _text_of(content: Any, index: int) -> str:
-    if content is None:
-        return ""
-    if isinstance(content, str):
-        return content
-    parts: list[str] = []
-    for part in content:
-        if part.get("type") != "text":
-            raise InvalidRequest(
-                f"The embedded model takes text only; content part type {part.get('type')!r} "
-                "is not supported",
-                param=f"messages[{index}].content",
-            )
-        parts.append(part["text"])
-    return "".join(parts)
-
-
-def _normalise_messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Plain-text messages with the roles chat templates know (system/user/assistant/tool)."""
-    out: list[dict[str, Any]] = []
-    for i, message in enumerate(messages):
-        role = message["role"]
-        text = _text_of(message.get("content"), i)
-        if role == "assistant" and message.get("tool_calls"):
-            calls = orjson.dumps(message["tool_calls"]).decode()
-            text = f"{text}\n{calls}" if text else calls
-        role = {"developer": "system", "function": "tool"}.get(role, role)
-        out.append({"role": role, "content": text})
-    return out
-
-
-def _has_content(chunk: dict[str, Any]) -> bool:
-    for choice in chunk.get("choices", ()):
-        delta = choice.get("delta")
-        if delta is not None:
-            if delta.get("content") or delta.get("tool_calls"):
-                return True
-        elif choice.get("text"):
-            return True
-    return False

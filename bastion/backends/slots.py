@@ -1,4 +1,5 @@
-"""Bounded admission to a resource that serves one request at a time (an in-process model).
+"""Bounded admission to a resource that serves ``capacity`` requests at a time (an
+in-process model: one for the serial path, N for batched generation).
 
 Requests wait in FIFO order; when ``queue_size`` are already waiting the next one is
 refused at once with 503 and a ``Retry-After`` estimated from recent service times, so a
@@ -16,10 +17,13 @@ from bastion.errors import Overloaded
 
 
 class Slot:
-    def __init__(self, name: str, queue_size: int, initial_estimate: float = 2.0) -> None:
+    def __init__(
+        self, name: str, queue_size: int, initial_estimate: float = 2.0, capacity: int = 1
+    ) -> None:
         self.name = name
         self.queue_size = queue_size
-        self._busy = False
+        self.capacity = capacity
+        self._active = 0
         self._waiters: deque[asyncio.Future[None]] = deque()
         self._ewma = initial_estimate
 
@@ -29,14 +33,14 @@ class Slot:
 
     @property
     def busy(self) -> bool:
-        return self._busy
+        return self._active >= self.capacity
 
     def retry_after(self) -> float:
-        return max(1.0, (len(self._waiters) + 1) * self._ewma)
+        return max(1.0, (len(self._waiters) // self.capacity + 1) * self._ewma)
 
     async def acquire(self) -> None:
-        if not self._busy and not self._waiters:
-            self._busy = True
+        if self._active < self.capacity and not self._waiters:
+            self._active += 1
             return
         if len(self._waiters) >= self.queue_size:
             raise Overloaded(
@@ -61,6 +65,6 @@ class Slot:
         while self._waiters:
             waiter = self._waiters.popleft()
             if not waiter.done():
-                waiter.set_result(None)  # hand the slot over; stays busy
+                waiter.set_result(None)  # hand the slot over; stays taken
                 return
-        self._busy = False
+        self._active -= 1

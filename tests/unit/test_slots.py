@@ -54,3 +54,19 @@ async def test_zero_queue_refuses_while_busy() -> None:
     await slot.acquire()
     with pytest.raises(Overloaded):
         await slot.acquire()
+
+
+async def test_capacity_admits_that_many_at_once() -> None:
+    slot = Slot("m", queue_size=1, capacity=3)
+    for _ in range(3):
+        await slot.acquire()
+    assert slot.busy
+    waiter = asyncio.create_task(slot.acquire())
+    await asyncio.sleep(0)
+    with pytest.raises(Overloaded):
+        await slot.acquire()
+    slot.release()
+    await waiter
+    for _ in range(3):
+        slot.release()
+    assert not slot.busy
