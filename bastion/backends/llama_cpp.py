@@ -185,18 +185,25 @@ class LlamaCppBackend(Backend):
         kwargs["stream"] = True  # always generate token by token: cancellable, one code path
         self._executor.submit(self._pump, method, kwargs, run)
         if stream:
+            # Wait for the first chunk, so that input the model refuses (context overflow, a
+            # bad grammar or logit_bias) is an HTTP error rather than an error event after 200.
+            chunks = self._chunks(run, ctx)
+            try:
+                first = await anext(chunks, None)
+            except BaseException:
+                run.cancel.set()
+                raise
             options = body.get("stream_options") or {}
             include_usage = options.get("include_usage") is True
-            return EventStream(
-                ClosingStream(self._stream(run, ctx, include_usage, obj), run.cancel.set)
-            )
+            events = self._stream(chunks, first, run, ctx, include_usage, obj)
+            return EventStream(ClosingStream(events, run.cancel.set))
         try:
-            chunks = [chunk async for chunk in self._chunks(run, ctx)]
+            collected = [chunk async for chunk in self._chunks(run, ctx)]
         finally:
             run.cancel.set()  # no-op when finished; stops generation if the client left
         ctx.backend_done_at = time.perf_counter()
         assemble = assemble_chat if obj == "chat.completion" else assemble_completion
-        result = assemble(chunks, self.name, run.usage)
+        result = assemble(collected, self.name, run.usage)
         ctx.usage = run.usage
         return Completion(orjson.dumps(result))
 
@@ -218,15 +225,21 @@ class LlamaCppBackend(Backend):
             yield item
 
     async def _stream(
-        self, run: GenerationRun, ctx: RequestContext, include_usage: bool, obj: str
+        self,
+        chunks: AsyncIterator[dict[str, Any]],
+        first: dict[str, Any] | None,
+        run: GenerationRun,
+        ctx: RequestContext,
+        include_usage: bool,
+        obj: str,
     ) -> AsyncIterator[bytes]:
-        chunk_id = ""
-        created = int(time.time())
+        chunk_id = first.get("id", "") if first else ""
+        created = first.get("created", int(time.time())) if first else int(time.time())
         try:
             try:
-                async for chunk in self._chunks(run, ctx):
-                    chunk_id = chunk.get("id", chunk_id)
-                    created = chunk.get("created", created)
+                if first is not None:
+                    yield sse_event(first)
+                async for chunk in chunks:
                     yield sse_event(chunk)
             except BastionError as exc:
                 yield sse_error(exc)

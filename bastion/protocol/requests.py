@@ -122,6 +122,15 @@ def _check_common(data: dict[str, Any]) -> bool:
     _opt_number(data, "presence_penalty", -2.0, 2.0)
     _opt_number(data, "frequency_penalty", -2.0, 2.0)
     _check_stop(data)
+    bias = data.get("logit_bias")
+    if bias is not None and not (
+        isinstance(bias, dict)
+        and all(k.isdigit() and _is_number(v) and -100 <= v <= 100 for k, v in bias.items())
+    ):
+        raise InvalidRequest(
+            "'logit_bias' must map token ids (as strings) to numbers from -100 to 100",
+            param="logit_bias",
+        )
     user = data.get("user")
     if user is not None and not isinstance(user, str):
         raise InvalidRequest(f"'user' must be a string, got {_type_name(user)}", param="user")

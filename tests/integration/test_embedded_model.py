@@ -129,3 +129,16 @@ def test_prompt_longer_than_context_is_400_not_500() -> None:
         )
         assert status == 400, body
         assert body["error"]["type"] == "invalid_request_error"
+
+
+def test_input_the_model_refuses_is_an_http_error_even_when_streaming() -> None:
+    with running(embedded(n_ctx=256)) as gw:
+        long = [{"role": "user", "content": "word " * 2000}]
+        for stream in (False, True):
+            status, body = gw.request(
+                "POST",
+                "/v1/chat/completions",
+                {"model": "smollm2", "messages": long, "max_tokens": 4, "stream": stream},
+            )
+            assert status == 400, body
+            assert body["error"]["type"] == "invalid_request_error"
