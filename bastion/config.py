@@ -22,7 +22,16 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    SecretStr,
+    Tag,
+    ValidationError,
+    model_validator,
+)
 
 from bastion.errors import ConfigError
 
@@ -116,8 +125,31 @@ class LocalEmbeddingModel(_Strict):
     )
 
 
+class PluginModel(BaseModel):
+    """A model served by a backend kind that a plugin registers (``register_backends``).
+
+    Its other keys are the plugin's own; the plugin's factory receives this object."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    name: str = Field(min_length=1, description="the model name clients ask for")
+    backend: str = Field(min_length=1, description="the kind a plugin registered")
+
+
+BUILTIN_KINDS = ("llama_cpp", "openai", "local_embedding")
+
+
+def _backend_tag(value: Any) -> str:
+    kind = value.get("backend") if isinstance(value, dict) else getattr(value, "backend", None)
+    return kind if kind in BUILTIN_KINDS else "plugin"
+
+
 ModelSpec = Annotated[
-    EmbeddedModel | UpstreamModel | LocalEmbeddingModel, Field(discriminator="backend")
+    Annotated[EmbeddedModel, Tag("llama_cpp")]
+    | Annotated[UpstreamModel, Tag("openai")]
+    | Annotated[LocalEmbeddingModel, Tag("local_embedding")]
+    | Annotated[PluginModel, Tag("plugin")],
+    Discriminator(_backend_tag),
 ]
 
 

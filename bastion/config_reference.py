@@ -57,6 +57,9 @@ def render() -> str:
         "| `models` | list | `smollm2` (llama_cpp) and `minilm` (local_embedding) | "
         "the models served; a list given in the file replaces the defaults |",
         "",
+        "A model whose `backend` is not built in is handed, with all its keys, to the plugin",
+        "that registered that kind through the `register_backends` hook.",
+        "",
     ]
     for title, model in _SECTIONS:
         lines += [f"## {title}", "", "| key | type | default | description |", "|---|---|---|---|"]

@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import pluggy
 import uvloop
 
 from bastion.config import Settings
@@ -20,8 +21,9 @@ MASTER_KEY = "sk-test-master-key"
 
 
 class RunningGateway:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, pm: pluggy.PluginManager | None = None) -> None:
         self.settings = settings
+        self.pm = pm
         self.port = 0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop: asyncio.Event | None = None
@@ -44,7 +46,7 @@ class RunningGateway:
             self._listening.set()
 
         try:
-            loop.run_until_complete(serve(self.settings, stop=self._stop, on_listening=listening))
+            loop.run_until_complete(serve(self.settings, stop=self._stop, on_listening=listening, pm=self.pm))
         except BaseException as exc:  # surfaced to the test by start()/stop()
             self.error = exc
         finally:

@@ -25,6 +25,7 @@ from bastion.config import Settings
 from bastion.errors import (
     AuthenticationFailed,
     BastionError,
+    ConfigError,
     MethodNotAllowed,
     ModelNotFound,
     NotFound,
@@ -50,7 +51,13 @@ class Gateway:
         factories = backend_factories(self.pm)
         self.backends: dict[str, Backend] = {}
         for spec in settings.models:
-            self.backends[spec.name] = factories[spec.backend](spec)
+            factory = factories.get(spec.backend)
+            if factory is None:
+                raise ConfigError(
+                    f"model {spec.name!r}: no installed plugin provides backend "
+                    f"{spec.backend!r} (known: {', '.join(sorted(factories))})"
+                )
+            self.backends[spec.name] = factory(spec)
         key = settings.server.master_key
         self._master_key = key.get_secret_value().encode() if key is not None else None
         self._id_prefix = os.urandom(6).hex()

@@ -15,6 +15,7 @@ import signal
 import sys
 from collections.abc import Callable
 
+import pluggy
 import uvloop
 
 from bastion.config import Settings
@@ -29,6 +30,7 @@ async def serve(
     *,
     stop: asyncio.Event | None = None,
     on_listening: Callable[[int], None] | None = None,
+    pm: pluggy.PluginManager | None = None,
 ) -> None:
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -36,7 +38,7 @@ async def serve(
         # Not possible outside the main thread (tests run the server in a thread).
         with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
             loop.add_signal_handler(sig, stop.set)
-    gateway = Gateway(settings)
+    gateway = Gateway(settings, pm)
     cfg = settings.server
     server = HTTPServer(
         gateway.handle,

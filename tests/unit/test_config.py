@@ -68,7 +68,7 @@ def test_env_overrides_win_over_file(tmp_path: Path) -> None:
         ("server: {port: many}\n", {}, "server.port"),
         ("server: {prot: 80}\n", {}, "server.prot"),
         ("models:\n  - {name: x, backend: openai}\n", {}, "models[0].openai.base_url"),
-        ("models:\n  - {name: x, backend: teleport}\n", {}, "models[0]"),
+        ("models:\n  - {name: x}\n", {}, "models[0]"),
         ("models:\n  - {name: x, backend: llama_cpp, sha256: abc}\n", {}, "models[0].llama_cpp.sha256"),
         ("server: {port: 80}\n", {"BASTION_SERVER__PORT": "99999"}, "server.port"),
     ],
