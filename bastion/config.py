@@ -89,6 +89,13 @@ class EmbeddedModel(_Strict):
     logprobs: bool = Field(
         False, description="keep logits for every token (n_ctx x vocab floats) for logprobs"
     )
+    parallel: int = Field(
+        1,
+        ge=1,
+        le=64,
+        description="sequences decoded together by the batched engine (1: serial path); "
+        "see docs/llama-batching.md",
+    )
 
 
 class UpstreamModel(_Strict):

@@ -36,7 +36,9 @@ def cpu_times(pid: int) -> tuple[float, float]:
     return int(fields[11]) / TICK, int(fields[12]) / TICK  # utime, stime
 
 
-def start(cmd: list[str], env: dict[str, str], cpus: str | None, log: Path) -> subprocess.Popen[bytes]:
+def start(
+    cmd: list[str], env: dict[str, str], cpus: str | None, log: Path
+) -> subprocess.Popen[bytes]:
     if cpus is not None:
         cmd = ["taskset", "-c", cpus, *cmd]
     return subprocess.Popen(cmd, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT,
@@ -60,7 +62,7 @@ def wait_ok(url: str, key: str, timeout: float = 30.0) -> None:
         try:
             req = urllib.request.Request(url, body.encode(), method="POST", headers={
                 "content-type": "application/json", "authorization": f"Bearer {key}"})
-            with urllib.request.urlopen(req, timeout=2) as r:  # noqa: S310 - loopback
+            with urllib.request.urlopen(req, timeout=2) as r:
                 if r.status == 200:
                     return
         except OSError:
@@ -118,12 +120,13 @@ def main() -> int:
             r = wrk(url, key, conc, a.duration, a.stream, cpus_load)
             wall = time.perf_counter() - t0
             u1, s1 = cpu_times(gw.pid)
-            n = r["requests"]
-            print(f"c={conc:<3} rps={r['rps']:8.0f} p50={r['p50_ms']:.2f}ms p99={r['p99_ms']:.2f}ms "
-                  f"err={r['errors']} cpu%={100 * (u1 - u0 + s1 - s0) / wall:5.1f} "
-                  f"us/req={1e6 * (u1 - u0 + s1 - s0) / max(n, 1):6.1f} "
-                  f"(user {1e6 * (u1 - u0) / max(n, 1):5.1f} sys {1e6 * (s1 - s0) / max(n, 1):5.1f})",
-                  flush=True)
+            n = max(r["requests"], 1)
+            user, system = u1 - u0, s1 - s0
+            print(f"c={conc:<3} rps={r['rps']:8.0f} p50={r['p50_ms']:.2f}ms "
+                  f"p99={r['p99_ms']:.2f}ms err={r['errors']} "
+                  f"cpu%={100 * (user + system) / wall:5.1f} "
+                  f"us/req={1e6 * (user + system) / n:6.1f} "
+                  f"(user {1e6 * user / n:5.1f} sys {1e6 * system / n:5.1f})", flush=True)
         if a.profile:
             pyspy = ROOT / ".peerbench/venv/bin/py-spy"
             out = logdir / f"profile-{'stream' if a.stream else 'ns'}.txt"

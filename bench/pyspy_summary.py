@@ -19,7 +19,9 @@ selff: collections.Counter[str] = collections.Counter()
 incl: collections.Counter[str] = collections.Counter()
 mod: collections.Counter[str] = collections.Counter()
 strip = re.compile(r":\d+\)$")
-for line in open(path):
+with open(path) as fh:
+    lines = fh.read().splitlines()
+for line in lines:
     line = line.rstrip()
     if not line:
         continue

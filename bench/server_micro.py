@@ -23,10 +23,10 @@ import time
 sys.path.insert(0, os.environ.get("BASTION_SRC", os.path.dirname(os.path.dirname(
     os.path.abspath(__file__)))))
 
-import uvloop  # noqa: E402
+import uvloop
 
-from bastion.server import http  # noqa: E402
-from bastion.server.types import Request, Response  # noqa: E402
+from bastion.server import http
+from bastion.server.types import Request, Response
 
 _REQ_BODY = (
     b'{"model":"fake-model","messages":[{"role":"user","content":"Say hello in one short '
@@ -95,7 +95,8 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=7)
     a = ap.parse_args()
     res = uvloop.run(run(a.n, a.repeat))
-    print(f"{http.__file__}: best {min(res):.2f} us/request, median {sorted(res)[len(res) // 2]:.2f}")
+    median = sorted(res)[len(res) // 2]
+    print(f"{http.__file__}: best {min(res):.2f} us/request, median {median:.2f}")
 
 
 if __name__ == "__main__":

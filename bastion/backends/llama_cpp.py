@@ -43,6 +43,7 @@ from bastion.backends.generation import (
     has_content,
     normalise_messages,
 )
+from bastion.backends.llama_batched import BatchedEngine
 from bastion.backends.slots import Slot
 from bastion.backends.weights import resolve_gguf, verify_sha256
 from bastion.config import EmbeddedModel
@@ -84,7 +85,8 @@ class LlamaCppBackend(Backend):
     def __init__(self, spec: EmbeddedModel) -> None:
         super().__init__(spec.name)
         self.spec = spec
-        self._slot = Slot(spec.name, spec.queue_size)
+        self._slot = Slot(spec.name, spec.queue_size, capacity=spec.parallel)
+        self._engine: BatchedEngine | None = None
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"llama-{spec.name}")
         self._llm: Any = None
         self._formatter: Any = None
@@ -94,8 +96,11 @@ class LlamaCppBackend(Backend):
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
-        self._llm = await self._loop.run_in_executor(self._executor, self._load)
-        self._formatter = chat_formatter(self._llm)
+        if self.spec.parallel > 1:
+            self._engine = await self._loop.run_in_executor(self._executor, self._load_engine)
+        else:
+            self._llm = await self._loop.run_in_executor(self._executor, self._load)
+            self._formatter = chat_formatter(self._llm)
         self.ready = True
 
     def _load(self) -> Any:
@@ -115,8 +120,26 @@ class LlamaCppBackend(Backend):
             verbose=False,
         )
 
+    def _load_engine(self) -> BatchedEngine:
+        path, digest = resolve_gguf(self.spec.path, self.spec.sha256)
+        if digest is not None:
+            verify_sha256(path, digest)
+        self.model_path = str(path)
+        engine = BatchedEngine(
+            str(path),
+            n_ctx=self.spec.n_ctx,
+            n_threads=self.spec.n_threads or os.cpu_count() or 1,
+            n_batch=self.spec.n_batch,
+            parallel=self.spec.parallel,
+        )
+        engine.start()
+        return engine
+
     async def close(self) -> None:
         self.ready = False
+        engine, self._engine = self._engine, None
+        if engine is not None:
+            await asyncio.get_running_loop().run_in_executor(self._executor, engine.close)
         self._executor.shutdown(wait=True, cancel_futures=True)
         llm, self._llm = self._llm, None
         if llm is not None:
@@ -153,7 +176,7 @@ class LlamaCppBackend(Backend):
         if body.get("n", 1) != 1:
             raise InvalidRequest("The embedded model supports only n=1", param="n")
         kwargs = {k: body[k] for k in allowed if body.get(k) is not None}
-        if kwargs.get("logprobs") and not self.spec.logprobs:
+        if kwargs.get("logprobs") and not self.spec.logprobs and self.spec.parallel == 1:
             raise InvalidRequest(
                 f"logprobs are not enabled for model '{self.name}' "
                 "(set logprobs: true in its configuration)",
@@ -177,13 +200,22 @@ class LlamaCppBackend(Backend):
         ctx: RequestContext,
         obj: str,
     ) -> Result:
-        if self._llm is None:
+        if self._llm is None and self._engine is None:
             raise ServerError(f"Model '{self.name}' is not loaded")
         ctx.backend_started_at = time.perf_counter()  # queueing for the model is backend time
         await self._slot.acquire()
         run = GenerationRun(asyncio.get_running_loop())
-        kwargs["stream"] = True  # always generate token by token: cancellable, one code path
-        self._executor.submit(self._pump, method, kwargs, run)
+        if self._engine is not None:
+            started = time.perf_counter()
+            self._engine.submit(
+                "chat" if obj == "chat.completion" else "completion",
+                kwargs,
+                run,
+                on_done=lambda: self._slot.release(time.perf_counter() - started),
+            )
+        else:
+            kwargs["stream"] = True  # always token by token: cancellable, one code path
+            self._executor.submit(self._pump, method, kwargs, run)
         if stream:
             # Wait for the first chunk, so that input the model refuses (context overflow, a
             # bad grammar or logit_bias) is an HTTP error rather than an error event after 200.

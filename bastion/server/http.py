@@ -35,6 +35,7 @@ _METHODS: dict[bytes, str] = {
     m.encode(): m for m in ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
 }
 _LINGER_SECONDS = 2.0
+_STREAM_FLUSH_BYTES = 64 << 10  # a streamed body's write buffer is flushed at this size
 _MAX_HEAD_BYTES = 64 * 1024
 _MAX_PIPELINED = 64
 
@@ -358,12 +359,37 @@ class HTTPProtocol(asyncio.Protocol):
         )))
 
     async def _send_stream(self, response: StreamingResponse, keep_alive: bool) -> bool:
+        """Relays the body as chunked transfer coding, coalescing writes.
+
+        Framed chunks go to a buffer that is written when the body iterator next waits
+        (a ``call_soon`` flush, i.e. on the next event-loop turn) or reaches
+        ``_STREAM_FLUSH_BYTES``. Chunks that are already available (several SSE events in
+        one upstream read, or the status line plus the first event) thus leave in one
+        ``send`` instead of one each, while a chunk that arrives alone is written within
+        the same loop turn it was produced in, as before. The bytes on the wire are the
+        same; only the number of syscalls changes (about 25 -> 1-2 for a 22-event stream
+        whose events arrive together).
+        """
         transport = self._transport
         assert transport is not None
-        transport.write(
+        pending: list[bytes] = [
             self._head(response.status, response.headers, keep_alive)
             + b"transfer-encoding: chunked\r\n\r\n"
-        )
+        ]
+        size = 0
+        scheduled = False
+
+        def flush() -> None:
+            nonlocal size, scheduled
+            scheduled = False
+            if pending:
+                if not self._closed:
+                    transport.write(pending[0] if len(pending) == 1 else b"".join(pending))
+                pending.clear()
+                size = 0
+
+        self._loop.call_soon(flush)
+        scheduled = True
         completed = False
         body = response.body
         try:
@@ -371,14 +397,23 @@ class HTTPProtocol(asyncio.Protocol):
                 if self._closed:
                     break
                 if chunk:
-                    transport.write(b"%x\r\n%b\r\n" % (len(chunk), chunk))
                     if self._write_paused:
+                        flush()
                         await self._drain()
+                    pending.append(b"%x\r\n%b\r\n" % (len(chunk), chunk))
+                    size += len(chunk)
+                    if size >= _STREAM_FLUSH_BYTES:
+                        flush()
+                    elif not scheduled:
+                        self._loop.call_soon(flush)
+                        scheduled = True
             else:
                 if not self._closed:
-                    transport.write(b"0\r\n\r\n")
+                    pending.append(b"0\r\n\r\n")
+                    flush()
                     completed = True
         finally:
+            flush()  # whatever was relayed before an error still goes out, as before
             if not completed:
                 aclose = getattr(body, "aclose", None)
                 if aclose is not None:
