@@ -50,7 +50,7 @@ from bastion.config import EmbeddedModel
 from bastion.errors import BastionError, InvalidRequest, ServerError
 from bastion.gateway.context import RequestContext
 
-_CHAT_PARAMS = (
+_SAMPLING_PARAMS = (
     "temperature",
     "top_p",
     "stop",
@@ -58,24 +58,10 @@ _CHAT_PARAMS = (
     "presence_penalty",
     "frequency_penalty",
     "logprobs",
-    "top_logprobs",
-    "response_format",
-    "tools",
-    "tool_choice",
     "logit_bias",
 )
-_COMPLETION_PARAMS = (
-    "temperature",
-    "top_p",
-    "stop",
-    "seed",
-    "presence_penalty",
-    "frequency_penalty",
-    "logprobs",
-    "echo",
-    "suffix",
-    "logit_bias",
-)
+_CHAT_PARAMS = (*_SAMPLING_PARAMS, "top_logprobs", "response_format", "tools", "tool_choice")
+_COMPLETION_PARAMS = (*_SAMPLING_PARAMS, "echo", "suffix")
 
 
 class LlamaCppBackend(Backend):

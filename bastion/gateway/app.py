@@ -141,7 +141,9 @@ class Gateway:
         if scheme.lower() != b"bearer" or not hmac.compare_digest(token.strip(), self._master_key):
             raise AuthenticationFailed("Invalid API key")
 
-    def resolve(self, model: str) -> Backend:
+    def resolve(self, model: str, ctx: RequestContext) -> Backend:
+        """The backend serving ``model``; records the choice on the request context."""
+        ctx.model = model
         backend = self.backends.get(model)
         if backend is None:
             raise ModelNotFound(
@@ -150,6 +152,7 @@ class Gateway:
             )
         if not backend.ready:
             raise Overloaded(f"Model '{model}' is still loading", retry_after=5)
+        ctx.backend = backend.name
         return backend
 
     def respond(self, result: Result, ctx: RequestContext) -> Response | StreamingResponse:

@@ -31,25 +31,19 @@ def table(gw: Gateway) -> dict[str, dict[str, Endpoint]]:
     ) -> Response | StreamingResponse:
         body = decode_json_object(request.body, request.header(b"content-type"))
         ctx.stream = check_chat_request(body)
-        ctx.model = body["model"]
-        backend = gw.resolve(ctx.model)
-        ctx.backend = backend.name
+        backend = gw.resolve(body["model"], ctx)
         return gw.respond(await backend.chat(body, ctx.stream, ctx), ctx)
 
     async def completions(request: Request, ctx: RequestContext) -> Response | StreamingResponse:
         body = decode_json_object(request.body, request.header(b"content-type"))
         ctx.stream = check_completion_request(body)
-        ctx.model = body["model"]
-        backend = gw.resolve(ctx.model)
-        ctx.backend = backend.name
+        backend = gw.resolve(body["model"], ctx)
         return gw.respond(await backend.completion(body, ctx.stream, ctx), ctx)
 
     async def embeddings(request: Request, ctx: RequestContext) -> Response | StreamingResponse:
         body = decode_json_object(request.body, request.header(b"content-type"))
         inputs = check_embedding_request(body)
-        ctx.model = body["model"]
-        backend = gw.resolve(ctx.model)
-        ctx.backend = backend.name
+        backend = gw.resolve(body["model"], ctx)
         return gw.respond(await backend.embeddings(body, inputs, ctx), ctx)
 
     async def list_models(request: Request, ctx: RequestContext) -> Response:

@@ -35,7 +35,7 @@ _METHODS: dict[bytes, str] = {
     m.encode(): m for m in ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
 }
 _LINGER_SECONDS = 2.0
-_STREAM_FLUSH_BYTES = 64 << 10  # a streamed body's write buffer is flushed at this size
+_STREAM_FLUSH_BYTES = 16 << 10  # a streamed body's write buffer is flushed at this size
 _MAX_HEAD_BYTES = 64 * 1024
 _MAX_PIPELINED = 64
 
@@ -361,14 +361,15 @@ class HTTPProtocol(asyncio.Protocol):
     async def _send_stream(self, response: StreamingResponse, keep_alive: bool) -> bool:
         """Relays the body as chunked transfer coding, coalescing writes.
 
-        Framed chunks go to a buffer that is written when the body iterator next waits
-        (a ``call_soon`` flush, i.e. on the next event-loop turn) or reaches
-        ``_STREAM_FLUSH_BYTES``. Chunks that are already available (several SSE events in
-        one upstream read, or the status line plus the first event) thus leave in one
-        ``send`` instead of one each, while a chunk that arrives alone is written within
-        the same loop turn it was produced in, as before. The bytes on the wire are the
-        same; only the number of syscalls changes (about 25 -> 1-2 for a 22-event stream
-        whose events arrive together).
+        The status line and the first chunk are written together as soon as the first
+        chunk exists (or on the next event-loop turn if it does not come at once), so the
+        first chunk is never held back. Later chunks go to a buffer that is written when
+        the body iterator next waits (a ``call_soon`` flush, i.e. the next loop turn) or
+        reaches ``_STREAM_FLUSH_BYTES``: chunks that are already available together
+        (several SSE events from one upstream read) leave in one ``send`` instead of one
+        each, while a chunk that arrives alone still goes out in the loop turn it was
+        produced in. Bytes on the wire are unchanged; a 22-event stream whose events
+        arrive together costs 2-3 ``send`` calls instead of about 25.
         """
         transport = self._transport
         assert transport is not None
@@ -390,6 +391,7 @@ class HTTPProtocol(asyncio.Protocol):
 
         self._loop.call_soon(flush)
         scheduled = True
+        first = True
         completed = False
         body = response.body
         try:
@@ -402,7 +404,8 @@ class HTTPProtocol(asyncio.Protocol):
                         await self._drain()
                     pending.append(b"%x\r\n%b\r\n" % (len(chunk), chunk))
                     size += len(chunk)
-                    if size >= _STREAM_FLUSH_BYTES:
+                    if first or size >= _STREAM_FLUSH_BYTES:
+                        first = False
                         flush()
                     elif not scheduled:
                         self._loop.call_soon(flush)
