@@ -23,6 +23,8 @@ serve: $(STAMP)
 	$(BIN)/bastion serve
 
 test: $(STAMP)
+	$(BIN)/ruff check bastion tests bench
+	$(BIN)/mypy
 	$(BIN)/python -m pytest
 
 lint: $(STAMP)

@@ -27,7 +27,8 @@ import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-HARNESS = Path(os.environ.get("PEERBENCH_HARNESS", "/work/shared/bench"))
+_DEFAULT_HARNESS = Path(__file__).resolve().parents[2] / "shared" / "bench"
+HARNESS = Path(os.environ.get("PEERBENCH_HARNESS", _DEFAULT_HARNESS))
 TICK = os.sysconf("SC_CLK_TCK")
 
 

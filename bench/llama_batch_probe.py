@@ -16,7 +16,10 @@ import numpy as np
 
 from bastion.backends.weights import packaged_gguf
 
-PROMPT = "<|im_start|>user\nWrite a long story about a lighthouse keeper.<|im_end|>\n<|im_start|>assistant\n"
+PROMPT = (
+    "<|im_start|>user\nWrite a long story about a lighthouse keeper.<|im_end|>\n"
+    "<|im_start|>assistant\n"
+)
 
 
 def main() -> None:

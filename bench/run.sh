@@ -5,7 +5,7 @@
 #   bench/run.sh --duration 10         # extra args go to the shared harness's bench.py
 #   bench/run.sh --no-litellm --duration 5    # quick iteration: direct + Bastion only
 #
-# Uses the shared harness (default /work/shared/bench, override with PEERBENCH_HARNESS).
+# Uses the shared harness (default ../shared/bench beside the checkout; PEERBENCH_HARNESS).
 # Bastion runs from this checkout's .venv (`make install` first), pinned to the last CPU
 # like every other target, with bench/bastion-bench.yaml: one upstream model `fake-model`
 # pointed at the harness's fake upstream, no embedded model. Results land in
@@ -16,7 +16,7 @@
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-HARNESS="${PEERBENCH_HARNESS:-/work/shared/bench}"
+HARNESS="${PEERBENCH_HARNESS:-$ROOT/../shared/bench}"
 PY="$ROOT/.venv/bin/python"
 BASTION_PORT="${BASTION_PORT:-15000}"
 

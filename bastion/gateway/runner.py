@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import signal
 import sys
@@ -55,6 +56,10 @@ async def serve(
         if loading in done:
             loading.result()  # a model that fails to load (checksum, path) stops start-up
             log.info("models ready: %s", ", ".join(gateway.backends))
+            # Start-up objects live as long as the process: keep them out of the collector's
+            # full passes (16-19 ms each here, which would land in some request's latency).
+            gc.collect()
+            gc.freeze()
             await stopping
         log.info("shutting down: draining in-flight requests")
     finally:

@@ -7,8 +7,8 @@ import json
 import openai
 import pytest
 
-from tests.fakes.upstream import DEFAULT_CONTENT, FakeUpstream
 from bastion.config import EmbeddedModel, ServerSettings, Settings
+from tests.fakes.upstream import DEFAULT_CONTENT, FakeUpstream
 from tests.gateway_harness import MASTER_KEY, RunningGateway, running
 
 
