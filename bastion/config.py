@@ -64,7 +64,30 @@ class ServerSettings(_Strict):
     access_log: bool = Field(False, description="log one line per request to stderr")
 
 
-class EmbeddedModel(_Strict):
+class _Deployment(BaseModel):
+    """Routing fields every model (deployment) has."""
+
+    alias: str | None = Field(
+        None, min_length=1,
+        description="public model name this deployment serves (default: its name); "
+        "deployments sharing an alias are load-balanced",
+    )
+    weight: float = Field(1.0, gt=0, description="share of traffic (weighted, least_in_flight)")
+    priority: int = Field(
+        1, ge=0, description="priority group: lower groups are used first, higher ones only "
+        "when no deployment of a lower group is available",
+    )
+    max_concurrency: int | None = Field(
+        None, ge=1, description="requests in flight at most; beyond it the router looks elsewhere"
+    )
+    price: float = Field(0.0, ge=0, description="price per 1M tokens, for cost-aware routing")
+
+    @property
+    def public_name(self) -> str:
+        return self.alias or self.name  # type: ignore[attr-defined]
+
+
+class EmbeddedModel(_Deployment, _Strict):
     """A GGUF model run in-process by llama.cpp."""
 
     name: str = Field(min_length=1, description="the model name clients ask for")
@@ -98,7 +121,7 @@ class EmbeddedModel(_Strict):
     )
 
 
-class UpstreamModel(_Strict):
+class UpstreamModel(_Deployment, _Strict):
     """Any OpenAI-compatible server: vLLM, TGI, Ollama, llama.cpp server, OpenAI, Groq..."""
 
     name: str = Field(min_length=1, description="the model name clients ask for")
@@ -116,7 +139,7 @@ class UpstreamModel(_Strict):
     )
 
 
-class LocalEmbeddingModel(_Strict):
+class LocalEmbeddingModel(_Deployment, _Strict):
     """A local sentence-embedding model for /v1/embeddings (no torch)."""
 
     name: str = Field(min_length=1, description="the model name clients ask for")
@@ -132,7 +155,7 @@ class LocalEmbeddingModel(_Strict):
     )
 
 
-class PluginModel(BaseModel):
+class PluginModel(_Deployment):
     """A model served by a backend kind that a plugin registers (``register_backends``).
 
     Its other keys are the plugin's own; the plugin's factory receives this object."""
@@ -160,6 +183,43 @@ ModelSpec = Annotated[
 ]
 
 
+class RouteSettings(_Strict):
+    strategy: str = Field(
+        "least_in_flight",
+        description="round_robin, weighted, least_in_flight, latency, cost, or a plugin's",
+    )
+    retries: int = Field(
+        2, ge=0, le=10, description="extra attempts after a retryable failure (5xx, 429, timeout)"
+    )
+    fallbacks: list[str] = Field(
+        default_factory=list, description="aliases tried, in order, when this one fails"
+    )
+    backoff: float = Field(
+        0.05, ge=0, description="base of the jittered exponential backoff, seconds"
+    )
+    max_backoff: float = Field(
+        2.0, ge=0, description="longest wait before a retry; a longer Retry-After is not waited"
+    )
+
+
+class RoutingSettings(_Strict):
+    default: RouteSettings = Field(
+        default_factory=RouteSettings, description="for aliases not listed"
+    )
+    aliases: dict[str, RouteSettings] = Field(
+        default_factory=dict, description="per public model name"
+    )
+    failure_threshold: int = Field(
+        5, ge=1, description="consecutive failures that open a deployment's circuit breaker"
+    )
+    cooldown: float = Field(
+        10.0, gt=0, description="seconds an open breaker waits before a half-open probe"
+    )
+
+    def route(self, alias: str) -> RouteSettings:
+        return self.aliases.get(alias, self.default)
+
+
 def _default_models() -> list[ModelSpec]:
     return [
         EmbeddedModel(name="smollm2", backend="llama_cpp"),
@@ -170,6 +230,7 @@ def _default_models() -> list[ModelSpec]:
 class Settings(_Strict):
     server: ServerSettings = Field(default_factory=ServerSettings)
     models: list[ModelSpec] = Field(default_factory=_default_models)
+    routing: RoutingSettings = Field(default_factory=RoutingSettings)
     home: str = Field(".bastion", description="data directory")
 
     @model_validator(mode="after")
@@ -178,6 +239,14 @@ class Settings(_Strict):
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
             raise ValueError(f"duplicate model names: {', '.join(dupes)}")
+        aliases = {m.public_name for m in self.models}
+        clash = sorted(aliases & (set(names) - aliases))
+        if clash:
+            raise ValueError(f"names used both as a model name and another's alias: {clash}")
+        for alias, route in self.routing.aliases.items():
+            unknown = [f for f in route.fallbacks if f not in aliases]
+            if unknown:
+                raise ValueError(f"routing.aliases.{alias}.fallbacks: unknown aliases {unknown}")
         if not _is_loopback(self.server.host) and self.server.master_key is None:
             raise ValueError(
                 f"server.host={self.server.host!r} is not a loopback address: binding beyond "

@@ -10,6 +10,8 @@ from pydantic import BaseModel
 from bastion.config import (
     EmbeddedModel,
     LocalEmbeddingModel,
+    RouteSettings,
+    RoutingSettings,
     ServerSettings,
     Settings,
     UpstreamModel,
@@ -20,6 +22,8 @@ _SECTIONS: list[tuple[str, type[BaseModel]]] = [
     ("models[] with backend: llama_cpp", EmbeddedModel),
     ("models[] with backend: openai", UpstreamModel),
     ("models[] with backend: local_embedding", LocalEmbeddingModel),
+    ("routing", RoutingSettings),
+    ("routing.default and routing.aliases.<alias>", RouteSettings),
 ]
 
 

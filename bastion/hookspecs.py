@@ -21,3 +21,8 @@ RegisterBackend = Callable[[str, Callable[..., Any]], None]
 @hookspec
 def register_backends(register: RegisterBackend) -> None:
     """Register backend factories by kind (the ``backend:`` value of a model in config)."""
+
+
+@hookspec
+def register_routing_strategies(register: Callable[[str, Callable[..., Any]], None]) -> None:
+    """Register load-balancing strategies by name: strategy(deployments, state) -> ordered."""

@@ -9,7 +9,7 @@ import pluggy
 
 from bastion import hookspecs
 
-DEFAULT_PLUGINS = ("bastion.backends.builtin",)
+DEFAULT_PLUGINS = ("bastion.backends.builtin", "bastion.routing.strategies")
 
 
 def plugin_manager(load_entry_points: bool = True) -> pluggy.PluginManager:
@@ -31,3 +31,13 @@ def backend_factories(pm: pluggy.PluginManager) -> dict[str, Callable[..., Any]]
 
     pm.hook.register_backends(register=register)
     return factories
+
+
+def routing_strategies(pm: pluggy.PluginManager) -> dict[str, Callable[..., Any]]:
+    strategies: dict[str, Callable[..., Any]] = {}
+
+    def register(name: str, strategy: Callable[..., Any]) -> None:
+        strategies[name] = strategy
+
+    pm.hook.register_routing_strategies(register=register)
+    return strategies

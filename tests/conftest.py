@@ -41,6 +41,8 @@ LOCAL_MODELS: list[dict[str, object]] = [
 def gateway_settings(upstream: FakeUpstream, local: bool = True) -> dict[str, object]:
     return {
         "server": {"host": "127.0.0.1", "port": 0, "master_key": MASTER_KEY},
+        # these fixtures test one request's outcome: no retries behind its back
+        "routing": {"default": {"retries": 0}},
         "models": [
             *(LOCAL_MODELS if local else []),
             {

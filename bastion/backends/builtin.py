@@ -25,8 +25,15 @@ def _local_embedding(spec: Any) -> Any:
     return LocalEmbeddingBackend(spec)
 
 
+def _anthropic(spec: Any) -> Any:
+    from bastion.backends.anthropic import AnthropicBackend
+
+    return AnthropicBackend(spec)
+
+
 @hookimpl
 def register_backends(register: RegisterBackend) -> None:
     register("llama_cpp", _llama_cpp)
     register("openai", _openai)
     register("local_embedding", _local_embedding)
+    register("anthropic", _anthropic)

@@ -27,12 +27,11 @@ from bastion.errors import (
     BastionError,
     ConfigError,
     MethodNotAllowed,
-    ModelNotFound,
     NotFound,
-    Overloaded,
 )
 from bastion.gateway.context import RequestContext
-from bastion.plugins import backend_factories, plugin_manager
+from bastion.plugins import backend_factories, plugin_manager, routing_strategies
+from bastion.routing.router import Router
 from bastion.server.types import JSON_HEADERS, SSE_HEADERS, Request, Response, StreamingResponse
 
 log = logging.getLogger("bastion.gateway")
@@ -58,6 +57,11 @@ class Gateway:
                     f"{spec.backend!r} (known: {', '.join(sorted(factories))})"
                 )
             self.backends[spec.name] = factory(spec)
+        self.router = Router(
+            settings.routing,
+            {spec.name: (self.backends[spec.name], spec) for spec in settings.models},
+            routing_strategies(self.pm),
+        )
         key = settings.server.master_key
         self._master_key = key.get_secret_value().encode() if key is not None else None
         self._id_prefix = os.urandom(6).hex()
@@ -91,7 +95,7 @@ class Gateway:
         ctx = RequestContext(self._request_id(request), request.path, request.received_at)
         try:
             endpoint = self._route(request)
-            if request.path.startswith("/v1/"):
+            if request.path.startswith(("/v1/", "/api/")):
                 self._authenticate(request)
             response = await endpoint(request, ctx)
         except BastionError as exc:
@@ -140,20 +144,6 @@ class Gateway:
         scheme, _, token = header.partition(b" ")
         if scheme.lower() != b"bearer" or not hmac.compare_digest(token.strip(), self._master_key):
             raise AuthenticationFailed("Invalid API key")
-
-    def resolve(self, model: str, ctx: RequestContext) -> Backend:
-        """The backend serving ``model``; records the choice on the request context."""
-        ctx.model = model
-        backend = self.backends.get(model)
-        if backend is None:
-            raise ModelNotFound(
-                f"The model '{model}' does not exist or you do not have access to it.",
-                param="model",
-            )
-        if not backend.ready:
-            raise Overloaded(f"Model '{model}' is still loading", retry_after=5)
-        ctx.backend = backend.name
-        return backend
 
     def respond(self, result: Result, ctx: RequestContext) -> Response | StreamingResponse:
         if isinstance(result, Completion):

@@ -16,6 +16,7 @@ class RequestContext:
     backend: str | None = None
     stream: bool = False
     status: int = 200
+    attempts: int = 0  # backend calls made (retries and failovers included)
     error: str | None = None
     usage: dict[str, Any] | None = None
     backend_started_at: float | None = None

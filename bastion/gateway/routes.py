@@ -6,18 +6,19 @@ call its backend, shape the response. Everything else lives in the gateway pipel
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import time
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
 import orjson
 
-from bastion.errors import ModelNotFound
 from bastion.protocol.requests import (
     check_chat_request,
     check_completion_request,
     check_embedding_request,
     decode_json_object,
 )
+from bastion.routing.router import Route
 from bastion.server.types import JSON_HEADERS, Request, Response, StreamingResponse
 
 if TYPE_CHECKING:
@@ -30,24 +31,35 @@ def table(gw: Gateway) -> dict[str, dict[str, Endpoint]]:
         request: Request, ctx: RequestContext
     ) -> Response | StreamingResponse:
         body = decode_json_object(request.body, request.header(b"content-type"))
-        ctx.stream = check_chat_request(body)
-        backend = gw.resolve(body["model"], ctx)
-        return gw.respond(await backend.chat(body, ctx.stream, ctx), ctx)
+        ctx.stream = stream = check_chat_request(body)
+        result = await gw.router.call(
+            body["model"], body, lambda backend, b: backend.chat(b, stream, ctx), ctx
+        )
+        return gw.respond(result, ctx)
 
     async def completions(request: Request, ctx: RequestContext) -> Response | StreamingResponse:
         body = decode_json_object(request.body, request.header(b"content-type"))
-        ctx.stream = check_completion_request(body)
-        backend = gw.resolve(body["model"], ctx)
-        return gw.respond(await backend.completion(body, ctx.stream, ctx), ctx)
+        ctx.stream = stream = check_completion_request(body)
+        result = await gw.router.call(
+            body["model"], body, lambda backend, b: backend.completion(b, stream, ctx), ctx
+        )
+        return gw.respond(result, ctx)
 
     async def embeddings(request: Request, ctx: RequestContext) -> Response | StreamingResponse:
         body = decode_json_object(request.body, request.header(b"content-type"))
         inputs = check_embedding_request(body)
-        backend = gw.resolve(body["model"], ctx)
-        return gw.respond(await backend.embeddings(body, inputs, ctx), ctx)
+        result = await gw.router.call(
+            body["model"], body, lambda backend, b: backend.embeddings(b, inputs, ctx), ctx
+        )
+        return gw.respond(result, ctx)
 
     async def list_models(request: Request, ctx: RequestContext) -> Response:
-        data = [b.describe() for b in gw.backends.values()]
+        data = [_describe(route) for route in gw.router.routes.values()]
+        return Response(200, orjson.dumps({"object": "list", "data": data}), JSON_HEADERS)
+
+    async def deployments(request: Request, ctx: RequestContext) -> Response:
+        now = time.monotonic()
+        data = [d.describe(now) for d in gw.router.deployments()]
         return Response(200, orjson.dumps({"object": "list", "data": data}), JSON_HEADERS)
 
     async def live(request: Request, ctx: RequestContext) -> Response:
@@ -66,18 +78,20 @@ def table(gw: Gateway) -> dict[str, dict[str, Endpoint]]:
         "/v1/models": {"GET": list_models},
         "/health/live": {"GET": live},
         "/health/ready": {"GET": ready},
+        "/api/deployments": {"GET": deployments},
     }
 
 
 def model_detail(gw: Gateway) -> dict[str, Endpoint]:
     async def get_model(request: Request, ctx: RequestContext) -> Response:
         name = unquote(request.path[len("/v1/models/") :])
-        backend = gw.backends.get(name)
-        if backend is None:
-            raise ModelNotFound(
-                f"The model '{name}' does not exist or you do not have access to it.",
-                param="model",
-            )
-        return Response(200, orjson.dumps(backend.describe()), JSON_HEADERS)
+        return Response(200, orjson.dumps(_describe(gw.router.route(name))), JSON_HEADERS)
 
     return {"GET": get_model}
+
+
+def _describe(route: Route) -> dict[str, Any]:
+    """The public model: the alias, described by its first deployment."""
+    out = route.deployments[0].backend.describe()
+    out["id"] = route.alias
+    return out

@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import contextlib
 import http.client
-import itertools
 import json
 import socket
 import struct
@@ -648,8 +647,8 @@ def test_chunk_delay_ms_spaces_stream_events_on_the_wire(up: FakeUpstream) -> No
         resp.read()
     # role + 3 content + stop + [DONE]
     assert len(arrivals) == 6
-    gaps = [b - a for a, b in itertools.pairwise(arrivals)]
-    assert all(g >= delay * 0.8 for g in gaps), gaps
+    # Per-gap bounds are at the mercy of scheduling jitter (a late chunk makes the next gap
+    # short); the span across all gaps is not.
     assert arrivals[-1] - arrivals[0] >= 5 * delay * 0.9
 
 
@@ -665,5 +664,4 @@ def test_chunk_delay_ms_is_visible_through_the_sdk(client: openai.OpenAI) -> Non
         for _ in stream:
             arrivals.append(time.monotonic())
     assert len(arrivals) == 4
-    gaps = [b - a for a, b in itertools.pairwise(arrivals)]
-    assert all(g >= 0.06 for g in gaps), gaps
+    assert arrivals[-1] - arrivals[0] >= 3 * 0.08 * 0.9

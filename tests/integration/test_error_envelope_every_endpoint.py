@@ -25,6 +25,7 @@ EXPECTED_ROUTES = {
     MODEL_DETAIL: {"GET"},
     "/health/live": {"GET"},
     "/health/ready": {"GET"},
+    "/api/deployments": {"GET"},
 }
 
 
@@ -37,7 +38,7 @@ def route_table() -> dict[str, set[str]]:
 
 
 ROUTES = route_table()
-V1_ROUTES = sorted(p for p in ROUTES if p.startswith("/v1/"))
+V1_ROUTES = sorted(p for p in ROUTES if p.startswith(("/v1/", "/api/")))
 POST_ROUTES = sorted(p for p, m in ROUTES.items() if "POST" in m)
 VALID_BODY = {
     "/v1/chat/completions": {"model": "fake-model", "messages": [{"role": "user", "content": "hi"}]},

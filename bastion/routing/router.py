@@ -1,0 +1,255 @@
+"""The router: public model name (alias) → deployments, with failover, retries, fallbacks.
+
+For each request the router walks the alias's priority groups in order; within a group the
+alias's strategy orders the deployments that are available now (breaker not open, under
+``max_concurrency``, loaded). Each is tried at most once per pass. A retryable failure
+(connection error, 5xx, 429, timeout, a full model queue) moves on to the next; once a
+pass is exhausted and attempts remain, deployments that failed retryably are tried again
+after a jittered exponential backoff that honours ``Retry-After`` (a Retry-After longer
+than ``max_backoff`` is not waited for). Then the alias's fallbacks get the same
+treatment. A client error (4xx other than 429) is final at once.
+
+A stream is never retried once it has started: the backend returns an
+:class:`~bastion.backends.base.EventStream` only after the upstream accepted the request,
+and failures after that reach the client as an error event. The deployment's in-flight
+count and health are settled when the stream ends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+from bastion.backends.base import Backend, ClosingStream, EventStream, Result
+from bastion.config import RouteSettings, RoutingSettings
+from bastion.errors import (
+    BastionError,
+    ConfigError,
+    ModelNotFound,
+    Overloaded,
+)
+from bastion.gateway.context import RequestContext
+from bastion.routing.health import BreakerPolicy, Deployment
+from bastion.routing.strategies import RouteState, Strategy
+
+Call = Callable[[Backend, dict[str, Any]], Awaitable[Result]]
+
+
+def retryable(exc: BastionError) -> bool:
+    """5xx (upstream failure, timeout, overload) and 429 may succeed elsewhere or later;
+    any other 4xx (an upstream's verdict on the request included) would fail again."""
+    return exc.status >= 500 or exc.status == 429
+
+
+class Route:
+    """One alias: its deployments by priority group, its strategy and settings."""
+
+    def __init__(self, alias: str, settings: RouteSettings, strategy: Strategy) -> None:
+        self.alias = alias
+        self.settings = settings
+        self.strategy = strategy
+        self.state = RouteState()
+        self.groups: dict[int, list[Deployment]] = {}
+        # Ejecting the only deployment of an alias with no fallback turns every request
+        # into a 503 for the cooldown (a LiteLLM users' complaint): breakers apply only
+        # where there is somewhere else to send the traffic.
+        self.breakers = True
+
+    def add(self, deployment: Deployment) -> None:
+        self.groups.setdefault(deployment.priority, []).append(deployment)
+
+    @property
+    def deployments(self) -> list[Deployment]:
+        return [d for p in sorted(self.groups) for d in self.groups[p]]
+
+    def order(self, now: float, exclude: set[Deployment]) -> list[Deployment]:
+        """Available deployments, preferred first: lowest priority group that has any."""
+        for priority in sorted(self.groups):
+            usable = [
+                d
+                for d in self.groups[priority]
+                if d not in exclude and d.available(now, breaker=self.breakers)
+            ]
+            if usable:
+                return self.strategy(usable, self.state)
+        return []
+
+
+class Router:
+    def __init__(
+        self,
+        settings: RoutingSettings,
+        backends: dict[str, tuple[Backend, Any]],
+        strategies: dict[str, Strategy],
+    ) -> None:
+        """``backends``: deployment name → (backend, its model spec)."""
+        self.settings = settings
+        policy = BreakerPolicy(settings.failure_threshold, settings.cooldown)
+        self.routes: dict[str, Route] = {}
+        for name, (backend, spec) in backends.items():
+            alias = spec.public_name
+            route = self.routes.get(alias)
+            if route is None:
+                route_settings = settings.route(alias)
+                strategy = strategies.get(route_settings.strategy)
+                if strategy is None:
+                    raise ConfigError(
+                        f"routing: unknown strategy {route_settings.strategy!r} for {alias!r} "
+                        f"(known: {', '.join(sorted(strategies))})"
+                    )
+                route = self.routes[alias] = Route(alias, route_settings, strategy)
+            route.add(
+                Deployment(
+                    name=name,
+                    alias=alias,
+                    backend=backend,
+                    weight=spec.weight,
+                    priority=spec.priority,
+                    max_concurrency=spec.max_concurrency,
+                    price=spec.price,
+                    policy=policy,
+                )
+            )
+
+        for route in self.routes.values():
+            route.breakers = len(route.deployments) > 1 or bool(route.settings.fallbacks)
+
+    def deployments(self) -> list[Deployment]:
+        return [d for route in self.routes.values() for d in route.deployments]
+
+    def route(self, alias: str) -> Route:
+        route = self.routes.get(alias)
+        if route is None:
+            raise ModelNotFound(
+                f"The model '{alias}' does not exist or you do not have access to it.",
+                param="model",
+            )
+        return route
+
+    async def call(
+        self, alias: str, body: dict[str, Any], call: Call, ctx: RequestContext
+    ) -> Result:
+        """Runs ``call(backend, body_copy)`` on the best deployment, failing over as needed."""
+        route = self.route(alias)
+        ctx.model = alias
+        chain = [route, *(self.route(f) for f in route.settings.fallbacks)]
+        last: BastionError | None = None
+        for current in chain:
+            try:
+                return await self._call_route(current, body, call, ctx)
+            except BastionError as exc:
+                if not retryable(exc):
+                    raise
+                last = exc
+        assert last is not None
+        raise last
+
+    async def _call_route(
+        self, route: Route, body: dict[str, Any], call: Call, ctx: RequestContext
+    ) -> Result:
+        settings = route.settings
+        attempts_left = settings.retries + 1
+        tried: set[Deployment] = set()
+        failed: list[tuple[Deployment, BastionError]] = []
+        last: BastionError | None = None
+        backoff_round = 0
+        while attempts_left > 0:
+            now = time.monotonic()
+            candidates = route.order(now, tried)
+            if not candidates:
+                if not failed:
+                    break
+                # Every deployment was tried once: wait, then retry those that failed.
+                wait = self._backoff(settings, backoff_round, failed)
+                if wait is None:
+                    break
+                backoff_round += 1
+                await asyncio.sleep(wait)
+                tried = {d for d in tried if d not in {f for f, _ in failed}}
+                failed = []
+                continue
+            deployment = candidates[0]
+            tried.add(deployment)
+            attempts_left -= 1
+            ctx.attempts += 1
+            started = deployment.begin()
+            try:
+                result = await call(deployment.backend, dict(body))
+            except BastionError as exc:
+                if retryable(exc):
+                    deployment.failed(time.monotonic())
+                    failed.append((deployment, exc))
+                    last = exc
+                    continue
+                deployment.released()
+                raise
+            except BaseException:
+                deployment.released()
+                raise
+            ctx.backend = deployment.name
+            if isinstance(result, EventStream):
+                result.events = _settle_at_end(result.events, deployment, started)
+            else:
+                deployment.succeeded(started)
+            return result
+        if last is not None:
+            raise last
+        raise self._unavailable(route)
+
+    @staticmethod
+    def _backoff(
+        settings: RouteSettings, round_: int, failed: list[tuple[Deployment, BastionError]]
+    ) -> float | None:
+        delay: float = settings.backoff * (2**round_) * random.uniform(0.5, 1.5)  # noqa: S311
+        hinted = [exc.retry_after for _, exc in failed if exc.retry_after is not None]
+        if hinted:
+            delay = max(delay, min(hinted))
+        if delay > settings.max_backoff:
+            return None
+        return delay
+
+    @staticmethod
+    def _unavailable(route: Route) -> Overloaded:
+        now = time.monotonic()
+        waits = [d.cooldown_left(now) for d in route.deployments]
+        retry = min((w for w in waits if w > 0), default=1.0)
+        return Overloaded(
+            f"No deployment of '{route.alias}' is available right now "
+            "(circuit open, at capacity or loading); retry later",
+            retry_after=retry,
+        )
+
+
+def _settle_at_end(
+    events: AsyncIterator[bytes], deployment: Deployment, started: float
+) -> ClosingStream:
+    """Counts the stream as in flight until it ends; a clean end is a success."""
+    done = False
+
+    async def relay() -> AsyncIterator[bytes]:
+        nonlocal done
+        failed = False
+        async for chunk in events:
+            if chunk.startswith(b'data: {"error"'):
+                failed = True
+            yield chunk
+        done = True
+        if failed:
+            deployment.failed(time.monotonic())
+        else:
+            deployment.succeeded(started)
+
+    def abandoned() -> None:
+        if not done:
+            deployment.released()
+
+    async def close() -> None:
+        aclose = getattr(events, "aclose", None)
+        if aclose is not None:
+            await aclose()
+        abandoned()
+
+    return ClosingStream(relay(), close)

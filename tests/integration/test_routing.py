@@ -1,0 +1,223 @@
+"""Routing under faults: several fake upstreams behind one alias, on loopback."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import openai
+import pytest
+
+from bastion.config import load_settings
+from tests.fakes.upstream import FakeUpstream
+from tests.gateway_harness import RunningGateway
+
+MSG = [{"role": "user", "content": "hi"}]
+
+
+@pytest.fixture()
+def ups() -> Iterator[list[FakeUpstream]]:
+    servers = [FakeUpstream().start() for _ in range(3)]
+    yield servers
+    for server in servers:
+        server.stop()
+
+
+def deployment(name: str, up: FakeUpstream, **extra: Any) -> dict[str, Any]:
+    return {"name": name, "backend": "openai", "base_url": up.base_url, "read_timeout": 2.0, **extra}
+
+
+def start(models: list[dict[str, Any]], routing: dict[str, Any] | None = None) -> RunningGateway:
+    settings = load_settings(
+        env={},
+        overrides={"server.port": 0, "models": models, "routing": routing or {}},
+    )
+    return RunningGateway(settings).start()
+
+
+@pytest.fixture()
+def gateway_factory() -> Iterator[Any]:
+    started: list[RunningGateway] = []
+
+    def make(models: list[dict[str, Any]], routing: dict[str, Any] | None = None) -> RunningGateway:
+        gw = start(models, routing)
+        started.append(gw)
+        return gw
+
+    yield make
+    for gw in started:
+        gw.stop()
+
+
+def chat(gw: RunningGateway, model: str = "chat", stream: bool = False) -> tuple[int, dict[str, str], Any]:
+    return gw.request_full("POST", "/v1/chat/completions", {"model": model, "messages": MSG, "stream": stream})
+
+
+def deployments(gw: RunningGateway) -> dict[str, dict[str, Any]]:
+    status, body = gw.request("GET", "/api/deployments")
+    assert status == 200
+    return {d["name"]: d for d in body["data"]}
+
+
+def test_failing_deployment_is_failed_over_and_its_breaker_opens(gateway_factory: Any, ups: list[FakeUpstream]) -> None:
+    bad, good = ups[0], ups[1]
+    bad.behaviour.status = 500
+    gw = gateway_factory(
+        [deployment("a", bad, alias="chat"), deployment("b", good, alias="chat")],
+        {"default": {"strategy": "round_robin"}, "failure_threshold": 3, "cooldown": 60},
+    )
+    results = [chat(gw)[0] for _ in range(20)]
+    assert results == [200] * 20, "every request is answered by the healthy deployment"
+    state = deployments(gw)
+    assert state["a"]["breaker"] == "open"
+    assert state["a"]["failures"] == 3, "no traffic after the breaker opened"
+    assert state["b"]["successes"] == 20
+    assert len(bad.requests) == 3
+
+
+def test_dead_upstream_loses_no_request(gateway_factory: Any, ups: list[FakeUpstream]) -> None:
+    gw = gateway_factory(
+        [deployment("a", ups[0], alias="chat"), deployment("b", ups[1], alias="chat")],
+        {"default": {"strategy": "round_robin"}},
+    )
+    assert [chat(gw)[0] for _ in range(4)] == [200] * 4
+    ups[0].stop()
+    assert [chat(gw)[0] for _ in range(10)] == [200] * 10
+    assert deployments(gw)["a"]["failures"] >= 1
+
+
+def test_rate_limited_deployment_fails_over_to_another(gateway_factory: Any, ups: list[FakeUpstream]) -> None:
+    ups[0].behaviour.status = 429
+    ups[0].behaviour.retry_after = 30
+    gw = gateway_factory(
+        [deployment("a", ups[0], alias="chat", priority=1), deployment("b", ups[1], alias="chat", priority=2)]
+    )
+    status, _, body = chat(gw)
+    assert status == 200, body
+    assert len(ups[0].requests) == 1 and len(ups[1].requests) == 1
+
+
+def test_long_retry_after_is_not_waited_for(gateway_factory: Any, ups: list[FakeUpstream]) -> None:
+    ups[0].behaviour.status = 429
+    ups[0].behaviour.retry_after = 30
+    gw = gateway_factory([deployment("a", ups[0], alias="chat")], {"default": {"retries": 3}})
+    started = time.monotonic()
+    status, headers, _ = chat(gw)
+    assert status == 429
+    assert headers["retry-after"] == "30"
+    assert time.monotonic() - started < 5
+    assert len(ups[0].requests) == 1
+
+
+def test_short_retry_after_is_honoured_then_retried(gateway_factory: Any, ups: list[FakeUpstream]) -> None:
+    ups[0].behaviour.status = 503
+    ups[0].behaviour.retry_after = 1
+    gw = gateway_factory(
+        [deployment("a", ups[0], alias="chat")],
+        {"default": {"retries": 1, "max_backoff": 2.0}, "failure_threshold": 10},
+    )
+    started = time.monotonic()
+    status, _, _ = chat(gw)
+    elapsed = time.monotonic() - started
+    assert status == 502
+    assert len(ups[0].requests) == 2, "one retry after the hinted delay"
+    assert elapsed >= 0.9
+
+
+def test_client_errors_are_not_retried(gateway_factory: Any, ups: list[FakeUpstream]) -> None:
+    ups[0].behaviour.status = ups[1].behaviour.status = 400
+    gw = gateway_factory([deployment("a", ups[0], alias="chat"), deployment("b", ups[1], alias="chat")])
+    status, _, _ = chat(gw)
+    assert status == 400
+    assert len(ups[0].requests) + len(ups[1].requests) == 1
+    for state in deployments(gw).values():
+        assert state["failures"] == 0 and state["in_flight"] == 0
+
+
+def test_fallback_alias_answers_when_every_deployment_fails(gateway_factory: Any, ups: list[FakeUpstream]) -> None:
+    ups[0].behaviour.status = 500
+    gw = gateway_factory(
+        [deployment("big", ups[0]), deployment("small", ups[1])],
+        {"aliases": {"big": {"fallbacks": ["small"], "retries": 0}}},
+    )
+    status, _, body = chat(gw, "big")
+    assert status == 200, body
+    assert len(ups[1].requests) == 1
+
+
+def test_priority_groups_use_the_backup_only_when_needed(gateway_factory: Any, ups: list[FakeUpstream]) -> None:
+    primary, backup = ups[0], ups[1]
+    gw = gateway_factory(
+        [deployment("p", primary, alias="chat", priority=1), deployment("s", backup, alias="chat", priority=2)],
+        {"failure_threshold": 2, "cooldown": 0.5},
+    )
+    assert [chat(gw)[0] for _ in range(5)] == [200] * 5
+    assert len(backup.requests) == 0
+    primary.behaviour.status = 500
+    assert [chat(gw)[0] for _ in range(5)] == [200] * 5
+    assert deployments(gw)["p"]["breaker"] == "open"
+    primary.reset()
+    time.sleep(0.6)  # cooldown over: the next request is a half-open probe to the primary
+    backup_before = len(backup.requests)
+    assert chat(gw)[0] == 200
+    assert deployments(gw)["p"]["breaker"] == "closed"
+    assert len(backup.requests) == backup_before
+
+
+def test_started_stream_is_never_retried(gateway_factory: Any, ups: list[FakeUpstream]) -> None:
+    ups[0].behaviour.drop = "mid_stream"
+    gw = gateway_factory(
+        [deployment("a", ups[0], alias="chat", priority=1), deployment("b", ups[1], alias="chat", priority=2)]
+    )
+    status, _, body = chat(gw, stream=True)
+    assert status == 200
+    assert b'"error"' in body.rstrip().split(b"\n\n")[-1]
+    assert len(ups[0].requests) == 1 and len(ups[1].requests) == 0
+    state = deployments(gw)
+    assert state["a"]["failures"] == 1 and state["a"]["in_flight"] == 0
+
+
+def test_stream_refused_before_it_starts_fails_over(gateway_factory: Any, ups: list[FakeUpstream]) -> None:
+    ups[0].behaviour.status = 503
+    gw = gateway_factory(
+        [deployment("a", ups[0], alias="chat", priority=1), deployment("b", ups[1], alias="chat", priority=2)]
+    )
+    client = openai.OpenAI(base_url=gw.base_url + "/v1", api_key="x", max_retries=0)
+    chunks = list(client.chat.completions.create(model="chat", messages=MSG, stream=True))  # type: ignore[arg-type]
+    assert "".join(c.choices[0].delta.content or "" for c in chunks)
+    assert deployments(gw)["b"]["in_flight"] == 0
+
+
+def test_models_lists_each_alias_once(gateway_factory: Any, ups: list[FakeUpstream]) -> None:
+    gw = gateway_factory(
+        [deployment("a", ups[0], alias="chat"), deployment("b", ups[1], alias="chat"), deployment("solo", ups[2])]
+    )
+    status, body = gw.request("GET", "/v1/models")
+    assert status == 200
+    assert sorted(m["id"] for m in body["data"]) == ["chat", "solo"]
+    assert gw.request("GET", "/v1/models/chat")[0] == 200
+    assert gw.request("GET", "/v1/models/a")[0] == 404
+
+
+def test_no_available_deployment_is_503_with_retry_after(gateway_factory: Any, ups: list[FakeUpstream]) -> None:
+    ups[0].behaviour.status = ups[1].behaviour.status = 500
+    gw = gateway_factory(
+        [deployment("a", ups[0], alias="chat"), deployment("b", ups[1], alias="chat")],
+        {"failure_threshold": 1, "cooldown": 30, "default": {"retries": 1}},
+    )
+    assert chat(gw)[0] == 502
+    status, headers, body = chat(gw)
+    assert status == 503, body
+    assert 1 <= int(headers["retry-after"]) <= 30
+
+
+def test_the_only_deployment_is_never_ejected(gateway_factory: Any, ups: list[FakeUpstream]) -> None:
+    ups[0].behaviour.status = 500
+    gw = gateway_factory(
+        [deployment("a", ups[0], alias="chat")],
+        {"failure_threshold": 1, "cooldown": 30, "default": {"retries": 0}},
+    )
+    assert [chat(gw)[0] for _ in range(3)] == [502] * 3
+    ups[0].reset()
+    assert chat(gw)[0] == 200, "no cooldown of 503s for an alias with nowhere else to go"
