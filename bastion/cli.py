@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import click
 
 from bastion import __version__
-from bastion.config import load_settings
+from bastion.config import Settings, load_settings
+from bastion.config import config_path as default_config_path
 from bastion.errors import ConfigError
 
 
@@ -26,14 +28,18 @@ def serve(config_path: str | None, host: str | None, port: int | None) -> None:
     """Serve the gateway (with no config: the embedded SmolLM2 model on 127.0.0.1:8080)."""
     from bastion.gateway.runner import run
 
+    path = Path(config_path) if config_path is not None else default_config_path()
+    overrides = {"server.host": host, "server.port": port}
+
+    def loader() -> Settings:
+        return load_settings(path, overrides=overrides)
+
     try:
-        settings = load_settings(
-            config_path, overrides={"server.host": host, "server.port": port}
-        )
+        settings = loader()
     except ConfigError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(2)
-    sys.exit(run(settings))
+    sys.exit(run(settings, loader=loader, watch=path))
 
 
 @main.group()

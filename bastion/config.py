@@ -328,6 +328,15 @@ def _format_errors(exc: ValidationError, source: str) -> str:
     return "\n".join(lines)
 
 
+def config_path(env: Mapping[str, str] | None = None) -> Path | None:
+    """The config file used when none is named: $BASTION_CONFIG, else ./bastion.yaml."""
+    env = os.environ if env is None else env
+    if env.get("BASTION_CONFIG"):
+        return Path(env["BASTION_CONFIG"])
+    default = Path("bastion.yaml")
+    return default if default.exists() else None
+
+
 def load_settings(
     path: str | os.PathLike[str] | None = None,
     *,
@@ -339,8 +348,7 @@ def load_settings(
     data: dict[str, Any] = {}
     source = "defaults"
     if path is None:
-        default = Path("bastion.yaml")
-        path = env.get("BASTION_CONFIG") or (default if default.exists() else None)
+        path = config_path(env)
     if path is not None:
         source = str(path)
         try:

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import pytest
 import yaml
 
-from bastion.config import load_settings
+from bastion.config import Settings, load_settings
 from tests.fakes.upstream import FakeUpstream
 from tests.gateway_harness import MASTER_KEY, RunningGateway
 
@@ -69,7 +69,10 @@ def _start(
     os.environ["BASTION_TEST_UPSTREAM_KEY"] = UPSTREAM_KEY
     path = tmp_path_factory.mktemp("gw") / "bastion.yaml"
     path.write_text(yaml.safe_dump(gateway_settings(upstream, local)))
-    return RunningGateway(load_settings(path, env={})).start()
+    def loader() -> Settings:
+        return load_settings(path, env={})
+
+    return RunningGateway(loader(), loader=loader).start()
 
 
 @pytest.fixture(scope="session")

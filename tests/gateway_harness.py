@@ -7,7 +7,7 @@ import http.client
 import json
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -21,9 +21,15 @@ MASTER_KEY = "sk-test-master-key"
 
 
 class RunningGateway:
-    def __init__(self, settings: Settings, pm: pluggy.PluginManager | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        pm: pluggy.PluginManager | None = None,
+        loader: Callable[[], Settings] | None = None,
+    ) -> None:
         self.settings = settings
         self.pm = pm
+        self.loader = loader
         self.port = 0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop: asyncio.Event | None = None
@@ -46,7 +52,13 @@ class RunningGateway:
             self._listening.set()
 
         try:
-            loop.run_until_complete(serve(self.settings, stop=self._stop, on_listening=listening, pm=self.pm))
+            loop.run_until_complete(serve(
+                    self.settings,
+                    stop=self._stop,
+                    on_listening=listening,
+                    pm=self.pm,
+                    loader=self.loader,
+                ))
         except BaseException as exc:  # surfaced to the test by start()/stop()
             self.error = exc
         finally:

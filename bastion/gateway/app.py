@@ -45,35 +45,49 @@ OVERHEAD_HEADER = b"x-bastion-overhead-ms"
 
 class Gateway:
     def __init__(self, settings: Settings, pm: pluggy.PluginManager | None = None) -> None:
-        self.settings = settings
         self.pm = pm or plugin_manager()
-        factories = backend_factories(self.pm)
-        self.backends: dict[str, Backend] = {}
-        for spec in settings.models:
-            factory = factories.get(spec.backend)
-            if factory is None:
-                raise ConfigError(
-                    f"model {spec.name!r}: no installed plugin provides backend "
-                    f"{spec.backend!r} (known: {', '.join(sorted(factories))})"
-                )
-            self.backends[spec.name] = factory(spec)
-        self.router = Router(
-            settings.routing,
-            {spec.name: (self.backends[spec.name], spec) for spec in settings.models},
-            routing_strategies(self.pm),
-        )
-        key = settings.server.master_key
-        self._master_key = key.get_secret_value().encode() if key is not None else None
+        self._factories = backend_factories(self.pm)
+        self.strategies = routing_strategies(self.pm)
+        backends = {spec.name: self.build_backend(spec) for spec in settings.models}
         self._id_prefix = os.urandom(6).hex()
         self._ids = itertools.count(1)
         self.observers: list[Observer] = []
-        if settings.server.access_log:
-            self.observers.append(_log_access)
+        self.background: set[asyncio.Task[None]] = set()
+        self.loader: Callable[[], Settings] | None = None  # re-reads config for a reload
+        self.router: Router = make_router(settings, backends, self)
+        self.apply(settings, backends, self.router)
         self.started = False
         from bastion.gateway import routes  # the endpoint table
 
         self._routes: dict[str, dict[str, Endpoint]] = routes.table(self)
         self._model_route = routes.model_detail(self)
+
+    def build_backend(self, spec: Any) -> Backend:
+        factory = self._factories.get(spec.backend)
+        if factory is None:
+            raise ConfigError(
+                f"model {spec.name!r}: no installed plugin provides backend "
+                f"{spec.backend!r} (known: {', '.join(sorted(self._factories))})"
+            )
+        backend: Backend = factory(spec)
+        return backend
+
+    def apply(self, settings: Settings, backends: dict[str, Backend], router: Router) -> None:
+        """Switches to a configuration in one step (no await: no request sees half of it)."""
+        self.settings = settings
+        self.backends = backends
+        self.router = router
+        key = settings.server.master_key
+        self._master_key = key.get_secret_value().encode() if key is not None else None
+        if settings.server.access_log and _log_access not in self.observers:
+            self.observers.append(_log_access)
+        elif not settings.server.access_log and _log_access in self.observers:
+            self.observers.remove(_log_access)
+
+    async def reload(self, settings: Settings, dry_run: bool = False) -> dict[str, Any]:
+        from bastion.gateway.reload import reload
+
+        return await reload(self, settings, dry_run)
 
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> None:
@@ -165,6 +179,15 @@ class Gateway:
                 observer(ctx)
             except Exception:  # telemetry must never break a request
                 log.exception("observer %r failed", observer)
+
+
+def make_router(settings: Settings, backends: dict[str, Backend], gateway: Gateway) -> Router:
+    return Router(
+        settings.routing,
+        {spec.name: (backends[spec.name], spec) for spec in settings.models},
+        gateway.strategies,
+        previous=getattr(gateway, "router", None),  # None while the gateway is being built
+    )
 
 
 def _log_access(ctx: RequestContext) -> None:

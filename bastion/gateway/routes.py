@@ -12,6 +12,7 @@ from urllib.parse import unquote
 
 import orjson
 
+from bastion.errors import ConfigError, InvalidRequest
 from bastion.protocol.requests import (
     check_chat_request,
     check_completion_request,
@@ -62,6 +63,24 @@ def table(gw: Gateway) -> dict[str, dict[str, Endpoint]]:
         data = [d.describe(now) for d in gw.router.deployments()]
         return Response(200, orjson.dumps({"object": "list", "data": data}), JSON_HEADERS)
 
+    async def reload_config(request: Request, ctx: RequestContext) -> Response:
+        """Re-reads the configuration and applies it (``{"dry_run": true}``: check only)."""
+        options = (
+            decode_json_object(request.body, request.header(b"content-type"))
+            if request.body
+            else {}
+        )
+        dry_run = options.get("dry_run", False)
+        if not isinstance(dry_run, bool):
+            raise InvalidRequest("'dry_run' must be a boolean", param="dry_run")
+        if gw.loader is None:
+            raise InvalidRequest("This gateway was started without a configuration source")
+        try:
+            result = await gw.reload(gw.loader(), dry_run=dry_run)
+        except ConfigError as exc:
+            raise InvalidRequest(str(exc), code="invalid_config") from exc
+        return Response(200, orjson.dumps(result), JSON_HEADERS)
+
     async def live(request: Request, ctx: RequestContext) -> Response:
         return Response(200, b'{"status":"ok"}', JSON_HEADERS)
 
@@ -79,6 +98,7 @@ def table(gw: Gateway) -> dict[str, dict[str, Endpoint]]:
         "/health/live": {"GET": live},
         "/health/ready": {"GET": ready},
         "/api/deployments": {"GET": deployments},
+        "/api/config/reload": {"POST": reload_config},
     }
 
 

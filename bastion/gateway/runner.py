@@ -14,12 +14,15 @@ import gc
 import logging
 import signal
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
+from pathlib import Path
+from typing import Any
 
 import pluggy
 import uvloop
 
 from bastion.config import Settings
+from bastion.errors import ConfigError
 from bastion.gateway.app import Gateway
 from bastion.server.http import HTTPServer, ServerConfig
 
@@ -32,14 +35,21 @@ async def serve(
     stop: asyncio.Event | None = None,
     on_listening: Callable[[int], None] | None = None,
     pm: pluggy.PluginManager | None = None,
+    loader: Callable[[], Settings] | None = None,
+    watch: Path | None = None,
 ) -> None:
+    """``loader`` re-reads the configuration for a reload (SIGHUP, ``POST
+    /api/config/reload``, or a change to the ``watch`` file, checked every second)."""
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        # Not possible outside the main thread (tests run the server in a thread).
-        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-            loop.add_signal_handler(sig, stop.set)
     gateway = Gateway(settings, pm)
+    gateway.loader = loader
+    # Not possible outside the main thread (tests run the server in a thread).
+    with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        if loader is not None:
+            loop.add_signal_handler(signal.SIGHUP, _spawn, gateway, _reload_from(gateway))
     cfg = settings.server
     server = HTTPServer(
         gateway.handle,
@@ -51,6 +61,9 @@ async def serve(
         on_listening(server.port)
     loading = asyncio.create_task(gateway.start())
     stopping = asyncio.create_task(stop.wait())
+    watcher = (
+        asyncio.create_task(_watch(watch, gateway)) if watch is not None and loader else None
+    )
     try:
         done, _ = await asyncio.wait({loading, stopping}, return_when=asyncio.FIRST_COMPLETED)
         if loading in done:
@@ -65,17 +78,65 @@ async def serve(
     finally:
         loading.cancel()
         stopping.cancel()
+        if watcher is not None:
+            watcher.cancel()
         await server.shutdown(cfg.graceful_timeout)
         await gateway.close()
 
 
-def run(settings: Settings) -> int:
+def _reload_from(gateway: Gateway) -> Callable[[], Coroutine[Any, Any, None]]:
+    async def reload() -> None:
+        if gateway.loader is None:
+            return
+        try:
+            result = await gateway.reload(gateway.loader())
+        except ConfigError as exc:
+            log.error("reload refused, old configuration kept: %s", exc)
+            return
+        if result["restart_required"]:
+            log.warning("needs a restart to take effect: %s", result["restart_required"])
+
+    return reload
+
+
+def _spawn(gateway: Gateway, job: Callable[[], Coroutine[Any, Any, None]]) -> None:
+    task = asyncio.get_running_loop().create_task(job())
+    gateway.background.add(task)
+    task.add_done_callback(gateway.background.discard)
+
+
+async def _watch(path: Path, gateway: Gateway) -> None:
+    """Reloads when the config file changes (mtime or size), checked once a second."""
+
+    def stamp() -> tuple[float, int] | None:
+        try:
+            st = path.stat()
+        except OSError:
+            return None
+        return (st.st_mtime, st.st_size)
+
+    last = stamp()
+    reload = _reload_from(gateway)
+    while True:
+        await asyncio.sleep(1.0)
+        current = stamp()
+        if current is not None and current != last:
+            last = current
+            log.info("config file %s changed: reloading", path)
+            await reload()
+
+
+def run(
+    settings: Settings,
+    loader: Callable[[], Settings] | None = None,
+    watch: Path | None = None,
+) -> int:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
     try:
-        uvloop.run(serve(settings))
+        uvloop.run(serve(settings, loader=loader, watch=watch))
     except Exception as exc:  # noqa: BLE001 - start-up failure: report it plainly, exit 1
         log.error("Bastion failed to start: %s", exc)
         return 1

@@ -84,10 +84,15 @@ class Router:
         settings: RoutingSettings,
         backends: dict[str, tuple[Backend, Any]],
         strategies: dict[str, Strategy],
+        previous: Router | None = None,
     ) -> None:
-        """``backends``: deployment name → (backend, its model spec)."""
+        """``backends``: deployment name → (backend, its model spec).
+
+        ``previous``: on a config reload, a deployment whose backend object is kept keeps
+        its live state (in-flight count, latency EWMA, breaker) too."""
         self.settings = settings
         policy = BreakerPolicy(settings.failure_threshold, settings.cooldown)
+        kept = {d.name: d for d in previous.deployments()} if previous is not None else {}
         self.routes: dict[str, Route] = {}
         for name, (backend, spec) in backends.items():
             alias = spec.public_name
@@ -101,6 +106,16 @@ class Router:
                         f"(known: {', '.join(sorted(strategies))})"
                     )
                 route = self.routes[alias] = Route(alias, route_settings, strategy)
+            old = kept.get(name)
+            if old is not None and old.backend is backend:
+                old.alias, old.weight, old.priority = alias, spec.weight, spec.priority
+                old.max_concurrency, old.price, old.policy = (
+                    spec.max_concurrency,
+                    spec.price,
+                    policy,
+                )
+                route.add(old)
+                continue
             route.add(
                 Deployment(
                     name=name,

@@ -26,6 +26,7 @@ EXPECTED_ROUTES = {
     "/health/live": {"GET"},
     "/health/ready": {"GET"},
     "/api/deployments": {"GET"},
+    "/api/config/reload": {"POST"},
 }
 
 
@@ -39,12 +40,13 @@ def route_table() -> dict[str, set[str]]:
 
 ROUTES = route_table()
 V1_ROUTES = sorted(p for p in ROUTES if p.startswith(("/v1/", "/api/")))
-POST_ROUTES = sorted(p for p, m in ROUTES.items() if "POST" in m)
 VALID_BODY = {
     "/v1/chat/completions": {"model": "fake-model", "messages": [{"role": "user", "content": "hi"}]},
     "/v1/completions": {"model": "fake-model", "prompt": "hi"},
     "/v1/embeddings": {"model": "fake-model", "input": "hi"},
 }
+# POST routes that take an OpenAI request body (the admin reload takes its own)
+POST_ROUTES = sorted(p for p, m in ROUTES.items() if "POST" in m and p in VALID_BODY)
 OTHER_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 
 
