@@ -81,6 +81,12 @@ class _Deployment(BaseModel):
         None, ge=1, description="requests in flight at most; beyond it the router looks elsewhere"
     )
     price: float = Field(0.0, ge=0, description="price per 1M tokens, for cost-aware routing")
+    timeout: float | None = Field(
+        None, gt=0, description="seconds for a whole non-streamed call (504, then failover)"
+    )
+    first_token_timeout: float | None = Field(
+        None, gt=0, description="seconds until a stream's first event (504, then failover)"
+    )
 
     @property
     def public_name(self) -> str:
@@ -199,6 +205,11 @@ class RouteSettings(_Strict):
     )
     max_backoff: float = Field(
         2.0, ge=0, description="longest wait before a retry; a longer Retry-After is not waited"
+    )
+    affinity: str | None = Field(
+        None,
+        description="session affinity: 'user' (the request's user field) or a header name; "
+        "the same key goes to the same deployment while it is available",
     )
 
 

@@ -79,12 +79,13 @@ class Proc:
         self._fh.close()
 
 
-def start_upstream(port: int, delay_ms: float, log: Path) -> Proc:
+def start_upstream(port: int, delay_ms: float, log: Path, chunk_delay_ms: float = 0.0) -> Proc:
     env = {
         **os.environ,
         "FAKE_HOST": "127.0.0.1",
         "FAKE_PORT": str(port),
         "FAKE_DELAY_MS": str(delay_ms),
+        "FAKE_CHUNK_DELAY_MS": str(chunk_delay_ms),
     }
     return Proc(f"up:{port}", [str(VENV_PY), str(HARNESS / "fake_upstream.py")], env, log)
 
@@ -156,24 +157,29 @@ class LoadResult:
     t0: float = 0.0  # monotonic time of load start
 
 
-BODY = json.dumps({
-    "model": "chat",
-    "messages": [{"role": "user", "content": "hello"}],
-    "max_tokens": 16,
-}).encode()
+def body(stream: bool = False) -> bytes:
+    return json.dumps({
+        "model": "chat",
+        "messages": [{"role": "user", "content": "hello"}],
+        "max_tokens": 16,
+        "stream": stream,
+    }).encode()
 
 
 async def one(session: aiohttp.ClientSession, url: str, t_sched: float, t0: float,
-              out: list[Rec], req_timeout: float) -> None:
+              out: list[Rec], req_timeout: float, stream: bool = False) -> None:
     status, ok, err = 0, False, ""
     try:
         async with session.post(
-            url, data=BODY, headers={"content-type": "application/json"},
+            url, data=body(stream), headers={"content-type": "application/json"},
             timeout=aiohttp.ClientTimeout(total=req_timeout),
         ) as resp:
             status = resp.status
             data = await resp.read()
-            ok = status == 200 and b'"choices"' in data
+            if stream:  # a stream that broke after it started ends in an error event
+                ok = status == 200 and b"data: [DONE]" in data and b'"error"' not in data
+            else:
+                ok = status == 200 and b'"choices"' in data
             if not ok:
                 err = data[:200].decode(errors="replace")
     except Exception as exc:
@@ -185,7 +191,7 @@ async def one(session: aiohttp.ClientSession, url: str, t_sched: float, t0: floa
 async def open_loop(base: str, rate: float, duration: float, req_timeout: float = 10.0,
                     events: list[tuple[float, Any]] | None = None,
                     poll: list[tuple[float, list[dict[str, Any]]]] | None = None,
-                    warmup: int = 50) -> LoadResult:
+                    warmup: int = 50, stream: bool = False) -> LoadResult:
     """Open-loop load at ``rate`` req/s for ``duration`` s. ``events``: (t, callable)
     run at t s after the start (in a thread). ``poll``: filled with /api/deployments
     snapshots every 100 ms (t since start, data)."""
@@ -194,7 +200,7 @@ async def open_loop(base: str, rate: float, duration: float, req_timeout: float 
     res = LoadResult()
     async with aiohttp.ClientSession(connector=conn) as session:
         warm: list[Rec] = []
-        await asyncio.gather(*(one(session, url, time.monotonic(), 0, warm, req_timeout)
+        await asyncio.gather(*(one(session, url, time.monotonic(), 0, warm, req_timeout, stream)
                                for _ in range(warmup)))
         t0 = res.t0 = time.monotonic()
         stop = asyncio.Event()
@@ -227,7 +233,8 @@ async def open_loop(base: str, rate: float, duration: float, req_timeout: float 
             delay = t_sched - time.monotonic()
             if delay > 0:
                 await asyncio.sleep(delay)
-            tasks.append(asyncio.create_task(one(session, url, t_sched, t0, res.recs, req_timeout)))
+            tasks.append(asyncio.create_task(one(session, url, t_sched, t0, res.recs, req_timeout,
+                                                 stream)))
         await asyncio.gather(*tasks)
         stop.set()
         for t in side:
@@ -310,6 +317,9 @@ def main() -> int:
     ap.add_argument("--cooldown", type=float, default=2.0)
     ap.add_argument("--retries", type=int, default=2)
     ap.add_argument("--delay-ms", type=float, default=0.0, help="FAKE_DELAY_MS of both upstreams")
+    ap.add_argument("--stream", action="store_true", help="streaming requests")
+    ap.add_argument("--chunk-delay-ms", type=float, default=0.0,
+                    help="FAKE_CHUNK_DELAY_MS of both upstreams (20 chunks per stream)")
     ap.add_argument("--json", type=Path, help="write the raw summary here")
     args = ap.parse_args()
     if not (0 < args.kill_at < args.restart_at < args.duration) or args.duration > 100:
@@ -322,8 +332,8 @@ def main() -> int:
                  cooldown=args.cooldown, retries=args.retries)
     procs: dict[str, Proc] = {}
     try:
-        procs["up1"] = start_upstream(p1, args.delay_ms, tmp / "up1.log")
-        procs["up2"] = start_upstream(p2, args.delay_ms, tmp / "up2.log")
+        procs["up1"] = start_upstream(p1, args.delay_ms, tmp / "up1.log", args.chunk_delay_ms)
+        procs["up2"] = start_upstream(p2, args.delay_ms, tmp / "up2.log", args.chunk_delay_ms)
         wait_http(f"http://127.0.0.1:{p1}/health")
         wait_http(f"http://127.0.0.1:{p2}/health")
         procs["bastion"] = start_bastion(cfg, pb, tmp / "home", tmp / "bastion.log")
@@ -340,7 +350,7 @@ def main() -> int:
         def restart() -> None:
             procs["up1"].stop()
             marks["restart"] = time.monotonic()
-            procs["up1"] = start_upstream(p1, args.delay_ms, tmp / "up1.log")
+            procs["up1"] = start_upstream(p1, args.delay_ms, tmp / "up1.log", args.chunk_delay_ms)
             with contextlib.suppress(RuntimeError):
                 wait_http(f"http://127.0.0.1:{p1}/health", 10)
             marks["listening"] = time.monotonic()
@@ -348,7 +358,7 @@ def main() -> int:
         poll: list[tuple[float, list[dict[str, Any]]]] = []
         res = asyncio.run(open_loop(base, args.rate, args.duration,
                                     events=[(args.kill_at, kill), (args.restart_at, restart)],
-                                    poll=poll))
+                                    poll=poll, stream=args.stream))
     finally:
         for p in procs.values():
             p.stop()
@@ -375,6 +385,12 @@ def main() -> int:
         "breaker": analyse_poll(poll, kill_t, restart_t),
         "polls": len(poll),
     }
+    timeline = []
+    for sec in range(int(args.duration)):
+        b = [r for r in recs if sec <= r.sched < sec + 1]
+        s = summary(b)
+        timeline.append((sec, s["requests"], s["requests"] - s["ok"], s["p50_ms"], s["p99_ms"]))
+    out["timeline_per_s"] = timeline
     failures = [r for r in recs if not r.ok]
     kinds: dict[str, int] = {}
     for r in failures:
@@ -383,7 +399,8 @@ def main() -> int:
     out["failures"] = {"count": len(failures), "kinds": kinds,
                        "at_s": [round(r.sched, 3) for r in failures[:50]]}
 
-    print(f"chaos: {args.rate:g} req/s x {args.duration:g} s, strategy {args.strategy}, "
+    kind = "stream" if args.stream else "non-stream"
+    print(f"chaos: {kind}, {args.rate:g} req/s x {args.duration:g} s, strategy {args.strategy}, "
           f"failure_threshold {args.failure_threshold}, cooldown {args.cooldown:g} s, "
           f"retries {args.retries}; up1 SIGKILL at {kill_t:.2f} s, restarted at "
           f"{restart_t:.2f} s (listening {listen_t:.2f} s)")
@@ -401,6 +418,8 @@ def main() -> int:
     print(f"failures: {out['failures']['count']} {json.dumps(out['failures']['kinds'])}")
     if failures:
         print(f"failure times (s): {out['failures']['at_s']}")
+    print("per second (t, requests, failed, p50 ms, p99 ms):")
+    print("  " + " ".join(f"[{t} {n} {f} {p50} {p99}]" for t, n, f, p50, p99 in timeline))
     if args.json:
         args.json.write_text(json.dumps(out, indent=2))
     print(f"logs: {tmp}")

@@ -26,6 +26,7 @@ from bastion.errors import (
     AuthenticationFailed,
     BastionError,
     ConfigError,
+    InvalidRequest,
     MethodNotAllowed,
     NotFound,
 )
@@ -107,7 +108,9 @@ class Gateway:
     # ------------------------------------------------------------------ pipeline
     async def handle(self, request: Request) -> Response | StreamingResponse:
         ctx = RequestContext(self._request_id(request), request.path, request.received_at)
+        ctx.headers = request.headers
         try:
+            ctx.deadline = _deadline(request)
             endpoint = self._route(request)
             if request.path.startswith(("/v1/", "/api/")):
                 self._authenticate(request)
@@ -179,6 +182,22 @@ class Gateway:
                 observer(ctx)
             except Exception:  # telemetry must never break a request
                 log.exception("observer %r failed", observer)
+
+
+def _deadline(request: Request) -> float | None:
+    raw = request.header(b"x-bastion-timeout")
+    if raw is None:
+        return None
+    try:
+        seconds = float(raw)
+    except ValueError:
+        seconds = -1.0
+    if not 0 < seconds <= 3600:
+        raise InvalidRequest(
+            "x-bastion-timeout must be a number of seconds between 0 and 3600",
+            param="x-bastion-timeout",
+        )
+    return time.monotonic() + seconds
 
 
 def make_router(settings: Settings, backends: dict[str, Backend], gateway: Gateway) -> Router:

@@ -17,6 +17,8 @@ class RequestContext:
     stream: bool = False
     status: int = 200
     attempts: int = 0  # backend calls made (retries and failovers included)
+    deadline: float | None = None  # time.monotonic() by which the request must be answered
+    headers: list[tuple[bytes, bytes]] = field(default_factory=list)  # the request's
     error: str | None = None
     usage: dict[str, Any] | None = None
     backend_started_at: float | None = None
@@ -25,6 +27,12 @@ class RequestContext:
     first_token_at: float | None = None
     finished_at: float | None = None
     wall_time: float = field(default_factory=time.time)
+
+    def header(self, name: bytes) -> bytes | None:
+        for key, value in self.headers:
+            if key == name:
+                return value
+        return None
 
     def overhead(self, now: float) -> float:
         """The gateway's own time so far: elapsed time less the time spent waiting on the

@@ -37,6 +37,8 @@ class Deployment:
     priority: int = 1
     max_concurrency: int | None = None
     price: float = 0.0  # per 1M tokens (input + output), for cost-aware routing
+    timeout: float | None = None  # whole call, seconds
+    first_token_timeout: float | None = None  # until a stream's first event
     policy: BreakerPolicy = field(default_factory=BreakerPolicy)
     in_flight: int = 0
     ewma_latency: float = 0.0  # seconds; 0 until the first success
@@ -117,5 +119,7 @@ class Deployment:
             "successes": self.successes,
             "failures": self.failures,
             "weight": self.weight,
+            "timeout": self.timeout,
+            "first_token_timeout": self.first_token_timeout,
             "priority": self.priority,
         }

@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
+import zlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -30,6 +31,7 @@ from bastion.errors import (
     ConfigError,
     ModelNotFound,
     Overloaded,
+    UpstreamTimeout,
 )
 from bastion.gateway.context import RequestContext
 from bastion.routing.health import BreakerPolicy, Deployment
@@ -114,6 +116,7 @@ class Router:
                     spec.price,
                     policy,
                 )
+                old.timeout, old.first_token_timeout = spec.timeout, spec.first_token_timeout
                 route.add(old)
                 continue
             route.add(
@@ -126,6 +129,8 @@ class Router:
                     max_concurrency=spec.max_concurrency,
                     price=spec.price,
                     policy=policy,
+                    timeout=spec.timeout,
+                    first_token_timeout=spec.first_token_timeout,
                 )
             )
 
@@ -186,13 +191,13 @@ class Router:
                 tried = {d for d in tried if d not in {f for f, _ in failed}}
                 failed = []
                 continue
-            deployment = candidates[0]
+            deployment = self._affine(route, candidates, body, ctx)
             tried.add(deployment)
             attempts_left -= 1
             ctx.attempts += 1
             started = deployment.begin()
             try:
-                result = await call(deployment.backend, dict(body))
+                result = await self._attempt(deployment, call, body, ctx)
             except BastionError as exc:
                 if retryable(exc):
                     deployment.failed(time.monotonic())
@@ -213,6 +218,48 @@ class Router:
         if last is not None:
             raise last
         raise self._unavailable(route)
+
+    @staticmethod
+    def _affine(
+        route: Route, candidates: list[Deployment], body: dict[str, Any], ctx: RequestContext
+    ) -> Deployment:
+        """With session affinity, the same user/session lands on the same deployment while it
+        is available (rendezvous hashing: adding or losing one moves only its own users)."""
+        affinity = route.settings.affinity
+        if affinity is None or len(candidates) == 1:
+            return candidates[0]
+        if affinity == "user":
+            key = body.get("user")
+        else:
+            raw = ctx.header(affinity.encode().lower())
+            key = raw.decode("latin-1") if raw is not None else None
+        if not isinstance(key, str) or not key:
+            return candidates[0]
+        return max(candidates, key=lambda d: zlib.crc32(f"{key}\x00{d.name}".encode()))
+
+    async def _attempt(
+        self, deployment: Deployment, call: Call, body: dict[str, Any], ctx: RequestContext
+    ) -> Result:
+        """One backend call under its deadlines: the deployment's ``timeout`` (a whole
+        non-streamed call), ``first_token_timeout`` (a stream, until its first event) and the
+        request's own ``x-bastion-timeout`` (the same, across all attempts). Nothing has
+        reached the client when one is missed, so the miss is retryable (504)."""
+        limit = deployment.first_token_timeout if ctx.stream else deployment.timeout
+        if ctx.deadline is not None:
+            left = ctx.deadline - time.monotonic()
+            if left <= 0:
+                raise UpstreamTimeout("The request's x-bastion-timeout ran out")
+            limit = left if limit is None else min(limit, left)
+        try:
+            async with asyncio.timeout(limit):
+                result = await call(deployment.backend, dict(body))
+                if isinstance(result, EventStream) and limit is not None:
+                    result.events = await _first_event(result.events)
+        except TimeoutError as exc:
+            raise UpstreamTimeout(
+                f"Deployment '{deployment.name}' did not answer within its time limit"
+            ) from exc
+        return result
 
     @staticmethod
     def _backoff(
@@ -236,6 +283,33 @@ class Router:
             "(circuit open, at capacity or loading); retry later",
             retry_after=retry,
         )
+
+
+async def _first_event(events: AsyncIterator[bytes]) -> ClosingStream:
+    """Waits for a stream's first event (under the caller's deadline, before anything has
+    reached the client); returns the stream with that event put back in front."""
+    try:
+        first = await anext(events)
+    except StopAsyncIteration:
+        first = b""
+    except BaseException:
+        aclose = getattr(events, "aclose", None)
+        if aclose is not None:
+            await aclose()
+        raise
+
+    async def chained() -> AsyncIterator[bytes]:
+        if first:
+            yield first
+        async for chunk in events:
+            yield chunk
+
+    async def close() -> None:
+        aclose = getattr(events, "aclose", None)
+        if aclose is not None:
+            await aclose()
+
+    return ClosingStream(chained(), close)
 
 
 def _settle_at_end(

@@ -221,3 +221,66 @@ def test_the_only_deployment_is_never_ejected(gateway_factory: Any, ups: list[Fa
     assert [chat(gw)[0] for _ in range(3)] == [502] * 3
     ups[0].reset()
     assert chat(gw)[0] == 200, "no cooldown of 503s for an alias with nowhere else to go"
+
+
+def test_slow_deployment_times_out_and_fails_over(gateway_factory: Any, ups: list[FakeUpstream]) -> None:
+    ups[0].behaviour.delay_ms = 3000
+    gw = gateway_factory(
+        [
+            deployment("slow", ups[0], alias="chat", priority=1, timeout=0.3, first_token_timeout=0.3),
+            deployment("fast", ups[1], alias="chat", priority=2),
+        ]
+    )
+    started = time.monotonic()
+    assert chat(gw)[0] == 200
+    status, _, body = chat(gw, stream=True)
+    assert status == 200 and body.rstrip().endswith(b"data: [DONE]")
+    assert time.monotonic() - started < 2.5, "each attempt was cut at 0.3 s"
+    state = deployments(gw)
+    assert state["slow"]["failures"] == 2 and state["fast"]["successes"] == 2
+
+
+def test_request_deadline_header_bounds_the_whole_request(gateway_factory: Any, ups: list[FakeUpstream]) -> None:
+    ups[0].behaviour.delay_ms = 3000
+    gw = gateway_factory([deployment("a", ups[0], alias="chat")])
+    started = time.monotonic()
+    status, _, body = gw.request_full(
+        "POST", "/v1/chat/completions", {"model": "chat", "messages": MSG},
+        headers={"x-bastion-timeout": "0.4"},
+    )
+    assert status == 504, body
+    assert time.monotonic() - started < 2
+    status, _, body = gw.request_full(
+        "POST", "/v1/chat/completions", {"model": "chat", "messages": MSG},
+        headers={"x-bastion-timeout": "soon"},
+    )
+    assert status == 400 and body["error"]["param"] == "x-bastion-timeout"
+
+
+def test_session_affinity_keeps_a_user_on_one_deployment(gateway_factory: Any, ups: list[FakeUpstream]) -> None:
+    gw = gateway_factory(
+        [deployment("a", ups[0], alias="chat"), deployment("b", ups[1], alias="chat"), deployment("c", ups[2], alias="chat")],
+        {"default": {"strategy": "round_robin", "affinity": "user"}},
+    )
+    for user in ("alice", "bob", "carol", "dave"):
+        for up in ups:
+            up.reset()
+        for _ in range(4):
+            status, _, _ = gw.request_full(
+                "POST", "/v1/chat/completions", {"model": "chat", "messages": MSG, "user": user}
+            )
+            assert status == 200
+        assert sorted(len(up.requests) for up in ups) == [0, 0, 4], user
+
+
+def test_header_affinity(gateway_factory: Any, ups: list[FakeUpstream]) -> None:
+    gw = gateway_factory(
+        [deployment("a", ups[0], alias="chat"), deployment("b", ups[1], alias="chat")],
+        {"default": {"strategy": "round_robin", "affinity": "x-session-id"}},
+    )
+    for _ in range(4):
+        gw.request_full(
+            "POST", "/v1/chat/completions", {"model": "chat", "messages": MSG},
+            headers={"x-session-id": "s-1"},
+        )
+    assert sorted(len(up.requests) for up in ups[:2]) == [0, 4]
