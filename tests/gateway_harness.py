@@ -76,7 +76,10 @@ class RunningGateway:
             while time.monotonic() < deadline:
                 if self.error is not None:
                     raise self.error
-                status, _ = self.request("GET", "/health/ready")
+                try:
+                    status, _ = self.request("GET", "/health/ready")
+                except OSError:  # start-up failed and the server closed: error set next
+                    status = 0
                 if status == 200:
                     return self
                 time.sleep(0.05)
