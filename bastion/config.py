@@ -206,6 +206,11 @@ class RouteSettings(_Strict):
     max_backoff: float = Field(
         2.0, ge=0, description="longest wait before a retry; a longer Retry-After is not waited"
     )
+    queue_wait: float = Field(
+        1.0, ge=0, le=60,
+        description="seconds a request waits for a deployment when all are cooling down or at "
+        "capacity, before 503 + Retry-After",
+    )
     affinity: str | None = Field(
         None,
         description="session affinity: 'user' (the request's user field) or a header name; "
@@ -225,6 +230,9 @@ class RoutingSettings(_Strict):
     )
     cooldown: float = Field(
         10.0, gt=0, description="seconds an open breaker waits before a half-open probe"
+    )
+    probe_interval: float = Field(
+        15.0, ge=0, description="seconds between active health probes (GET /models); 0: off"
     )
 
     def route(self, alias: str) -> RouteSettings:

@@ -17,7 +17,7 @@ from typing import Any, ClassVar
 
 import orjson
 
-from bastion.errors import BastionError, InvalidRequest
+from bastion.errors import BastionError, InvalidRequest, ServerError
 from bastion.gateway.context import RequestContext
 from bastion.server.types import Headers
 
@@ -98,6 +98,13 @@ class Backend:
 
     async def close(self) -> None:
         self.ready = False
+
+    async def probe(self) -> None:
+        """Active health check; raises a BastionError when the backend cannot serve.
+
+        The default checks only that the backend is loaded; remote backends ask the server."""
+        if not self.ready:
+            raise ServerError(f"Model '{self.name}' is not loaded")
 
     async def chat(self, body: dict[str, Any], stream: bool, ctx: RequestContext) -> Result:
         raise InvalidRequest(

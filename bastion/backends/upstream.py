@@ -65,6 +65,7 @@ class UpstreamBackend(Backend):
             "chat": base + "/chat/completions",
             "completion": base + "/completions",
             "embeddings": base + "/embeddings",
+            "models": base + "/models",
         }
         self._upstream_model = spec.upstream_model or spec.name
         headers: list[tuple[bytes, bytes]] = [
@@ -86,6 +87,19 @@ class UpstreamBackend(Backend):
     async def close(self) -> None:
         self.ready = False
         await self._client.aclose()
+
+    async def probe(self) -> None:
+        """GET {base_url}/models: the cheapest call every OpenAI-compatible server has.
+        Any answer below 500 (even 401/404) shows the server is up."""
+        try:
+            response = await self._client.request(
+                "GET", self._urls["models"], headers=self._headers, read_timeout=5.0
+            )
+            await response.read()
+        except HTTPClientError as exc:
+            raise self._translate(exc) from exc
+        if response.status >= 500:
+            raise UpstreamError(f"Upstream {self._host} health probe: HTTP {response.status}")
 
     def describe(self) -> dict[str, Any]:
         out = super().describe()

@@ -95,8 +95,21 @@ class Gateway:
         """Loads every backend (concurrently). Raises if any fails to load."""
         await asyncio.gather(*(b.start() for b in self.backends.values()))
         self.started = True
+        probes = asyncio.get_running_loop().create_task(self._probe_forever())
+        self.background.add(probes)
+        probes.add_done_callback(self.background.discard)
+
+    async def _probe_forever(self) -> None:
+        while True:
+            interval = self.settings.routing.probe_interval
+            await asyncio.sleep(interval or 1.0)
+            if interval:
+                await self.router.probe_all()
 
     async def close(self) -> None:
+        for task in list(self.background):
+            task.cancel()
+        await asyncio.gather(*self.background, return_exceptions=True)
         await asyncio.gather(
             *(b.close() for b in self.backends.values()), return_exceptions=True
         )

@@ -104,6 +104,20 @@ class Deployment:
         self.in_flight -= 1
         self.probing = False
 
+    def probed(self, ok: bool, now: float) -> None:
+        """An active probe's verdict: a failure ejects at once, a success readmits at once
+        (no waiting out the cooldown after an upstream came back)."""
+        if ok:
+            if self.state != CLOSED:
+                self.state = CLOSED
+                self.consecutive_failures = 0
+                self.probing = False
+        elif self.state != OPEN:
+            self.state = OPEN
+            self.opened_at = now
+        else:
+            self.opened_at = now  # still down: restart the cooldown
+
     def describe(self, now: float) -> dict[str, Any]:
         return {
             "name": self.name,

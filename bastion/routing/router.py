@@ -140,6 +140,21 @@ class Router:
     def deployments(self) -> list[Deployment]:
         return [d for route in self.routes.values() for d in route.deployments]
 
+    async def probe_all(self) -> None:
+        """One round of active health probes, all deployments at once."""
+        deployments = [d for d in self.deployments() if d.backend.ready]
+
+        async def probe(d: Deployment) -> None:
+            try:
+                async with asyncio.timeout(10):
+                    await d.backend.probe()
+            except (BastionError, TimeoutError):
+                d.probed(False, time.monotonic())
+            else:
+                d.probed(True, time.monotonic())
+
+        await asyncio.gather(*(probe(d) for d in deployments))
+
     def route(self, alias: str) -> Route:
         route = self.routes.get(alias)
         if route is None:
@@ -179,6 +194,10 @@ class Router:
         while attempts_left > 0:
             now = time.monotonic()
             candidates = route.order(now, tried)
+            if not candidates and not failed and not tried and settings.queue_wait > 0:
+                # Every deployment is cooling down or at capacity: wait briefly for one
+                # rather than failing at once.
+                candidates = await self._wait_for_one(route, now + settings.queue_wait)
             if not candidates:
                 if not failed:
                     break
@@ -218,6 +237,15 @@ class Router:
         if last is not None:
             raise last
         raise self._unavailable(route)
+
+    @staticmethod
+    async def _wait_for_one(route: Route, until: float) -> list[Deployment]:
+        while (now := time.monotonic()) < until:
+            await asyncio.sleep(min(0.02, until - now))
+            candidates = route.order(time.monotonic(), set())
+            if candidates:
+                return candidates
+        return []
 
     @staticmethod
     def _affine(

@@ -284,3 +284,45 @@ def test_header_affinity(gateway_factory: Any, ups: list[FakeUpstream]) -> None:
             headers={"x-session-id": "s-1"},
         )
     assert sorted(len(up.requests) for up in ups[:2]) == [0, 4]
+
+
+def test_active_probes_eject_a_dead_upstream_and_readmit_it(gateway_factory: Any, ups: list[FakeUpstream]) -> None:
+    gw = gateway_factory(
+        [deployment("a", ups[0], alias="chat"), deployment("b", ups[1], alias="chat")],
+        {"probe_interval": 0.2, "cooldown": 60},
+    )
+    port = ups[0].port
+    ups[0].stop()
+
+    def breaker() -> str:
+        return str(deployments(gw)["a"]["breaker"])
+
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and breaker() != "open":
+        time.sleep(0.05)
+    assert breaker() == "open", "ejected by the probe, without any client traffic"
+    revived = FakeUpstream(port=port).start()
+    try:
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and breaker() != "closed":
+            time.sleep(0.05)
+        assert breaker() == "closed", "readmitted by the probe, long before the 60 s cooldown"
+    finally:
+        revived.stop()
+
+
+def test_requests_wait_briefly_for_a_deployment_at_capacity(gateway_factory: Any, ups: list[FakeUpstream]) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    ups[0].behaviour.delay_ms = ups[1].behaviour.delay_ms = 300
+    models = [
+        deployment("a", ups[0], alias="chat", max_concurrency=1),
+        deployment("b", ups[1], alias="chat", max_concurrency=1),
+    ]
+    waiting = gateway_factory(models, {"default": {"queue_wait": 5.0}})
+    with ThreadPoolExecutor(4) as pool:
+        assert sorted(pool.map(lambda _: chat(waiting)[0], range(4))) == [200] * 4
+    failing = gateway_factory(models, {"default": {"queue_wait": 0}})
+    with ThreadPoolExecutor(4) as pool:
+        statuses = sorted(pool.map(lambda _: chat(failing)[0], range(4)))
+    assert 503 in statuses and 200 in statuses
