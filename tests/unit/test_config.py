@@ -131,3 +131,15 @@ def test_configuration_reference_doc_is_current() -> None:
 
     doc = Path(__file__).resolve().parents[2] / "docs" / "configuration.md"
     assert doc.read_text() == render(), "run: bastion config reference > docs/configuration.md"
+
+
+def test_readme_config_examples_are_valid(tmp_path: Path) -> None:
+    import re
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    blocks = re.findall(r"```yaml\n(.*?)```", readme, re.S)
+    assert len(blocks) >= 2
+    for i, block in enumerate(blocks):
+        path = tmp_path / f"example{i}.yaml"
+        path.write_text(block)
+        load_settings(path, env={})  # raises ConfigError naming the key if an example rots
