@@ -40,22 +40,19 @@ from bastion.backends.base import (
     sse_error,
     sse_event,
 )
+from bastion.backends.http_errors import error_body, retry_after, translate
 from bastion.config import read_secret_env
 from bastion.errors import (
     BastionError,
     ConfigError,
     RateLimited,
     UpstreamError,
-    UpstreamTimeout,
 )
 from bastion.gateway.context import RequestContext
 from bastion.httpclient import (
     ClientResponse,
-    ConnectError,
-    ConnectTimeout,
     HTTPClient,
     HTTPClientError,
-    ReadTimeout,
 )
 
 #: 4xx statuses about the request itself: passed on to the client with Anthropic's message
@@ -178,22 +175,13 @@ class AnthropicBackend(Backend):
             raise self._translate(exc) from exc
 
     def _translate(self, exc: HTTPClientError) -> BastionError:
-        if isinstance(exc, ConnectTimeout):
-            return UpstreamTimeout(f"Timed out connecting to Anthropic upstream {self._host}")
-        if isinstance(exc, ReadTimeout):
-            return UpstreamTimeout(f"Anthropic upstream {self._host} did not answer in time")
-        if isinstance(exc, ConnectError):
-            return UpstreamError(f"Could not connect to Anthropic upstream {self._host}: {exc}")
-        return UpstreamError(f"Anthropic upstream {self._host} broke the connection: {exc}")
+        return translate(exc, f"Anthropic upstream {self._host}")
 
     async def _error(self, response: ClientResponse) -> BastionError:
-        try:
-            raw = await response.read()
-        except HTTPClientError:
-            raw = b""
+        raw = await error_body(response)
         status = response.status
         message = error_message(raw) or f"HTTP {status}"
-        retry_after = _parse_retry_after(response.header(b"retry-after"))
+        retry = retry_after(response)
         text = f"Anthropic upstream {self._host} returned {status}: {message}"
         if status in (401, 403):
             return UpstreamError(
@@ -203,10 +191,10 @@ class AnthropicBackend(Backend):
                 code="upstream_auth_failed",
             )
         if status == 429:
-            return RateLimited(text, retry_after=retry_after)
+            return RateLimited(text, retry_after=retry)
         if status in _PASS_THROUGH:
             return UpstreamError(text, status=status, code="upstream_rejected")
-        return UpstreamError(text, retry_after=retry_after)  # 529 overloaded, 5xx, other
+        return UpstreamError(text, retry_after=retry)  # 529 overloaded, 5xx, other
 
     # ------------------------------------------------------------------ stream
     async def _relay(
@@ -290,12 +278,3 @@ def error_message(raw: bytes) -> str | None:
         kind = error.get("type")
         return f"{kind}: {error['message']}" if isinstance(kind, str) else error["message"]
     return None
-
-
-def _parse_retry_after(value: bytes | None) -> float | None:
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        return None

@@ -25,22 +25,19 @@ from bastion.backends.base import (
     Result,
     sse_error,
 )
+from bastion.backends.http_errors import error_body, retry_after, translate
 from bastion.config import UpstreamModel, read_secret_env
 from bastion.errors import (
     BastionError,
     ConfigError,
     RateLimited,
     UpstreamError,
-    UpstreamTimeout,
 )
 from bastion.gateway.context import RequestContext
 from bastion.httpclient import (
     ClientResponse,
-    ConnectError,
-    ConnectTimeout,
     HTTPClient,
     HTTPClientError,
-    ReadTimeout,
 )
 
 _DONE = b"[DONE]"
@@ -164,27 +161,17 @@ class UpstreamBackend(Backend):
             raise self._translate(exc) from exc
 
     def _translate(self, exc: HTTPClientError) -> BastionError:
-        if isinstance(exc, ConnectTimeout):
-            return UpstreamTimeout(f"Timed out connecting to upstream {self._host}")
-        if isinstance(exc, ReadTimeout):
-            return UpstreamTimeout(f"Upstream {self._host} did not answer in time")
-        if isinstance(exc, ConnectError):
-            return UpstreamError(f"Could not connect to upstream {self._host}: {exc}")
-        return UpstreamError(f"Upstream {self._host} broke the connection: {exc}")
+        return translate(exc, f"upstream {self._host}")
 
     async def _error(self, response: ClientResponse) -> BastionError:
-        try:
-            raw = await response.read()
-        except HTTPClientError:
-            raw = b""
+        raw = await error_body(response)
         message = _upstream_message(raw) or f"HTTP {response.status}"
-        retry = response.header(b"retry-after")
-        retry_after = _parse_retry_after(retry)
+        retry = retry_after(response)
         text = f"Upstream {self._host} returned {response.status}: {message}"
         if response.status == 429:
-            return RateLimited(text, retry_after=retry_after)
+            return RateLimited(text, retry_after=retry)
         if response.status >= 500:
-            return UpstreamError(text, retry_after=retry_after)
+            return UpstreamError(text, retry_after=retry)
         # A 4xx from the upstream is about the request: pass its status through.
         return UpstreamError(text, status=response.status, code="upstream_rejected")
 
@@ -280,12 +267,3 @@ def _upstream_message(raw: bytes) -> str | None:
     if isinstance(parsed, dict):
         return _message_of(parsed)
     return None
-
-
-def _parse_retry_after(value: bytes | None) -> float | None:
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        return None
