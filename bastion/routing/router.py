@@ -75,6 +75,8 @@ class Route:
                 for d in self.groups[priority]
                 if d not in exclude and d.available(now, breaker=self.breakers)
             ]
+            if len(usable) == 1:
+                return usable  # the common single-deployment alias: no strategy work
             if usable:
                 return self.strategy(usable, self.state)
         return []
