@@ -266,7 +266,7 @@ class Settings(_Strict):
             unknown = [f for f in route.fallbacks if f not in aliases]
             if unknown:
                 raise ValueError(f"routing.aliases.{alias}.fallbacks: unknown aliases {unknown}")
-        if not _is_loopback(self.server.host) and self.server.master_key is None:
+        if not is_loopback(self.server.host) and self.server.master_key is None:
             raise ValueError(
                 f"server.host={self.server.host!r} is not a loopback address: binding beyond "
                 "loopback requires authentication; set BASTION_MASTER_KEY (server.master_key)"
@@ -280,7 +280,7 @@ class Settings(_Strict):
         return None
 
 
-def _is_loopback(host: str) -> bool:
+def is_loopback(host: str) -> bool:
     if host == "localhost":
         return True
     try:

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from bastion.backends.base import Backend
-from bastion.config import Settings
+from bastion.config import Settings, is_loopback
 from bastion.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -82,6 +82,12 @@ async def reload(gateway: Gateway, new: Settings, dry_run: bool = False) -> dict
     when a new backend cannot be built or started."""
     from bastion.gateway.app import make_router  # the app module imports this one
 
+    bound = gateway.settings.server.host  # a host change needs a restart: this one stays
+    if not is_loopback(bound) and new.server.master_key is None:
+        raise ConfigError(
+            f"the gateway listens on {bound}, beyond loopback: a reload cannot remove "
+            "server.master_key"
+        )
     steps = plan(gateway.settings, new)
     fresh: dict[str, Backend] = {}
     if dry_run:  # build (not start) what would change: factories exist, specs are valid

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import http.client
 import json
 import signal
@@ -14,7 +15,9 @@ from typing import Any
 import pytest
 import yaml
 
-from bastion.config import Settings, load_settings
+from bastion.config import ServerSettings, Settings, load_settings
+from bastion.errors import ConfigError
+from bastion.gateway.app import Gateway
 from tests.fakes.upstream import FakeUpstream
 from tests.gateway_harness import RunningGateway
 from tests.integration.test_lifecycle import free_port, start_bastion, wait_ready
@@ -186,3 +189,14 @@ def test_sighup_and_file_watch_reload_a_running_process(tmp_path: Path, ups: lis
         for pipe in (proc.stdout, proc.stderr):
             if pipe is not None:
                 pipe.close()
+
+
+def test_reload_cannot_drop_the_key_of_a_public_listener(tmp_path: Path, ups: list[FakeUpstream]) -> None:
+    public = Settings(
+        server=ServerSettings(host="0.0.0.0", master_key="sk-k"),  # type: ignore[arg-type]
+        models=[],
+    )
+    gateway = Gateway(public)
+    no_key = Settings(server=ServerSettings(), models=[])
+    with pytest.raises(ConfigError, match=r"cannot remove server\.master_key"):
+        asyncio.run(gateway.reload(no_key))
