@@ -68,6 +68,16 @@ class Deployment:
             return not self.probing
         return True
 
+    def _would_admit(self, now: float) -> bool:
+        """``available`` without its side effect (for reports)."""
+        if not self.backend.ready:
+            return False
+        if self.max_concurrency is not None and self.in_flight >= self.max_concurrency:
+            return False
+        if self.state == OPEN:
+            return now - self.opened_at >= self.policy.cooldown
+        return self.state == CLOSED or not self.probing
+
     def cooldown_left(self, now: float) -> float:
         if self.state != OPEN:
             return 0.0
@@ -124,7 +134,7 @@ class Deployment:
             "alias": self.alias,
             "kind": self.backend.kind,
             "ready": self.backend.ready,
-            "available": self.available(now),
+            "available": self._would_admit(now),
             "breaker": self.state,
             "cooldown_left_s": round(self.cooldown_left(now), 3),
             "in_flight": self.in_flight,

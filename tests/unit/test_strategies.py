@@ -83,3 +83,11 @@ def test_max_concurrency_makes_a_deployment_unavailable() -> None:
     assert not d.available(0.0)
     d.released()
     assert d.available(0.0)
+
+
+def test_least_in_flight_breaks_ties_by_latency() -> None:
+    fast, slow = dep("fast"), dep("slow")
+    fast.ewma_latency, slow.ewma_latency = 0.005, 0.05
+    assert all(least_in_flight([slow, fast], RouteState())[0] is fast for _ in range(20))
+    fast.in_flight = 1
+    assert least_in_flight([slow, fast], RouteState())[0] is slow, "load still comes first"
