@@ -24,12 +24,15 @@ def main() -> None:
               help="YAML config file (default: $BASTION_CONFIG, else ./bastion.yaml if present)")
 @click.option("--host", default=None, help="bind address (default 127.0.0.1)")
 @click.option("--port", type=int, default=None, help="port (default 8080)")
-def serve(config_path: str | None, host: str | None, port: int | None) -> None:
+@click.option("--workers", type=int, default=None, help="worker processes (default 1)")
+def serve(
+    config_path: str | None, host: str | None, port: int | None, workers: int | None
+) -> None:
     """Serve the gateway (with no config: the embedded SmolLM2 model on 127.0.0.1:8080)."""
     from bastion.gateway.runner import run
 
     path = Path(config_path) if config_path is not None else default_config_path()
-    overrides = {"server.host": host, "server.port": port}
+    overrides = {"server.host": host, "server.port": port, "server.workers": workers}
 
     def loader() -> Settings:
         return load_settings(path, overrides=overrides)

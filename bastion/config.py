@@ -61,6 +61,9 @@ class ServerSettings(_Strict):
     graceful_timeout: float = Field(
         30.0, ge=0, description="on SIGTERM, seconds in-flight requests and streams may finish"
     )
+    workers: int = Field(
+        1, ge=1, le=64, description="worker processes sharing the port (each loads its models)"
+    )
     access_log: bool = Field(False, description="log one line per request to stderr")
 
 

@@ -55,6 +55,7 @@ class Gateway:
         self.observers: list[Observer] = []
         self.background: set[asyncio.Task[None]] = set()
         self.loader: Callable[[], Settings] | None = None  # re-reads config for a reload
+        self.on_reloaded: Callable[[], None] | None = None  # after an API-triggered reload
         self.router: Router = make_router(settings, backends, self)
         self.apply(settings, backends, self.router)
         self.started = False

@@ -6,6 +6,7 @@ call its backend, shape the response. Everything else lives in the gateway pipel
 
 from __future__ import annotations
 
+import os
 import time
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
@@ -79,10 +80,14 @@ def table(gw: Gateway) -> dict[str, dict[str, Endpoint]]:
             result = await gw.reload(gw.loader(), dry_run=dry_run)
         except ConfigError as exc:
             raise InvalidRequest(str(exc), code="invalid_config") from exc
+        if result["applied"] and gw.on_reloaded is not None:
+            gw.on_reloaded()
         return Response(200, orjson.dumps(result), JSON_HEADERS)
 
+    live_body = b'{"status":"ok","pid":%d}' % os.getpid()
+
     async def live(request: Request, ctx: RequestContext) -> Response:
-        return Response(200, b'{"status":"ok"}', JSON_HEADERS)
+        return Response(200, live_body, JSON_HEADERS)
 
     async def ready(request: Request, ctx: RequestContext) -> Response:
         states = {name: b.ready for name, b in gw.backends.items()}

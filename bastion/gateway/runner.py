@@ -12,7 +12,9 @@ import asyncio
 import contextlib
 import gc
 import logging
+import os
 import signal
+import socket
 import sys
 from collections.abc import Callable, Coroutine
 from pathlib import Path
@@ -37,13 +39,20 @@ async def serve(
     pm: pluggy.PluginManager | None = None,
     loader: Callable[[], Settings] | None = None,
     watch: Path | None = None,
+    sock: socket.socket | None = None,
+    worker: bool = False,
 ) -> None:
     """``loader`` re-reads the configuration for a reload (SIGHUP, ``POST
-    /api/config/reload``, or a change to the ``watch`` file, checked every second)."""
+    /api/config/reload``, or a change to the ``watch`` file, checked every second).
+    ``sock``/``worker``: run as one of several worker processes on a shared socket."""
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     gateway = Gateway(settings, pm)
     gateway.loader = loader
+    if worker:
+        parent = os.getppid()
+        # an API reload in this worker reaches its siblings through the supervisor
+        gateway.on_reloaded = lambda: os.kill(parent, signal.SIGHUP)
     # Not possible outside the main thread (tests run the server in a thread).
     with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -55,7 +64,7 @@ async def serve(
         gateway.handle,
         ServerConfig(max_body_bytes=cfg.max_body_bytes, keepalive_timeout=cfg.keepalive_timeout),
     )
-    await server.start(cfg.host, cfg.port)
+    await server.start(cfg.host, cfg.port, sock=sock)
     log.info("Bastion listening on http://%s:%d", cfg.host, server.port)
     if on_listening is not None:
         on_listening(server.port)
@@ -136,6 +145,10 @@ def run(
         stream=sys.stderr,
     )
     try:
+        if settings.server.workers > 1:
+            from bastion.gateway.supervisor import run_workers
+
+            return run_workers(settings, loader, watch)
         uvloop.run(serve(settings, loader=loader, watch=watch))
     except Exception as exc:  # noqa: BLE001 - start-up failure: report it plainly, exit 1
         log.error("Bastion failed to start: %s", exc)

@@ -664,4 +664,4 @@ def test_chunk_delay_ms_is_visible_through_the_sdk(client: openai.OpenAI) -> Non
         for _ in stream:
             arrivals.append(time.monotonic())
     assert len(arrivals) == 4
-    assert arrivals[-1] - arrivals[0] >= 3 * 0.08 * 0.9
+    assert arrivals[-1] - arrivals[0] >= 2 * 0.08  # 3 gaps of 80 ms; slack for jitter

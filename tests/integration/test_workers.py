@@ -1,0 +1,85 @@
+"""Several worker processes: shared port, reload reaches every worker, crashed ones return."""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import json
+import os
+import signal
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from tests.fakes.upstream import FakeUpstream
+from tests.integration.test_lifecycle import free_port, start_bastion, wait_ready
+
+
+def get(port: int, path: str) -> Any:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)  # a new connection
+    try:
+        conn.request("GET", path)
+        return json.loads(conn.getresponse().read())
+    finally:
+        conn.close()
+
+
+def pids(port: int, tries: int = 60) -> set[int]:
+    return {get(port, "/health/live")["pid"] for _ in range(tries)}
+
+
+def test_workers_share_the_port_reload_together_and_are_restarted(tmp_path: Path) -> None:
+    with FakeUpstream().start() as up:
+        port = free_port()
+        first = {
+            "server": {"workers": 2},
+            "models": [{"name": "a", "backend": "openai", "base_url": up.base_url}],
+        }
+        proc = start_bastion(tmp_path, first, port)
+        try:
+            wait_ready(port, proc)
+            deadline = time.monotonic() + 20
+            seen: set[int] = set()
+            while time.monotonic() < deadline and len(seen) < 2:
+                seen |= pids(port, 20)
+            assert len(seen) == 2, "both workers accept from the shared socket"
+
+            # an API reload through one worker reaches the other within a second or so
+            second = {**first, "models": [*first["models"], {"name": "b", "backend": "openai", "base_url": up.base_url}]}
+            (tmp_path / "bastion.yaml").write_text(yaml.safe_dump(second))
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+            conn.request("POST", "/api/config/reload")
+            assert conn.getresponse().status == 200
+            conn.close()
+            time.sleep(1.5)
+            lists = [sorted(m["id"] for m in get(port, "/v1/models")["data"]) for _ in range(30)]
+            assert all(models == ["a", "b"] for models in lists), lists
+
+            # a worker that dies is replaced; the port keeps answering meanwhile
+            victim = next(iter(seen))
+            os.kill(victim, signal.SIGKILL)
+            deadline = time.monotonic() + 30
+            now_seen: set[int] = set()
+            while time.monotonic() < deadline and not (len(now_seen) == 2 and victim not in now_seen):
+                with contextlib.suppress(OSError):  # between a death and its replacement
+                    now_seen = pids(port, 20)
+                time.sleep(0.2)
+            assert len(now_seen) == 2 and victim not in now_seen
+
+            proc.send_signal(signal.SIGTERM)
+            assert proc.wait(30) == 0
+            for pid in now_seen:
+                try:
+                    os.kill(pid, 0)
+                except ProcessLookupError:
+                    continue
+                raise AssertionError(f"worker {pid} outlived the supervisor")
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+            for pipe in (proc.stdout, proc.stderr):
+                if pipe is not None:
+                    pipe.close()
