@@ -29,6 +29,7 @@ from bastion.config import RouteSettings, RoutingSettings
 from bastion.errors import (
     BastionError,
     ConfigError,
+    InvalidRequest,
     ModelNotFound,
     Overloaded,
     UpstreamTimeout,
@@ -172,11 +173,12 @@ class Router:
         """Runs ``call(backend, body_copy)`` on the best deployment, failing over as needed."""
         route = self.route(alias)
         ctx.model = alias
-        chain = [route, *(self.route(f) for f in route.settings.fallbacks)]
+        fallbacks, retries = self._overrides(route, ctx)
+        chain = [route, *(self.route(f) for f in fallbacks)]
         last: BastionError | None = None
         for current in chain:
             try:
-                return await self._call_route(current, body, call, ctx)
+                return await self._call_route(current, body, call, ctx, retries)
             except BastionError as exc:
                 if not retryable(exc):
                     raise
@@ -184,11 +186,34 @@ class Router:
         assert last is not None
         raise last
 
+    @staticmethod
+    def _overrides(route: Route, ctx: RequestContext) -> tuple[list[str], int | None]:
+        """Per-request ``x-bastion-fallbacks: a,b`` (empty: none) and ``x-bastion-retries``."""
+        fallbacks = route.settings.fallbacks
+        raw = ctx.header(b"x-bastion-fallbacks")
+        if raw is not None:
+            fallbacks = [f.strip() for f in raw.decode("latin-1").split(",") if f.strip()]
+        retries = None
+        raw = ctx.header(b"x-bastion-retries")
+        if raw is not None:
+            if not raw.isdigit() or int(raw) > 10:
+                raise InvalidRequest(
+                    "x-bastion-retries must be a whole number from 0 to 10",
+                    param="x-bastion-retries",
+                )
+            retries = int(raw)
+        return fallbacks, retries
+
     async def _call_route(
-        self, route: Route, body: dict[str, Any], call: Call, ctx: RequestContext
+        self,
+        route: Route,
+        body: dict[str, Any],
+        call: Call,
+        ctx: RequestContext,
+        retries: int | None = None,
     ) -> Result:
         settings = route.settings
-        attempts_left = settings.retries + 1
+        attempts_left = (settings.retries if retries is None else retries) + 1
         tried: set[Deployment] = set()
         failed: list[tuple[Deployment, BastionError]] = []
         last: BastionError | None = None

@@ -326,3 +326,28 @@ def test_requests_wait_briefly_for_a_deployment_at_capacity(gateway_factory: Any
     with ThreadPoolExecutor(4) as pool:
         statuses = sorted(pool.map(lambda _: chat(failing)[0], range(4)))
     assert 503 in statuses and 200 in statuses
+
+
+def test_per_request_fallbacks_and_retries(gateway_factory: Any, ups: list[FakeUpstream]) -> None:
+    ups[0].behaviour.status = 500
+    gw = gateway_factory(
+        [deployment("big", ups[0]), deployment("small", ups[1]), deployment("other", ups[2])],
+        {"aliases": {"big": {"fallbacks": ["small"], "retries": 0}}},
+    )
+
+    def ask(**headers: str) -> tuple[int, Any]:
+        status, _, body = gw.request_full(
+            "POST", "/v1/chat/completions", {"model": "big", "messages": MSG}, headers=headers
+        )
+        return status, body
+
+    assert ask(**{"x-bastion-fallbacks": "other"})[0] == 200
+    assert len(ups[2].requests) == 1 and len(ups[1].requests) == 0
+    assert ask(**{"x-bastion-fallbacks": ""})[0] == 502, "fallbacks switched off"
+    status, body = ask(**{"x-bastion-fallbacks": "nope"})
+    assert status == 404 and body["error"]["code"] == "model_not_found"
+    before = len(ups[0].requests)
+    assert ask(**{"x-bastion-fallbacks": "", "x-bastion-retries": "2"})[0] == 502
+    assert len(ups[0].requests) - before == 3, "the single deployment, retried twice"
+    status, body = ask(**{"x-bastion-retries": "many"})
+    assert status == 400 and body["error"]["param"] == "x-bastion-retries"
