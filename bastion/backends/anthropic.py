@@ -40,7 +40,7 @@ from bastion.backends.base import (
     sse_error,
     sse_event,
 )
-from bastion.backends.http_errors import error_body, retry_after, translate
+from bastion.backends.http_errors import error_body, read_json, retry_after, translate
 from bastion.config import read_secret_env
 from bastion.errors import (
     BastionError,
@@ -151,15 +151,8 @@ class AnthropicBackend(Backend):
             return EventStream(
                 ClosingStream(self._relay(response, ctx, translator), response.aclose)
             )
-        try:
-            data = await response.read()
-        except HTTPClientError as exc:
-            raise self._translate(exc) from exc
+        _, message = await read_json(response, f"Anthropic upstream {self._host}")
         ctx.first_token_at = ctx.backend_done_at = time.perf_counter()
-        try:
-            message = orjson.loads(data)
-        except orjson.JSONDecodeError as exc:
-            raise UpstreamError(f"Anthropic upstream {self._host} returned invalid JSON") from exc
         if not isinstance(message, dict) or message.get("type") != "message":
             raise UpstreamError(f"Anthropic upstream {self._host} returned an unexpected body")
         completion = to_openai_completion(message, self.name, created)

@@ -27,6 +27,7 @@ Measurements and the reasons for this choice are in ``docs/embeddings.md``.
 
 from __future__ import annotations
 
+import abc
 import hashlib
 import importlib.metadata
 import os
@@ -121,7 +122,7 @@ def verify_sha256(path: str | os.PathLike[str], expected: str) -> None:
 # ---------------------------------------------------------------------------
 
 
-class EmbeddingModel:
+class EmbeddingModel(abc.ABC):
     """An embedding model the gateway can call from a worker thread.
 
     ``embed`` and ``embed_tokens`` are blocking and thread-safe. Inputs longer
@@ -135,17 +136,17 @@ class EmbeddingModel:
     max_tokens: int
     vocab_size: int
 
+    @abc.abstractmethod
     def embed(self, texts: list[str]) -> tuple[list[list[float]], int]:
         """Return (one L2-normalised vector per text, total prompt tokens)."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def embed_tokens(self, ids_list: list[list[int]]) -> tuple[list[list[float]], int]:
         """Like :meth:`embed`, for inputs already given as this model's token ids."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def count_tokens(self, text: str) -> int:
         """Model tokens ``embed([text])`` would use (after truncation)."""
-        raise NotImplementedError
 
 
 def _l2_normalise(vectors: FloatArray) -> FloatArray:

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+import orjson
+
 from bastion.errors import BastionError, UpstreamError, UpstreamTimeout
 from bastion.httpclient import (
     ClientResponse,
@@ -40,3 +44,15 @@ def retry_after(response: ClientResponse) -> float | None:
         return max(0.0, float(value))
     except ValueError:
         return None
+
+
+async def read_json(response: ClientResponse, upstream: str) -> tuple[bytes, Any]:
+    """A successful response's body, raw and parsed; failures as Bastion errors."""
+    try:
+        data = await response.read()
+    except HTTPClientError as exc:
+        raise translate(exc, upstream) from exc
+    try:
+        return data, orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        raise UpstreamError(f"{upstream[:1].upper()}{upstream[1:]} returned invalid JSON") from exc

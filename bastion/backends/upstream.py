@@ -25,7 +25,7 @@ from bastion.backends.base import (
     Result,
     sse_error,
 )
-from bastion.backends.http_errors import error_body, retry_after, translate
+from bastion.backends.http_errors import error_body, read_json, retry_after, translate
 from bastion.config import UpstreamModel, read_secret_env
 from bastion.errors import (
     BastionError,
@@ -137,15 +137,8 @@ class UpstreamBackend(Backend):
             return EventStream(
                 ClosingStream(self._relay(response, ctx, strip_usage), response.aclose)
             )
-        try:
-            data = await response.read()
-        except HTTPClientError as exc:
-            raise self._translate(exc) from exc
+        data, parsed = await read_json(response, f"upstream {self._host}")
         ctx.first_token_at = ctx.backend_done_at = time.perf_counter()
-        try:
-            parsed = orjson.loads(data)
-        except orjson.JSONDecodeError as exc:
-            raise UpstreamError(f"Upstream {self._host} returned invalid JSON") from exc
         if isinstance(parsed, dict):
             usage = parsed.get("usage")
             if isinstance(usage, dict):
