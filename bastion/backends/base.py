@@ -19,7 +19,7 @@ import orjson
 
 from bastion.errors import BastionError, InvalidRequest, ServerError
 from bastion.gateway.context import RequestContext
-from bastion.server.types import Headers
+from bastion.server.types import Headers, aclose
 
 
 @dataclass(slots=True)
@@ -62,9 +62,7 @@ class ClosingStream:
 
     async def aclose(self) -> None:
         try:
-            aclose = getattr(self._events, "aclose", None)
-            if aclose is not None:
-                await aclose()
+            await aclose(self._events)
         finally:
             result = self._cleanup()
             if result is not None:

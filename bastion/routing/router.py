@@ -37,6 +37,7 @@ from bastion.errors import (
 from bastion.gateway.context import RequestContext
 from bastion.routing.health import BreakerPolicy, Deployment
 from bastion.routing.strategies import RouteState, Strategy
+from bastion.server.types import aclose
 
 Call = Callable[[Backend, dict[str, Any]], Awaitable[Result]]
 
@@ -350,9 +351,7 @@ async def _first_event(events: AsyncIterator[bytes]) -> ClosingStream:
     except StopAsyncIteration:
         first = b""
     except BaseException:
-        aclose = getattr(events, "aclose", None)
-        if aclose is not None:
-            await aclose()
+        await aclose(events)
         raise
 
     async def chained() -> AsyncIterator[bytes]:
@@ -361,12 +360,7 @@ async def _first_event(events: AsyncIterator[bytes]) -> ClosingStream:
         async for chunk in events:
             yield chunk
 
-    async def close() -> None:
-        aclose = getattr(events, "aclose", None)
-        if aclose is not None:
-            await aclose()
-
-    return ClosingStream(chained(), close)
+    return ClosingStream(chained(), lambda: aclose(events))
 
 
 def _settle_at_end(
@@ -393,9 +387,7 @@ def _settle_at_end(
             deployment.released()
 
     async def close() -> None:
-        aclose = getattr(events, "aclose", None)
-        if aclose is not None:
-            await aclose()
+        await aclose(events)
         abandoned()
 
     return ClosingStream(relay(), close)

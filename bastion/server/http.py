@@ -24,7 +24,14 @@ from typing import Any
 
 import httptools
 
-from bastion.server.types import Handler, Headers, Request, Response, StreamingResponse
+from bastion.server.types import (
+    Handler,
+    Headers,
+    Request,
+    Response,
+    StreamingResponse,
+    aclose,
+)
 
 log = logging.getLogger("bastion.server")
 
@@ -421,10 +428,8 @@ class HTTPProtocol(asyncio.Protocol):
         finally:
             flush()  # whatever was relayed before an error still goes out, as before
             if not completed:
-                aclose = getattr(body, "aclose", None)
-                if aclose is not None:
-                    with contextlib.suppress(Exception):
-                        await aclose()
+                with contextlib.suppress(Exception):
+                    await aclose(body)
             if response.on_close is not None:
                 response.on_close(completed)
         return completed
@@ -506,10 +511,8 @@ class _Discard:
 
 
 async def _abandon(response: StreamingResponse) -> None:
-    aclose = getattr(response.body, "aclose", None)
-    if aclose is not None:
-        with contextlib.suppress(Exception):
-            await aclose()
+    with contextlib.suppress(Exception):
+        await aclose(response.body)
     if response.on_close is not None:
         response.on_close(False)
 

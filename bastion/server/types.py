@@ -73,6 +73,13 @@ class StreamingResponse:
 
 Handler = Callable[[Request], Awaitable[Response | StreamingResponse]]
 
+
+async def aclose(iterator: AsyncIterator[bytes]) -> None:
+    """Closes a streamed body if it can be closed (async generators and ClosingStream)."""
+    close = getattr(iterator, "aclose", None)
+    if close is not None:
+        await close()
+
 JSON_HEADERS: Headers = [(b"content-type", b"application/json")]
 SSE_HEADERS: Headers = [
     (b"content-type", b"text/event-stream; charset=utf-8"),

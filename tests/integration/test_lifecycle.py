@@ -57,6 +57,20 @@ def start_bastion(tmp_path: Path, config: dict[str, Any], port: int) -> subproce
     )
 
 
+def stop_process(proc: subprocess.Popen[bytes], graceful: bool = False) -> None:
+    """Ends a `bastion serve` started by a test (by its own pid) and closes its pipes."""
+    if proc.poll() is None:
+        if graceful:
+            proc.terminate()
+            proc.wait(30)
+        else:
+            proc.kill()
+            proc.wait()
+    for pipe in (proc.stdout, proc.stderr):
+        if pipe is not None:
+            pipe.close()
+
+
 @pytest.fixture()
 def slow_upstream() -> Any:
     with FakeUpstream().start() as up:
@@ -94,12 +108,7 @@ def test_sigterm_lets_streams_finish_then_exits(tmp_path: Path, slow_upstream: F
         with pytest.raises(OSError):
             socket.create_connection(("127.0.0.1", port), timeout=1).close()
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        for pipe in (proc.stdout, proc.stderr):
-            if pipe is not None:
-                pipe.close()
+        stop_process(proc)
 
 
 def test_invalid_config_exits_with_the_bad_key(tmp_path: Path) -> None:

@@ -20,7 +20,7 @@ from bastion.errors import ConfigError
 from bastion.gateway.app import Gateway
 from tests.fakes.upstream import FakeUpstream
 from tests.gateway_harness import RunningGateway
-from tests.integration.test_lifecycle import free_port, start_bastion, wait_ready
+from tests.integration.test_lifecycle import free_port, start_bastion, stop_process, wait_ready
 
 MSG = [{"role": "user", "content": "hi"}]
 
@@ -184,11 +184,7 @@ def test_sighup_and_file_watch_reload_a_running_process(tmp_path: Path, ups: lis
         proc.send_signal(signal.SIGHUP)
         wait_for(["b"])
     finally:
-        proc.terminate()
-        proc.wait(30)
-        for pipe in (proc.stdout, proc.stderr):
-            if pipe is not None:
-                pipe.close()
+        stop_process(proc, graceful=True)
 
 
 def test_reload_cannot_drop_the_key_of_a_public_listener(tmp_path: Path, ups: list[FakeUpstream]) -> None:

@@ -14,7 +14,7 @@ from typing import Any
 import yaml
 
 from tests.fakes.upstream import FakeUpstream
-from tests.integration.test_lifecycle import free_port, start_bastion, wait_ready
+from tests.integration.test_lifecycle import free_port, start_bastion, stop_process, wait_ready
 
 
 def get(port: int, path: str) -> Any:
@@ -77,9 +77,4 @@ def test_workers_share_the_port_reload_together_and_are_restarted(tmp_path: Path
                     continue
                 raise AssertionError(f"worker {pid} outlived the supervisor")
         finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-            for pipe in (proc.stdout, proc.stderr):
-                if pipe is not None:
-                    pipe.close()
+            stop_process(proc)
