@@ -219,6 +219,11 @@ class RouteSettings(_Strict):
         description="session affinity: 'user' (the request's user field) or a header name; "
         "the same key goes to the same deployment while it is available",
     )
+    queue_size: int = Field(
+        256, ge=0,
+        description="requests that may wait for this alias's deployments (by priority, "
+        "tenants sharing fairly); beyond it 503 + Retry-After",
+    )
 
 
 class RoutingSettings(_Strict):
@@ -242,6 +247,46 @@ class RoutingSettings(_Strict):
         return self.aliases.get(alias, self.default)
 
 
+class TenantSettings(_Strict):
+    priority: int | None = Field(
+        None, ge=0, le=9, description="priority of this tenant's requests (0 most urgent)"
+    )
+    best_priority: int | None = Field(
+        None, ge=0, le=9, description="the most urgent priority its requests may ask for"
+    )
+    weight: float = Field(
+        1.0, gt=0, description="its share of a busy model against other tenants'"
+    )
+    max_queued: int | None = Field(
+        None, ge=0, description="its requests waiting at most; beyond it 429 + Retry-After"
+    )
+
+
+class AdmissionSettings(_Strict):
+    """Who waits first when a model is busy: priority, then fair shares between tenants."""
+
+    priority_header: str | None = Field(
+        "x-bastion-priority",
+        description="header by which a request asks for a priority, 0 (most urgent) to 9; "
+        "null: ignored",
+    )
+    tenant_header: str | None = Field(
+        "x-bastion-tenant",
+        description="header naming the tenant a request counts against for fair sharing "
+        "(an API key's team, once keys carry one, takes precedence)",
+    )
+    default_priority: int = Field(5, ge=0, le=9, description="priority when none is asked for")
+    best_priority: int = Field(
+        0, ge=0, le=9, description="the most urgent priority a request may ask for"
+    )
+    max_queued_per_tenant: int | None = Field(
+        None, ge=0, description="a tenant's requests waiting at most (429 beyond); null: no cap"
+    )
+    tenants: dict[str, TenantSettings] = Field(
+        default_factory=dict, description="per-tenant priority, weight and queue cap"
+    )
+
+
 def _default_models() -> list[ModelSpec]:
     return [
         EmbeddedModel(name="smollm2", backend="llama_cpp"),
@@ -253,6 +298,7 @@ class Settings(_Strict):
     server: ServerSettings = Field(default_factory=ServerSettings)
     models: list[ModelSpec] = Field(default_factory=_default_models)
     routing: RoutingSettings = Field(default_factory=RoutingSettings)
+    admission: AdmissionSettings = Field(default_factory=AdmissionSettings)
     home: str = Field(".bastion", description="data directory")
 
     @model_validator(mode="after")

@@ -8,12 +8,14 @@ from typing import Any
 from pydantic import BaseModel
 
 from bastion.config import (
+    AdmissionSettings,
     EmbeddedModel,
     LocalEmbeddingModel,
     RouteSettings,
     RoutingSettings,
     ServerSettings,
     Settings,
+    TenantSettings,
     UpstreamModel,
 )
 
@@ -24,6 +26,8 @@ _SECTIONS: list[tuple[str, type[BaseModel]]] = [
     ("models[] with backend: local_embedding", LocalEmbeddingModel),
     ("routing", RoutingSettings),
     ("routing.default and routing.aliases.<alias>", RouteSettings),
+    ("admission", AdmissionSettings),
+    ("admission.tenants.<tenant>", TenantSettings),
 ]
 
 

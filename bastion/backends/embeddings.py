@@ -76,7 +76,7 @@ class LocalEmbeddingBackend(Backend):
                 f"Model '{self.name}' takes text input, not token arrays", param="input"
             )
         ctx.backend_started_at = time.perf_counter()  # queueing for the model is backend time
-        await self._slot.acquire()
+        await self._slot.acquire(ctx.claim)
         loop = asyncio.get_running_loop()
         future = loop.run_in_executor(self._executor, self._embed, model, inputs)
         vectors, tokens = await asyncio.shield(future)

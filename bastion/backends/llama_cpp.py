@@ -189,7 +189,7 @@ class LlamaCppBackend(Backend):
         if self._llm is None and self._engine is None:
             raise ServerError(f"Model '{self.name}' is not loaded")
         ctx.backend_started_at = time.perf_counter()  # queueing for the model is backend time
-        await self._slot.acquire()
+        await self._slot.acquire(ctx.claim)
         run = GenerationRun(asyncio.get_running_loop())
         if self._engine is not None:
             started = time.perf_counter()

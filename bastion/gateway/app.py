@@ -1,8 +1,9 @@
 """The gateway application: builds backends from settings and runs the request pipeline.
 
 Pipeline for ``/v1/*`` (each step a small function, called in this order from ``handle``):
-route → authenticate → parse + validate (in the endpoint handler) → resolve model →
-backend call → respond → finish (observers: access log now; traces and metrics later).
+route → authenticate → admit (priority and tenant: ``bastion.routing.admission``) →
+parse + validate (in the endpoint handler) → resolve model → queue if busy → backend call
+→ respond → finish (observers: access log now; traces and metrics later).
 Errors raised anywhere along the way become one OpenAI error envelope.
 """
 
@@ -32,6 +33,7 @@ from bastion.errors import (
 )
 from bastion.gateway.context import RequestContext
 from bastion.plugins import backend_factories, plugin_manager, routing_strategies
+from bastion.routing.admission import Admission
 from bastion.routing.router import Router
 from bastion.server.types import JSON_HEADERS, SSE_HEADERS, Request, Response, StreamingResponse
 
@@ -79,6 +81,7 @@ class Gateway:
         self.settings = settings
         self.backends = backends
         self.router = router
+        self.admission = Admission(settings.admission)
         key = settings.server.master_key
         self._master_key = key.get_secret_value().encode() if key is not None else None
         if settings.server.access_log and _log_access not in self.observers:
@@ -128,6 +131,7 @@ class Gateway:
             endpoint = self._route(request)
             if request.path.startswith(("/v1/", "/api/")):
                 self._authenticate(request)
+                ctx.claim = self.admission.claim(request.header)
             response = await endpoint(request, ctx)
         except BastionError as exc:
             ctx.status = exc.status

@@ -6,6 +6,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from bastion.routing.fairqueue import DEFAULT_CLAIM, Claim
+
 
 @dataclass(slots=True)
 class RequestContext:
@@ -19,6 +21,8 @@ class RequestContext:
     attempts: int = 0  # backend calls made (retries and failovers included)
     deadline: float | None = None  # time.monotonic() by which the request must be answered
     headers: list[tuple[bytes, bytes]] = field(default_factory=list)  # the request's
+    claim: Claim = DEFAULT_CLAIM  # priority and tenant, for queues (the admission stage)
+    queued_s: float = 0.0  # time spent waiting in the router's queue
     error: str | None = None
     usage: dict[str, Any] | None = None
     backend_started_at: float | None = None

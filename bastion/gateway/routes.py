@@ -61,7 +61,11 @@ def table(gw: Gateway) -> dict[str, dict[str, Endpoint]]:
 
     async def deployments(request: Request, ctx: RequestContext) -> Response:
         now = time.monotonic()
-        data = [d.describe(now) for d in gw.router.deployments()]
+        data = [
+            {**d.describe(now), "queued": len(route.queue)}
+            for route in gw.router.routes.values()
+            for d in route.deployments
+        ]
         return Response(200, orjson.dumps({"object": "list", "data": data}), JSON_HEADERS)
 
     async def reload_config(request: Request, ctx: RequestContext) -> Response:

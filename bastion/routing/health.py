@@ -12,6 +12,7 @@ All of it lives in memory and is touched only from the event loop: no locks, no 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -48,6 +49,7 @@ class Deployment:
     probing: bool = False
     successes: int = 0
     failures: int = 0
+    on_free: Callable[[], None] | None = None  # a request ended here (its route's queue)
 
     def available(self, now: float, breaker: bool = True) -> bool:
         """May a request be sent here now? (Moves open → half-open after the cooldown.)
@@ -68,12 +70,14 @@ class Deployment:
             return not self.probing
         return True
 
-    def _would_admit(self, now: float) -> bool:
-        """``available`` without its side effect (for reports)."""
+    def would_admit(self, now: float, breaker: bool = True) -> bool:
+        """``available`` without its side effect (for reports and the queue's pump)."""
         if not self.backend.ready:
             return False
         if self.max_concurrency is not None and self.in_flight >= self.max_concurrency:
             return False
+        if not breaker:
+            return True
         if self.state == OPEN:
             return now - self.opened_at >= self.policy.cooldown
         return self.state == CLOSED or not self.probing
@@ -99,6 +103,8 @@ class Deployment:
         self.consecutive_failures = 0
         self.state = CLOSED
         self.probing = False
+        if self.on_free is not None:
+            self.on_free()
 
     def failed(self, now: float) -> None:
         self.in_flight -= 1
@@ -108,11 +114,15 @@ class Deployment:
             self.state = OPEN
             self.opened_at = now
         self.probing = False
+        if self.on_free is not None:
+            self.on_free()
 
     def released(self) -> None:
         """The request ended without a verdict on this deployment's health (e.g. a 400)."""
         self.in_flight -= 1
         self.probing = False
+        if self.on_free is not None:
+            self.on_free()
 
     def probed(self, ok: bool, now: float) -> None:
         """An active probe's verdict: a failure ejects at once, a success readmits at once
@@ -122,6 +132,8 @@ class Deployment:
                 self.state = CLOSED
                 self.consecutive_failures = 0
                 self.probing = False
+                if self.on_free is not None:
+                    self.on_free()
         elif self.state != OPEN:
             self.state = OPEN
             self.opened_at = now
@@ -134,7 +146,7 @@ class Deployment:
             "alias": self.alias,
             "kind": self.backend.kind,
             "ready": self.backend.ready,
-            "available": self._would_admit(now),
+            "available": self.would_admit(now),
             "breaker": self.state,
             "cooldown_left_s": round(self.cooldown_left(now), 3),
             "in_flight": self.in_flight,

@@ -35,6 +35,7 @@ from bastion.errors import (
     UpstreamTimeout,
 )
 from bastion.gateway.context import RequestContext
+from bastion.routing.fairqueue import FairQueue, Ticket
 from bastion.routing.health import BreakerPolicy, Deployment
 from bastion.routing.strategies import RouteState, Strategy
 from bastion.server.types import aclose
@@ -61,9 +62,34 @@ class Route:
         # into a 503 for the cooldown (a LiteLLM users' complaint): breakers apply only
         # where there is somewhere else to send the traffic.
         self.breakers = True
+        self.queue = FairQueue(f"Model '{alias}'", settings.queue_size)
+        self.granted = 0  # waiters handed a turn that have not yet taken it
 
     def add(self, deployment: Deployment) -> None:
         self.groups.setdefault(deployment.priority, []).append(deployment)
+        deployment.on_free = self.pump
+
+    def pump(self) -> None:
+        """Hands a turn to the next waiter when a deployment can take a request now (one
+        turn at a time: the waiter passes spare capacity on once it has begun)."""
+        if not self.queue or self.granted:
+            return
+        now = time.monotonic()
+        if any(d.would_admit(now, self.breakers) for ds in self.groups.values() for d in ds):
+            self.granted += 1
+            if not self.queue.wake_next():
+                self.granted -= 1
+
+    def retry_after(self) -> float:
+        """A hint for a client refused by a full queue: the soonest cooldown's end, else
+        the queue's length times recent latency over the deployments serving it."""
+        now = time.monotonic()
+        deployments = self.deployments
+        waits = [w for d in deployments if (w := d.cooldown_left(now)) > 0]
+        if waits:
+            return max(1.0, min(waits))
+        latency = max((d.ewma_latency for d in deployments), default=0.0)
+        return max(1.0, latency * (len(self.queue) + 1) / max(len(deployments), 1))
 
     @property
     def deployments(self) -> list[Deployment]:
@@ -219,13 +245,18 @@ class Router:
         failed: list[tuple[Deployment, BastionError]] = []
         last: BastionError | None = None
         backoff_round = 0
+        may_queue = settings.queue_wait > 0  # once, before the first attempt
         while attempts_left > 0:
             now = time.monotonic()
-            candidates = route.order(now, tried)
-            if not candidates and not failed and not tried and settings.queue_wait > 0:
-                # Every deployment is cooling down or at capacity: wait briefly for one
-                # rather than failing at once.
-                candidates = await self._wait_for_one(route, now + settings.queue_wait)
+            if may_queue and route.queue:  # others are waiting: take a place among them
+                candidates = await self._queue(route, ctx, now)
+            else:
+                candidates = route.order(now, tried)
+                if not candidates and may_queue:
+                    # Every deployment is cooling down or at capacity: wait briefly for one
+                    # rather than failing at once.
+                    candidates = await self._queue(route, ctx, now)
+            may_queue = False
             if not candidates:
                 if not failed:
                     break
@@ -243,6 +274,8 @@ class Router:
             attempts_left -= 1
             ctx.attempts += 1
             started = deployment.begin()
+            if route.queue:
+                route.pump()  # spare capacity goes to the next waiter
             try:
                 result = await self._attempt(deployment, call, body, ctx)
             except BastionError as exc:
@@ -267,13 +300,35 @@ class Router:
         raise self._unavailable(route)
 
     @staticmethod
-    async def _wait_for_one(route: Route, until: float) -> list[Deployment]:
-        while (now := time.monotonic()) < until:
-            await asyncio.sleep(min(0.02, until - now))
-            candidates = route.order(time.monotonic(), set())
-            if candidates:
-                return candidates
-        return []
+    async def _queue(route: Route, ctx: RequestContext, now: float) -> list[Deployment]:
+        """Waits in the route's fair queue (priority, then tenants' fair shares) for a
+        deployment, up to ``queue_wait`` (and the request's deadline). A freed deployment
+        wakes the next waiter at once; cooldowns ending and models finishing loading are
+        noticed by a 50 ms re-check. Returns [] if none came in time."""
+        until = now + route.settings.queue_wait
+        if ctx.deadline is not None:
+            until = min(until, ctx.deadline)
+        ticket = route.queue.push(ctx.claim, route.retry_after())
+        route.pump()
+        taken = False
+        try:
+            while (left := until - time.monotonic()) > 0:
+                if not ticket.future.done():
+                    await asyncio.wait((ticket.future,), timeout=min(left, 0.05))
+                if not ticket.future.done():
+                    route.pump()  # time-based changes: a cooldown ended, a model loaded
+                    continue
+                taken = True
+                route.granted -= 1
+                candidates = route.order(time.monotonic(), set())
+                if candidates:
+                    return candidates
+                taken = False  # someone else got there first: back to our place
+                route.queue.requeue(ticket)
+            return []
+        finally:
+            ctx.queued_s += time.monotonic() - now
+            _leave(route, ticket, taken)
 
     @staticmethod
     def _affine(
@@ -341,6 +396,17 @@ class Router:
             "(circuit open, at capacity or loading); retry later",
             retry_after=retry,
         )
+
+
+def _leave(route: Route, ticket: Ticket, taken: bool) -> None:
+    """A waiter leaves the queue; a turn it was handed but did not take is passed on."""
+    future = ticket.future
+    if ticket.live:
+        route.queue.discard(ticket)
+        future.cancel()
+    elif not taken and future.done() and not future.cancelled():
+        route.granted -= 1
+        route.pump()
 
 
 async def _first_event(events: AsyncIterator[bytes]) -> ClosingStream:

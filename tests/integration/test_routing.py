@@ -351,3 +351,81 @@ def test_per_request_fallbacks_and_retries(gateway_factory: Any, ups: list[FakeU
     assert len(ups[0].requests) - before == 3, "the single deployment, retried twice"
     status, body = ask(**{"x-bastion-retries": "many"})
     assert status == 400 and body["error"]["param"] == "x-bastion-retries"
+
+
+def _queued(gw: RunningGateway) -> int:
+    return int(deployments(gw)["a"]["queued"])
+
+
+def test_busy_deployment_serves_waiters_by_priority_then_fair_share(gateway_factory: Any, ups: list[FakeUpstream]) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    up = ups[0]
+    up.behaviour.delay_ms = 100
+    gw = gateway_factory([deployment("a", up, alias="chat", max_concurrency=1)], {"default": {"queue_wait": 30}})
+
+    def ask(label: str, **headers: str) -> int:
+        body = {"model": "chat", "messages": [{"role": "user", "content": label}]}
+        return gw.request_full("POST", "/v1/chat/completions", body, headers=headers)[0]
+
+    plan: list[tuple[str, dict[str, str]]] = [
+        *((f"noisy-{i}", {"x-bastion-tenant": "noisy"}) for i in range(4)),
+        *((f"quiet-{i}", {"x-bastion-tenant": "quiet"}) for i in range(2)),
+        ("urgent", {"x-bastion-tenant": "noisy", "x-bastion-priority": "0"}),
+    ]
+    with ThreadPoolExecutor(len(plan) + 1) as pool:
+        futures = [pool.submit(ask, "blocker")]
+        up.wait_for_requests(1)
+        for i, (label, headers) in enumerate(plan):
+            futures.append(pool.submit(ask, label, **headers))
+            deadline = time.monotonic() + 5
+            while _queued(gw) < i + 1 and time.monotonic() < deadline:
+                time.sleep(0.005)
+            assert _queued(gw) == i + 1, "the request waits in the alias's queue"
+        assert [f.result() for f in futures] == [200] * (len(plan) + 1)
+    order = [r["json"]["messages"][0]["content"] for r in up.requests]
+    assert order == [
+        "blocker", "urgent",
+        "noisy-0", "quiet-0", "noisy-1", "quiet-1", "noisy-2", "noisy-3",
+    ], "priority first; the quiet tenant is not stuck behind the noisy one's burst"
+    assert _queued(gw) == 0
+
+
+def test_full_queue_and_tenant_cap_refuse_with_retry_after(gateway_factory: Any, ups: list[FakeUpstream]) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    up = ups[0]
+    up.behaviour.delay_ms = 400
+    settings = load_settings(env={}, overrides={
+        "server.port": 0,
+        "models": [deployment("a", up, alias="chat", max_concurrency=1)],
+        "routing": {"default": {"queue_wait": 30, "queue_size": 2}},
+        "admission": {"tenants": {"capped": {"max_queued": 1}}},
+    })
+    gw = RunningGateway(settings).start()
+    try:
+        def ask(tenant: str) -> tuple[int, dict[str, str], Any]:
+            body = {"model": "chat", "messages": MSG}
+            return gw.request_full("POST", "/v1/chat/completions", body, headers={"x-bastion-tenant": tenant})
+
+        with ThreadPoolExecutor(4) as pool:
+            running = [pool.submit(ask, "x")]
+            up.wait_for_requests(1)
+            running.append(pool.submit(ask, "capped"))
+            deadline = time.monotonic() + 5
+            while _queued(gw) < 1 and time.monotonic() < deadline:
+                time.sleep(0.005)
+            status, headers, body = ask("capped")
+            assert status == 429 and body["error"]["type"] == "rate_limit_error"
+            assert int(headers["retry-after"]) >= 1
+            running.append(pool.submit(ask, "y"))
+            while _queued(gw) < 2 and time.monotonic() < deadline:
+                time.sleep(0.005)
+            status, headers, body = ask("z")
+            assert status == 503 and body["error"]["code"] == "overloaded"
+            assert "busy" in body["error"]["message"] and int(headers["retry-after"]) >= 1
+            assert [f.result()[0] for f in running] == [200, 200, 200], "those that queued are served"
+        status, _, body = gw.request_full("POST", "/v1/chat/completions", {"model": "chat", "messages": MSG}, headers={"x-bastion-priority": "urgent"})
+        assert status == 400 and body["error"]["param"] == "x-bastion-priority"
+    finally:
+        gw.stop()

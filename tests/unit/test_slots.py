@@ -70,3 +70,27 @@ async def test_capacity_admits_that_many_at_once() -> None:
     for _ in range(3):
         slot.release()
     assert not slot.busy
+
+
+async def test_waiters_are_served_by_priority_then_fair_share() -> None:
+    from bastion.routing.fairqueue import Claim
+
+    slot = Slot("m", queue_size=10)
+    await slot.acquire()
+    order: list[str] = []
+
+    async def wait(label: str, claim: Claim) -> None:
+        await slot.acquire(claim)
+        order.append(label)
+        slot.release()
+
+    claims = [("noisy-0", Claim(tenant="noisy")), ("noisy-1", Claim(tenant="noisy")),
+              ("quiet-0", Claim(tenant="quiet")), ("urgent", Claim(priority=0, tenant="noisy"))]
+    tasks = []
+    for label, claim in claims:
+        tasks.append(asyncio.create_task(wait(label, claim)))
+        await asyncio.sleep(0)
+    slot.release()
+    await asyncio.gather(*tasks)
+    assert order == ["urgent", "noisy-0", "quiet-0", "noisy-1"]
+    assert not slot.busy
