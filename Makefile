@@ -8,13 +8,27 @@ STAMP  := $(VENV)/.installed-stamp
 
 export CMAKE_BUILD_PARALLEL_LEVEL ?= $(shell nproc 2>/dev/null || echo 2)
 
+# llama-cpp-python compiles llama.cpp. A native build (-march=native) can use instructions
+# the machine advertises but cannot run (AMX here: SIGILL), and pip's wheel cache would hand
+# a machine-specific build to another machine. So it is built portably (x86-64-v3: AVX2,
+# FMA, F16C), once per machine, into a wheelhouse keyed by version and flags.
+LLAMA_VERSION    := 0.3.36
+LLAMA_CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON
+LLAMA_FLAGS_ID   := $(shell printf '%s' '$(LLAMA_CMAKE_ARGS)' | cksum | cut -d' ' -f1)
+WHEELHOUSE       ?= $(HOME)/.cache/bastion/wheels/llama-$(LLAMA_VERSION)-$(LLAMA_FLAGS_ID)
+
 .PHONY: install serve test lint typecheck bench clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is required: make PYTHON=python3.11 ...")'
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+	ls $(WHEELHOUSE)/llama_cpp_python-$(LLAMA_VERSION)-*.whl >/dev/null 2>&1 || \
+	  CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(BIN)/python -m pip wheel --quiet --no-cache-dir \
+	    --no-deps "llama-cpp-python==$(LLAMA_VERSION)" -w $(WHEELHOUSE)
+	$(BIN)/python -m pip install --quiet --no-deps --force-reinstall \
+	  $(WHEELHOUSE)/llama_cpp_python-$(LLAMA_VERSION)-*.whl
+	$(BIN)/python -m pip install --quiet --find-links $(WHEELHOUSE) -e '.[test]'
 	touch $(STAMP)
 
 install: $(STAMP)
