@@ -2,8 +2,11 @@
 
 The socket is bound before the models load, so ``/health/live`` answers at once and
 ``/health/ready`` turns 200 when every model is loaded; requests to a model that is still
-loading get 503 with ``Retry-After``. On SIGTERM the server stops accepting, lets
-in-flight requests and streams finish (``server.graceful_timeout``), then closes backends.
+loading get 503 with ``Retry-After``. A replacement worker (``accept_after_ready``) does
+the opposite: its siblings are serving, so it accepts only once its models are loaded and
+then tells the supervisor (``on_ready``). On SIGTERM the server stops accepting, drains
+(in-flight requests and streams finish within ``server.graceful_timeout``; idle keep-alive
+connections get a short linger, see ``HTTPServer.shutdown``), then closes backends.
 """
 
 from __future__ import annotations
@@ -41,33 +44,36 @@ async def serve(
     watch: Path | None = None,
     sock: socket.socket | None = None,
     worker: bool = False,
+    accept_after_ready: bool = False,
+    on_ready: Callable[[], None] | None = None,
 ) -> None:
     """``loader`` re-reads the configuration for a reload (SIGHUP, ``POST
     /api/config/reload``, or a change to the ``watch`` file, checked every second).
-    ``sock``/``worker``: run as one of several worker processes on a shared socket."""
+    ``sock``/``worker``: run as one of several worker processes on a shared socket;
+    ``accept_after_ready``: start accepting only once every model is loaded; ``on_ready``
+    is called then (after the server accepts)."""
     stop = stop or asyncio.Event()
-    loop = asyncio.get_running_loop()
     gateway = Gateway(settings, pm)
     gateway.loader = loader
     if worker:
         parent = os.getppid()
         # an API reload in this worker reaches its siblings through the supervisor
         gateway.on_reloaded = lambda: os.kill(parent, signal.SIGHUP)
-    # Not possible outside the main thread (tests run the server in a thread).
-    with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
-        if loader is not None:
-            loop.add_signal_handler(signal.SIGHUP, _spawn, gateway, _reload_from(gateway))
+    _install_signals(gateway, stop, worker)
     cfg = settings.server
     server = HTTPServer(
         gateway.handle,
         ServerConfig(max_body_bytes=cfg.max_body_bytes, keepalive_timeout=cfg.keepalive_timeout),
     )
-    await server.start(cfg.host, cfg.port, sock=sock)
-    log.info("Bastion listening on http://%s:%d", cfg.host, server.port)
-    if on_listening is not None:
-        on_listening(server.port)
+
+    async def listen() -> None:
+        await server.start(cfg.host, cfg.port, sock=sock)
+        log.info("Bastion listening on http://%s:%d", cfg.host, server.port)
+        if on_listening is not None:
+            on_listening(server.port)
+
+    if not accept_after_ready:
+        await listen()
     loading = asyncio.create_task(gateway.start())
     stopping = asyncio.create_task(stop.wait())
     watcher = (
@@ -77,11 +83,15 @@ async def serve(
         done, _ = await asyncio.wait({loading, stopping}, return_when=asyncio.FIRST_COMPLETED)
         if loading in done:
             loading.result()  # a model that fails to load (checksum, path) stops start-up
+            if accept_after_ready:
+                await listen()
             log.info("models ready: %s", ", ".join(gateway.backends))
             # Start-up objects live as long as the process: keep them out of the collector's
             # full passes (16-19 ms each here, which would land in some request's latency).
             gc.collect()
             gc.freeze()
+            if on_ready is not None:
+                on_ready()
             await stopping
         log.info("shutting down: draining in-flight requests")
     finally:
@@ -91,6 +101,24 @@ async def serve(
             watcher.cancel()
         await server.shutdown(cfg.graceful_timeout)
         await gateway.close()
+
+
+def _install_signals(gateway: Gateway, stop: asyncio.Event, worker: bool) -> None:
+    """SIGTERM/SIGINT drain and stop; SIGHUP reloads (when there is a loader). A single
+    process has no workers to roll: SIGUSR2 (a rolling restart under the supervisor) is
+    logged, rather than killing the process as its default action would."""
+    loop = asyncio.get_running_loop()
+    # Not possible outside the main thread (tests run the server in a thread).
+    with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        if gateway.loader is not None:
+            loop.add_signal_handler(signal.SIGHUP, _spawn, gateway, _reload_from(gateway))
+        if not worker:
+            loop.add_signal_handler(
+                signal.SIGUSR2, log.warning,
+                "SIGUSR2 ignored: a rolling restart needs server.workers >= 2",
+            )
 
 
 def _reload_from(gateway: Gateway) -> Callable[[], Coroutine[Any, Any, None]]:

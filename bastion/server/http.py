@@ -4,8 +4,8 @@ One :class:`HTTPProtocol` per connection parses requests with httptools, hands e
 complete request to the handler as a task, and writes the response in one ``write`` call
 (or chunk by chunk for a :class:`StreamingResponse`). It supports keep-alive, pipelining
 (answered in order), ``Expect: 100-continue``, a request-body limit (413 before the body is
-read), write back-pressure, an idle keep-alive timeout, and a graceful shutdown that lets
-in-flight responses finish. When a client goes away, its handler task is cancelled, which
+read), write back-pressure, an idle keep-alive timeout, and a graceful drain (see
+:meth:`HTTPServer.shutdown`). When a client goes away, its handler task is cancelled, which
 closes whatever upstream stream or model slot the handler held.
 """
 
@@ -41,7 +41,8 @@ _STATUS_LINES: dict[int, bytes] = {
 _METHODS: dict[bytes, str] = {
     m.encode(): m for m in ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
 }
-_LINGER_SECONDS = 2.0
+_LINGER_SECONDS = 2.0  # after a rejection, how long the client may keep sending
+_DRAIN_POLL = 0.05  # the shutdown loop's tick (shutdown only, never per request)
 _STREAM_EAGER_BYTES = 1 << 10  # a stream's first body bytes are written chunk by chunk
 _STREAM_FLUSH_BYTES = 16 << 10  # later chunks are coalesced up to this size per write
 _MAX_HEAD_BYTES = 64 * 1024
@@ -75,11 +76,21 @@ def _error_body(status: int, message: str, code: str) -> bytes:
 
 
 class ServerConfig:
-    __slots__ = ("keepalive_timeout", "max_body_bytes")
+    """``drain_linger``: at shutdown, how long an idle keep-alive connection stays open
+    for a request that may already be on its way (answered with ``Connection: close``)."""
 
-    def __init__(self, *, max_body_bytes: int = 8 << 20, keepalive_timeout: float = 75.0) -> None:
+    __slots__ = ("drain_linger", "keepalive_timeout", "max_body_bytes")
+
+    def __init__(
+        self,
+        *,
+        max_body_bytes: int = 8 << 20,
+        keepalive_timeout: float = 75.0,
+        drain_linger: float = 1.0,
+    ) -> None:
         self.max_body_bytes = max_body_bytes
         self.keepalive_timeout = keepalive_timeout
+        self.drain_linger = drain_linger
 
 
 class _BodyTooLarge(Exception):
@@ -156,6 +167,7 @@ class HTTPProtocol(asyncio.Protocol):
             with contextlib.suppress(OSError):
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self._server.connections.add(self)
+        self._shutting_down = self._server.draining  # accepted just before the drain began
         self._arm_idle_timer()
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -330,7 +342,8 @@ class HTTPProtocol(asyncio.Protocol):
             if isinstance(response, StreamingResponse):
                 await _abandon(response)
             return
-        keep_alive = keep_alive and not self._shutting_down
+        # Draining: the last response the connection owes carries Connection: close.
+        keep_alive = keep_alive and not (self._shutting_down and not self._pending)
         if isinstance(response, StreamingResponse):
             try:
                 completed = await self._send_stream(response, keep_alive)
@@ -488,11 +501,21 @@ class HTTPProtocol(asyncio.Protocol):
         self._transport.close()
 
     def begin_shutdown(self) -> None:
-        """Close now if idle; otherwise finish the current response with Connection: close."""
+        """From now on, the response that leaves nothing pending carries Connection: close.
+
+        An idle connection is not closed here: the server closes it after the drain linger
+        (:meth:`close_if_idle`), so a request the client sent meanwhile is still answered.
+        """
         self._shutting_down = True
-        self._pending.clear()
-        if not self._busy and self._transport is not None:
-            self._transport.close()
+
+    def close_if_idle(self, cutoff: float) -> bool:
+        """Closes the connection if it has been idle (no request, not even part of one)
+        since ``cutoff`` (loop time) or earlier; True if it is now closing."""
+        since = self._idle_since
+        if self._busy or since < 0 or since > cutoff or self._transport is None:
+            return False
+        self._transport.close()
+        return True
 
     def abort(self) -> None:
         if self._transport is not None:
@@ -524,6 +547,7 @@ class HTTPServer:
         self.handler = handler
         self.config = config or ServerConfig()
         self.connections: set[HTTPProtocol] = set()
+        self.draining = False
         self.loop = asyncio.get_running_loop()
         self._server: asyncio.base_events.Server | None = None
 
@@ -560,17 +584,38 @@ class HTTPServer:
         return int(self.sockets[0].getsockname()[1])
 
     async def shutdown(self, grace: float = 30.0) -> None:
-        """Stop accepting, let in-flight responses finish (up to ``grace`` s), then close."""
+        """Drains, Envoy-style, then closes; returns within ``grace`` s (plus one tick).
+
+        It stops accepting at once. Every response from then on that leaves its connection
+        with nothing pending carries ``Connection: close``, and the connection closes after
+        it. An idle keep-alive connection is kept open for ``drain_linger`` (at most
+        ``grace``) and then closed: closing it at once would reset a request the client
+        had already sent on it (the keep-alive race, a failed request for a client that
+        did nothing wrong), while a request that arrives within the linger is answered,
+        with ``Connection: close``. Busy connections finish up to ``grace``; whatever is
+        still open then is aborted. Nothing here costs a request anything: the loop below
+        runs at shutdown only, and connections are told once (:meth:`begin_shutdown`).
+        """
+        loop = self.loop
+        self.draining = True
         if self._server is not None:
             self._server.close()
         for conn in list(self.connections):
             conn.begin_shutdown()
-        deadline = self.loop.time() + grace
+        start = loop.time()
+        deadline = start + grace
+        linger = min(self.config.drain_linger, grace)
         # A 50 ms poll, at shutdown only: simpler than an event every response must set.
-        while any(c.busy for c in self.connections) and self.loop.time() < deadline:  # noqa: ASYNC110
-            await asyncio.sleep(0.05)
+        while self.connections and loop.time() < deadline:
+            now = loop.time()
+            if now >= start + linger:
+                for conn in list(self.connections):
+                    conn.close_if_idle(now - linger)
+            await asyncio.sleep(_DRAIN_POLL)
+        now = loop.time()
         for conn in list(self.connections):
-            conn.abort()
+            if not conn.close_if_idle(now):
+                conn.abort()
         if self._server is not None:
             await self._server.wait_closed()
             self._server = None
