@@ -1,0 +1,1 @@
+"""Watching requests: traces, metrics, OpenTelemetry export, logs."""
