@@ -54,6 +54,7 @@ from bastion.httpclient import (
     HTTPClient,
     HTTPClientError,
 )
+from bastion.observe.traceparent import upstream_headers
 
 #: 4xx statuses about the request itself: passed on to the client with Anthropic's message
 _PASS_THROUGH = frozenset({400, 404, 413, 422})
@@ -140,7 +141,7 @@ class AnthropicBackend(Backend):
         payload = orjson.dumps(request)
         created = int(time.time())
         ctx.backend_started_at = time.perf_counter()
-        response = await self._send(payload)
+        response = await self._send(payload, ctx)
         ctx.backend_headers_at = time.perf_counter()
         if response.status >= 400:
             raise await self._error(response)
@@ -159,11 +160,10 @@ class AnthropicBackend(Backend):
         ctx.usage = completion["usage"]
         return Completion(orjson.dumps(completion))
 
-    async def _send(self, payload: bytes) -> ClientResponse:
+    async def _send(self, payload: bytes, ctx: RequestContext) -> ClientResponse:
+        headers = self._headers + upstream_headers(ctx)  # traceparent: this request's span
         try:
-            return await self._client.request(
-                "POST", self._url, headers=self._headers, body=payload
-            )
+            return await self._client.request("POST", self._url, headers=headers, body=payload)
         except HTTPClientError as exc:
             raise self._translate(exc) from exc
 

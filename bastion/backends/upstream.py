@@ -39,6 +39,7 @@ from bastion.httpclient import (
     HTTPClient,
     HTTPClientError,
 )
+from bastion.observe.traceparent import upstream_headers
 
 _DONE = b"[DONE]"
 
@@ -129,7 +130,7 @@ class UpstreamBackend(Backend):
                 body["stream_options"] = {**options, "include_usage": True}
         payload = orjson.dumps(body)
         ctx.backend_started_at = time.perf_counter()
-        response = await self._send(endpoint, payload)
+        response = await self._send(endpoint, payload, ctx)
         ctx.backend_headers_at = time.perf_counter()
         if response.status >= 400:
             raise await self._error(response)
@@ -145,10 +146,11 @@ class UpstreamBackend(Backend):
                 ctx.usage = usage
         return Completion(data)
 
-    async def _send(self, endpoint: str, payload: bytes) -> ClientResponse:
+    async def _send(self, endpoint: str, payload: bytes, ctx: RequestContext) -> ClientResponse:
+        headers = self._headers + upstream_headers(ctx)  # traceparent: this request's span
         try:
             return await self._client.request(
-                "POST", self._urls[endpoint], headers=self._headers, body=payload
+                "POST", self._urls[endpoint], headers=headers, body=payload
             )
         except HTTPClientError as exc:
             raise self._translate(exc) from exc
