@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from bastion import __version__
+from bastion import __version__, cli_traces
 from bastion.config import Settings, load_settings
 from bastion.config import config_path as default_config_path
 from bastion.errors import ConfigError
@@ -82,6 +82,9 @@ def config_reference() -> None:
     from bastion.config_reference import render
 
     click.echo(render(), nl=False)
+
+
+cli_traces.register(main)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -65,6 +65,23 @@ class ServerSettings(_Strict):
         1, ge=1, le=64, description="worker processes sharing the port (each loads its models)"
     )
     access_log: bool = Field(False, description="log one line per request to stderr")
+    log_format: Literal["json", "text"] = Field(
+        "json", description="stderr logs: one JSON object a line (with request ids), or text; "
+        "secrets and keys are redacted either way",
+    )
+
+
+class Pricing(_Strict):
+    """What a deployment costs, in USD: per 1M tokens, or per hour of a local machine."""
+
+    input: float = Field(0.0, ge=0, description="per 1M input (prompt) tokens")
+    output: float = Field(0.0, ge=0, description="per 1M output (completion) tokens")
+    cached: float | None = Field(
+        None, ge=0, description="per 1M cached input tokens (default: the input price)"
+    )
+    per_hour: float = Field(
+        0.0, ge=0, description="a local model's machine cost per hour, charged by latency"
+    )
 
 
 class _Deployment(BaseModel):
@@ -84,6 +101,10 @@ class _Deployment(BaseModel):
         None, ge=1, description="requests in flight at most; beyond it the router looks elsewhere"
     )
     price: float = Field(0.0, ge=0, description="price per 1M tokens, for cost-aware routing")
+    pricing: Pricing | None = Field(
+        None, description="cost of each request, stored on its trace (default: `price` for "
+        "input and output tokens)",
+    )
     timeout: float | None = Field(
         None, gt=0, description="seconds for a whole non-streamed call (504, then failover)"
     )
@@ -287,6 +308,73 @@ class AdmissionSettings(_Strict):
     )
 
 
+class StoreSettings(_Strict):
+    """Where traces, feedback and (later) keys and registries live."""
+
+    url: str | None = Field(
+        None,
+        description="SQLAlchemy URL: postgresql+psycopg://user@host/db, or sqlite:///path; "
+        "default: SQLite (WAL) at <home>/bastion.db",
+    )
+    pool_size: int = Field(5, ge=1, description="connections per worker process (Postgres)")
+    partition_days: int = Field(
+        1, ge=1, le=31, description="Postgres: days per trace partition (created ahead)"
+    )
+
+
+class TracingSettings(_Strict):
+    """One trace per request, written off the request path."""
+
+    enabled: bool = Field(True, description="record a trace for every /v1/* request")
+    content: Literal["full", "redacted", "metadata"] = Field(
+        "redacted",
+        description="what of the bodies is stored: full, redacted (after the guards' PII "
+        "redaction) or metadata (no bodies)",
+    )
+    content_by_tenant: dict[str, Literal["full", "redacted", "metadata"]] = Field(
+        default_factory=dict,
+        description="content mode per team or tenant (an API key's team, else the "
+        "admission tenant), overriding `content`",
+    )
+    queue_size: int = Field(
+        100_000, ge=100, description="traces held in memory for the writer; beyond it they "
+        "go straight to the journal",
+    )
+    batch_size: int = Field(500, ge=1, description="traces written per store transaction")
+    flush_interval: float = Field(
+        0.2, gt=0, le=10, description="seconds between the writer's flushes"
+    )
+    journal_dir: str | None = Field(
+        None, description="spill journal for store outages; default: <home>/journal"
+    )
+    max_body_chars: int = Field(
+        32_768, ge=0, description="input/output text kept per trace (longer is truncated)"
+    )
+
+
+class MetricsSettings(_Strict):
+    enabled: bool = Field(True, description="serve Prometheus metrics at /metrics")
+    dir: str | None = Field(
+        None, description="where worker processes share their metrics; default: <home>/metrics"
+    )
+
+
+class OtelSettings(_Strict):
+    """OpenTelemetry export (OTLP over HTTP), GenAI semantic conventions."""
+
+    enabled: bool = Field(False, description="export traces and metrics over OTLP")
+    endpoint: str = Field(
+        "http://127.0.0.1:4318", description="OTLP/HTTP collector base URL (/v1/traces ...)"
+    )
+    headers: dict[str, str] = Field(default_factory=dict, description="sent to the collector")
+    service_name: str = Field("bastion", description="service.name resource attribute")
+    capture_content: bool = Field(
+        False, description="add prompts and completions as span events (if tracing.content "
+        "allows)",
+    )
+    export_interval: float = Field(10.0, gt=0, description="seconds between metric exports")
+
+
 def _default_models() -> list[ModelSpec]:
     return [
         EmbeddedModel(name="smollm2", backend="llama_cpp"),
@@ -299,6 +387,10 @@ class Settings(_Strict):
     models: list[ModelSpec] = Field(default_factory=_default_models)
     routing: RoutingSettings = Field(default_factory=RoutingSettings)
     admission: AdmissionSettings = Field(default_factory=AdmissionSettings)
+    store: StoreSettings = Field(default_factory=StoreSettings)
+    tracing: TracingSettings = Field(default_factory=TracingSettings)
+    metrics: MetricsSettings = Field(default_factory=MetricsSettings)
+    otel: OtelSettings = Field(default_factory=OtelSettings)
     home: str = Field(".bastion", description="data directory")
 
     @model_validator(mode="after")

@@ -11,11 +11,16 @@ from bastion.config import (
     AdmissionSettings,
     EmbeddedModel,
     LocalEmbeddingModel,
+    MetricsSettings,
+    OtelSettings,
+    Pricing,
     RouteSettings,
     RoutingSettings,
     ServerSettings,
     Settings,
+    StoreSettings,
     TenantSettings,
+    TracingSettings,
     UpstreamModel,
 )
 
@@ -28,6 +33,11 @@ _SECTIONS: list[tuple[str, type[BaseModel]]] = [
     ("routing.default and routing.aliases.<alias>", RouteSettings),
     ("admission", AdmissionSettings),
     ("admission.tenants.<tenant>", TenantSettings),
+    ("models[].pricing", Pricing),
+    ("store", StoreSettings),
+    ("tracing", TracingSettings),
+    ("metrics", MetricsSettings),
+    ("otel", OtelSettings),
 ]
 
 

@@ -16,7 +16,8 @@ The HTTP status lives on the class. Client errors and server errors are separate
     └── ServerError                   500 server_error
         ├── UpstreamError             502 upstream_error (carries the upstream's message)
         ├── UpstreamTimeout           504 timeout
-        └── Overloaded                503 overloaded (+ Retry-After)
+        ├── Overloaded                503 overloaded (+ Retry-After)
+        └── StoreUnavailableError     503 store_unavailable (admin API reads)
 
 Every ``/v1/*`` failure, whatever raised it, leaves the gateway as
 ``{"error": {"message", "type", "param", "code"}}`` with the class's status.
@@ -149,6 +150,11 @@ class Overloaded(ServerError):
     status = 503
     type = "overloaded"
     default_code = "overloaded"
+
+
+class StoreUnavailableError(ServerError):
+    status = 503
+    default_code = "store_unavailable"
 
 
 class ConfigError(ValueError):

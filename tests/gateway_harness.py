@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import http.client
 import json
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -27,6 +28,18 @@ class RunningGateway:
         pm: pluggy.PluginManager | None = None,
         loader: Callable[[], Settings] | None = None,
     ) -> None:
+        # Each gateway keeps its traces in its own temporary home, not the checkout's
+        # ./.bastion (a test that names a home keeps it).
+        self.home = settings.home
+        if settings.home == Settings.model_fields["home"].default:
+            self.home = tempfile.mkdtemp(prefix="bastion-test-home-")
+            settings = settings.model_copy(update={"home": self.home})
+            if loader is not None:
+                original = loader
+
+                def loader() -> Settings:
+                    return original().model_copy(update={"home": self.home})
+
         self.settings = settings
         self.pm = pm
         self.loader = loader

@@ -3,7 +3,7 @@
 Pipeline for ``/v1/*`` (each step a small function, called in this order from ``handle``):
 route → authenticate → admit (priority and tenant: ``bastion.routing.admission``) →
 parse + validate (in the endpoint handler) → resolve model → queue if busy → backend call
-→ respond → finish (observers: access log now; traces and metrics later).
+→ respond → finish (observers: the trace writer, metrics, the access log).
 Errors raised anywhere along the way become one OpenAI error envelope.
 """
 
@@ -16,12 +16,12 @@ import logging
 import os
 import re
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import pluggy
 
-from bastion.backends.base import Backend, Completion, EventStream, Result
+from bastion.backends.base import Backend, ClosingStream, Completion, EventStream, Result
 from bastion.config import Settings
 from bastion.errors import (
     AuthenticationFailed,
@@ -32,10 +32,21 @@ from bastion.errors import (
     NotFound,
 )
 from bastion.gateway.context import RequestContext
+from bastion.observe.metrics import Metrics
+from bastion.observe.setup import IngestProcess, StoreHandle, build_spool, keeps_content
+from bastion.observe.spool import Spool
+from bastion.observe.traceparent import start_trace
 from bastion.plugins import backend_factories, plugin_manager, routing_strategies
 from bastion.routing.admission import Admission
 from bastion.routing.router import Router
-from bastion.server.types import JSON_HEADERS, SSE_HEADERS, Request, Response, StreamingResponse
+from bastion.server.types import (
+    JSON_HEADERS,
+    SSE_HEADERS,
+    Request,
+    Response,
+    StreamingResponse,
+    aclose,
+)
 
 log = logging.getLogger("bastion.gateway")
 access_log = logging.getLogger("bastion.access")
@@ -59,12 +70,29 @@ class Gateway:
         self.loader: Callable[[], Settings] | None = None  # re-reads config for a reload
         self.on_reloaded: Callable[[], None] | None = None  # after an API-triggered reload
         self.router: Router = make_router(settings, backends, self)
+        self.store = StoreHandle(settings)
+        self.tracing: Spool | None = None  # traces: spooled here, stored by the ingest
+        self.ingest: IngestProcess | None = None
+        if settings.tracing.enabled:
+            self.tracing = build_spool(settings)
+            self.ingest = IngestProcess(settings)
+            self.observers.append(self.tracing.observe)
+        self.otel: OtelExporter | None = None
+        if settings.otel.enabled:  # the SDK loads only when used (a quarter second)
+            from bastion.observe.otel import OtelExporter
+
+            self.otel = OtelExporter(settings, lambda: self.settings)
         self.apply(settings, backends, self.router)
+        self.metrics = Metrics(settings, self)
+        if settings.metrics.enabled:
+            self.observers.append(self.metrics.observe)
+        if self.otel is not None:
+            self.observers.append(self.otel.observe)
         self.started = False
         from bastion.gateway import routes  # the endpoint table
 
         self._routes: dict[str, dict[str, Endpoint]] = routes.table(self)
-        self._model_route = routes.model_detail(self)
+        self._prefixed: list[tuple[str, dict[str, Endpoint]]] = routes.prefixed(self)
 
     def build_backend(self, spec: Any) -> Backend:
         factory = self._factories.get(spec.backend)
@@ -84,6 +112,13 @@ class Gateway:
         self.admission = Admission(settings.admission)
         key = settings.server.master_key
         self._master_key = key.get_secret_value().encode() if key is not None else None
+        if self.ingest is not None and self.ingest.settings is not settings:
+            self.ingest.update(settings)  # new prices, maybe
+        self._keep_chunks = (self.tracing is not None and keeps_content(settings)) or (
+            self.otel is not None and settings.otel.capture_content
+        )
+        # a stream's last event time (time per output token) and, maybe, its events
+        self._watch_streams = bool(self.tracing or self.otel or settings.metrics.enabled)
         if settings.server.access_log and _log_access not in self.observers:
             self.observers.append(_log_access)
         elif not settings.server.access_log and _log_access in self.observers:
@@ -97,11 +132,15 @@ class Gateway:
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> None:
         """Loads every backend (concurrently). Raises if any fails to load."""
+        if self.tracing is not None and self.ingest is not None:
+            self.tracing.start()
+            self.ingest.start()
         await asyncio.gather(*(b.start() for b in self.backends.values()))
         self.started = True
         probes = asyncio.get_running_loop().create_task(self._probe_forever())
         self.background.add(probes)
         probes.add_done_callback(self.background.discard)
+        self.metrics.start(self.background)  # workers' snapshots for /metrics
 
     async def _probe_forever(self) -> None:
         while True:
@@ -109,14 +148,25 @@ class Gateway:
             await asyncio.sleep(interval or 1.0)
             if interval:
                 await self.router.probe_all()
+            if self.ingest is not None:
+                self.ingest.check()  # restarted if it died
 
     async def close(self) -> None:
         for task in list(self.background):
             task.cancel()
         await asyncio.gather(*self.background, return_exceptions=True)
+        await self.metrics.close()
         await asyncio.gather(
             *(b.close() for b in self.backends.values()), return_exceptions=True
         )
+        if self.tracing is not None and self.ingest is not None:
+            # after the server's drain: every finished request is spooled; the ingest
+            # stores it all, then exits (what it cannot store waits for the next start)
+            await asyncio.to_thread(self.tracing.close)
+            await asyncio.to_thread(self.ingest.drain, self.settings.server.graceful_timeout)
+        if self.otel is not None:  # drains its queue, flushes spans and metrics (bounded)
+            await asyncio.to_thread(self.otel.close)
+        await asyncio.to_thread(self.store.close)
 
     @property
     def ready(self) -> bool:
@@ -124,8 +174,8 @@ class Gateway:
 
     # ------------------------------------------------------------------ pipeline
     async def handle(self, request: Request) -> Response | StreamingResponse:
-        ctx = RequestContext(self._request_id(request), request.path, request.received_at)
-        ctx.headers = request.headers
+        ctx = self._context(request)
+        start_trace(ctx, request.header(b"traceparent"))  # W3C trace context, ~1 µs
         try:
             ctx.deadline = _deadline(request)
             endpoint = self._route(request)
@@ -142,22 +192,34 @@ class Gateway:
             (b"x-request-id", ctx.request_id.encode()),
             (OVERHEAD_HEADER, b"%.3f" % (ctx.overhead(time.perf_counter()) * 1000)),
         ]
+        if ctx.record_id:
+            response.headers.append((b"x-bastion-trace-id", ctx.record_id.encode()))
         if isinstance(response, Response):
             self.finish(ctx)
         return response
 
-    def _request_id(self, request: Request) -> str:
+    def _context(self, request: Request) -> RequestContext:
+        """A new request's context. Its id is the client's ``x-request-id`` when valid, else
+        ours; the trace is always stored under an id of ours (a client may reuse its ids),
+        sent back as ``x-bastion-trace-id`` when it differs from the request id."""
+        own = f"{self._id_prefix}{next(self._ids):08x}"
         given = request.header(b"x-request-id")
         if given is not None and _REQUEST_ID.match(given):
-            return given.decode()
-        return f"{self._id_prefix}{next(self._ids):08x}"
+            ctx = RequestContext(given.decode(), request.path, request.received_at)
+            ctx.record_id = own
+        else:
+            ctx = RequestContext(own, request.path, request.received_at)
+        ctx.headers = request.headers
+        ctx.raw_body = request.body
+        return ctx
 
     def _route(self, request: Request) -> Endpoint:
         methods = self._routes.get(request.path)
         if methods is None:
-            if request.path.startswith("/v1/models/"):
-                methods = self._model_route
-            else:
+            methods = next(
+                (m for prefix, m in self._prefixed if request.path.startswith(prefix)), None
+            )
+            if methods is None:
                 raise NotFound(f"Unknown path: {request.method} {request.path}", code="unknown_url")
         endpoint = methods.get(request.method)
         if endpoint is None:
@@ -182,8 +244,11 @@ class Gateway:
 
     def respond(self, result: Result, ctx: RequestContext) -> Response | StreamingResponse:
         if isinstance(result, Completion):
+            ctx.response_body = result.body
             return Response(result.status, result.body, JSON_HEADERS + result.headers)
         assert isinstance(result, EventStream)
+        if self._watch_streams:
+            result.events = _watched(result.events, ctx, self._keep_chunks)
 
         def on_close(completed: bool) -> None:
             if not completed and ctx.error is None:
@@ -200,6 +265,28 @@ class Gateway:
                 observer(ctx)
             except Exception:  # telemetry must never break a request
                 log.exception("observer %r failed", observer)
+
+
+def _watched(events: AsyncIterator[bytes], ctx: RequestContext, keep: bool) -> ClosingStream:
+    """Relays a stream, noting when its last event went out and (``keep``) the events
+    themselves, for the trace (parsed later, off the request path)."""
+    chunks: list[bytes] | None = [] if keep else None
+    ctx.chunks = chunks
+    clock = time.perf_counter
+
+    async def relay() -> AsyncIterator[bytes]:
+        count = 0
+        try:
+            async for chunk in events:
+                if chunks is not None:
+                    chunks.append(chunk)
+                count += 1
+                ctx.last_token_at = clock()
+                yield chunk
+        finally:
+            ctx.stream_events = count
+
+    return ClosingStream(relay(), lambda: aclose(events))
 
 
 def _deadline(request: Request) -> float | None:
@@ -240,4 +327,5 @@ def _log_access(ctx: RequestContext) -> None:
         usage.get("prompt_tokens", "-"),
         usage.get("completion_tokens", "-"),
         f" error={ctx.error!r}" if ctx.error else "",
+        extra={"request_id": ctx.request_id},
     )

@@ -1,4 +1,8 @@
-"""Per-request state carried through the pipeline and handed to observers at the end."""
+"""Per-request state carried through the pipeline and handed to observers at the end.
+
+Once ``finish`` has run, nothing mutates the context any more: observers may keep it (the
+trace writer hands it to a background thread, which turns it into a trace record there,
+off the request path)."""
 
 from __future__ import annotations
 
@@ -10,12 +14,24 @@ from bastion.routing.fairqueue import DEFAULT_CLAIM, Claim
 
 
 @dataclass(slots=True)
+class Span:
+    """One timed stage of a request (perf_counter seconds); ``attrs`` say what it did."""
+
+    name: str  # e.g. "admission", "queue", "backend"
+    start: float
+    end: float
+    attrs: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
 class RequestContext:
     request_id: str
     endpoint: str
     received_at: float  # time.perf_counter() when the request was parsed
+    record_id: str = ""  # the trace's id when request_id is the client's (else request_id)
     model: str | None = None
     backend: str | None = None
+    fallback: bool = False  # served by a fallback alias
     stream: bool = False
     status: int = 200
     attempts: int = 0  # backend calls made (retries and failovers included)
@@ -29,8 +45,29 @@ class RequestContext:
     backend_headers_at: float | None = None  # response headers (or first result) arrived
     backend_done_at: float | None = None  # a non-streamed result is complete
     first_token_at: float | None = None
+    last_token_at: float | None = None  # a stream's last content event
     finished_at: float | None = None
     wall_time: float = field(default_factory=time.time)
+    operation: str | None = None  # GenAI operation: chat, text_completion, embeddings
+    provider: str | None = None  # the serving deployment's backend kind
+    body: dict[str, Any] | None = None  # the validated request (not mutated downstream)
+    raw_body: bytes | None = None  # the request body as received
+    response_body: bytes | None = None  # a non-streamed response, as sent
+    chunks: list[bytes] | None = None  # a stream's events, as sent (when content is kept)
+    stream_events: int = 0  # content events sent on a stream
+    spans: list[Span] = field(default_factory=list)  # stages and backend attempts
+    key_id: str | None = None  # the principal, once governance authenticates keys
+    team: str | None = None
+    user: str | None = None  # the request's ``user`` field
+    session: str | None = None  # x-bastion-session or metadata.session_id
+    traceparent: str | None = None  # W3C trace context to propagate upstream
+    trace_id: str | None = None  # OpenTelemetry ids of this request's span (hex)
+    span_id: str | None = None
+
+    @property
+    def trace_key(self) -> str:
+        """The id the trace is stored under (unique, ours)."""
+        return self.record_id or self.request_id
 
     def header(self, name: bytes) -> bytes | None:
         for key, value in self.headers:

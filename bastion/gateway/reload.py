@@ -63,11 +63,16 @@ def plan(old: Settings, new: Settings) -> ReloadPlan:
         f"server.{key}"
         for key in _RESTART_ONLY
         if getattr(old.server, key) != getattr(new.server, key)
+    ] + [
+        section
+        for section in _RESTART_SECTIONS
+        if getattr(old, section) != getattr(new, section)
     ]
     return result
 
 
-_ROUTING_FIELDS = {"alias", "weight", "priority", "max_concurrency", "price"}
+_RESTART_SECTIONS = ("home", "store", "tracing", "metrics", "otel")
+_ROUTING_FIELDS = {"alias", "weight", "priority", "max_concurrency", "price", "pricing"}
 
 
 def _backend_view(spec: Any) -> dict[str, Any]:

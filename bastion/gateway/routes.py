@@ -14,6 +14,7 @@ from urllib.parse import unquote
 import orjson
 
 from bastion.errors import ConfigError, InvalidRequest
+from bastion.gateway import observe_routes
 from bastion.protocol.requests import (
     check_chat_request,
     check_completion_request,
@@ -34,6 +35,7 @@ def table(gw: Gateway) -> dict[str, dict[str, Endpoint]]:
     ) -> Response | StreamingResponse:
         body = decode_json_object(request.body, request.header(b"content-type"))
         ctx.stream = stream = check_chat_request(body)
+        _describe_request(ctx, "chat", body)
         result = await gw.router.call(
             body["model"], body, lambda backend, b: backend.chat(b, stream, ctx), ctx
         )
@@ -42,6 +44,7 @@ def table(gw: Gateway) -> dict[str, dict[str, Endpoint]]:
     async def completions(request: Request, ctx: RequestContext) -> Response | StreamingResponse:
         body = decode_json_object(request.body, request.header(b"content-type"))
         ctx.stream = stream = check_completion_request(body)
+        _describe_request(ctx, "text_completion", body)
         result = await gw.router.call(
             body["model"], body, lambda backend, b: backend.completion(b, stream, ctx), ctx
         )
@@ -50,6 +53,7 @@ def table(gw: Gateway) -> dict[str, dict[str, Endpoint]]:
     async def embeddings(request: Request, ctx: RequestContext) -> Response | StreamingResponse:
         body = decode_json_object(request.body, request.header(b"content-type"))
         inputs = check_embedding_request(body)
+        _describe_request(ctx, "embeddings", body)
         result = await gw.router.call(
             body["model"], body, lambda backend, b: backend.embeddings(b, inputs, ctx), ctx
         )
@@ -108,15 +112,37 @@ def table(gw: Gateway) -> dict[str, dict[str, Endpoint]]:
         "/health/ready": {"GET": ready},
         "/api/deployments": {"GET": deployments},
         "/api/config/reload": {"POST": reload_config},
+        "/metrics": {"GET": lambda request, ctx: gw.metrics.endpoint(request, ctx)},
+        **observe_routes.table(gw),
     }
 
 
-def model_detail(gw: Gateway) -> dict[str, Endpoint]:
+def prefixed(gw: Gateway) -> list[tuple[str, dict[str, Endpoint]]]:
+    """Routes with a path parameter: (prefix, methods), tried in order."""
+
     async def get_model(request: Request, ctx: RequestContext) -> Response:
         name = unquote(request.path[len("/v1/models/") :])
         return Response(200, orjson.dumps(_describe(gw.router.route(name))), JSON_HEADERS)
 
-    return {"GET": get_model}
+    return [("/v1/models/", {"GET": get_model}), *observe_routes.prefixed(gw)]
+
+
+def _describe_request(ctx: RequestContext, operation: str, body: dict[str, Any]) -> None:
+    """What the trace needs from a validated request (references, no copies)."""
+    ctx.operation = operation
+    ctx.body = body
+    user = body.get("user")
+    if isinstance(user, str) and user:
+        ctx.user = user[:256]
+    raw = ctx.header(b"x-bastion-session")
+    if raw is not None:
+        ctx.session = raw.decode("latin-1")[:256]
+    else:
+        metadata = body.get("metadata")
+        if isinstance(metadata, dict):
+            session = metadata.get("session_id")
+            if isinstance(session, str) and session:
+                ctx.session = session[:256]
 
 
 def _describe(route: Route) -> dict[str, Any]:

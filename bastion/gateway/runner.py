@@ -18,7 +18,6 @@ import logging
 import os
 import signal
 import socket
-import sys
 from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
@@ -29,6 +28,7 @@ import uvloop
 from bastion.config import Settings
 from bastion.errors import ConfigError
 from bastion.gateway.app import Gateway
+from bastion.observe.logs import configure_logging
 from bastion.server.http import HTTPServer, ServerConfig
 
 log = logging.getLogger("bastion")
@@ -130,6 +130,9 @@ def _reload_from(gateway: Gateway) -> Callable[[], Coroutine[Any, Any, None]]:
         except ConfigError as exc:
             log.error("reload refused, old configuration kept: %s", exc)
             return
+        configure_logging(  # new keys to redact, maybe
+            gateway.settings, json=gateway.settings.server.log_format == "json"
+        )
         if result["restart_required"]:
             log.warning("needs a restart to take effect: %s", result["restart_required"])
 
@@ -168,10 +171,7 @@ def run(
     loader: Callable[[], Settings] | None = None,
     watch: Path | None = None,
 ) -> int:
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    configure_logging(settings, json=settings.server.log_format == "json")
     try:
         if settings.server.workers > 1:
             from bastion.gateway.supervisor import run_workers

@@ -34,7 +34,7 @@ from bastion.errors import (
     Overloaded,
     UpstreamTimeout,
 )
-from bastion.gateway.context import RequestContext
+from bastion.gateway.context import RequestContext, Span
 from bastion.routing.fairqueue import FairQueue, Ticket
 from bastion.routing.health import BreakerPolicy, Deployment
 from bastion.routing.strategies import RouteState, Strategy
@@ -198,12 +198,13 @@ class Router:
         self, alias: str, body: dict[str, Any], call: Call, ctx: RequestContext
     ) -> Result:
         """Runs ``call(backend, body_copy)`` on the best deployment, failing over as needed."""
-        route = self.route(alias)
         ctx.model = alias
+        route = self.route(alias)
         fallbacks, retries = self._overrides(route, ctx)
         chain = [route, *(self.route(f) for f in fallbacks)]
         last: BastionError | None = None
         for current in chain:
+            ctx.fallback = current is not route
             try:
                 return await self._call_route(current, body, call, ctx, retries)
             except BastionError as exc:
@@ -279,6 +280,7 @@ class Router:
             try:
                 result = await self._attempt(deployment, call, body, ctx)
             except BastionError as exc:
+                _attempted(ctx, deployment, started, exc)
                 if retryable(exc):
                     deployment.failed(time.monotonic())
                     failed.append((deployment, exc))
@@ -289,7 +291,9 @@ class Router:
             except BaseException:
                 deployment.released()
                 raise
+            _attempted(ctx, deployment, started, None)
             ctx.backend = deployment.name
+            ctx.provider = deployment.backend.kind
             if isinstance(result, EventStream):
                 result.events = _settle_at_end(result.events, deployment, started)
             else:
@@ -327,7 +331,10 @@ class Router:
                 route.queue.requeue(ticket)
             return []
         finally:
-            ctx.queued_s += time.monotonic() - now
+            waited = time.monotonic() - now
+            ctx.queued_s += waited
+            end = time.perf_counter()
+            ctx.spans.append(Span("queue", end - waited, end, {"alias": route.alias}))
             _leave(route, ticket, taken)
 
     @staticmethod
@@ -396,6 +403,17 @@ class Router:
             "(circuit open, at capacity or loading); retry later",
             retry_after=retry,
         )
+
+
+def _attempted(
+    ctx: RequestContext, deployment: Deployment, started: float, exc: BastionError | None
+) -> None:
+    """One backend attempt, as a span of the trace (a stream's: until its first event)."""
+    attrs: dict[str, Any] = {"deployment": deployment.name, "status": 200}
+    if exc is not None:
+        attrs["status"] = exc.status
+        attrs["error"] = exc.message[:500]
+    ctx.spans.append(Span("backend", started, time.perf_counter(), attrs))
 
 
 def _leave(route: Route, ticket: Ticket, taken: bool) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import time
 from typing import Any, NamedTuple, cast
 
 import pytest
@@ -17,6 +18,7 @@ from bastion.gateway import routes
 from tests.gateway_harness import MASTER_KEY, RunningGateway
 
 MODEL_DETAIL = "/v1/models/{id}"
+TRACE_DETAIL = "/api/traces/{id}"
 EXPECTED_ROUTES = {
     "/v1/chat/completions": {"POST"},
     "/v1/completions": {"POST"},
@@ -27,6 +29,11 @@ EXPECTED_ROUTES = {
     "/health/ready": {"GET"},
     "/api/deployments": {"GET"},
     "/api/config/reload": {"POST"},
+    "/api/traces": {"GET"},
+    TRACE_DETAIL: {"GET"},
+    "/api/stats": {"GET"},
+    "/api/feedback": {"POST"},
+    "/metrics": {"GET"},
 }
 
 
@@ -34,7 +41,8 @@ def route_table() -> dict[str, set[str]]:
     """The gateway's own route table. ``routes.table`` only closes over the gateway, so it
     can be read without building one (which would open an HTTP client)."""
     table = {path: set(methods) for path, methods in routes.table(cast(Any, None)).items()}
-    table[MODEL_DETAIL] = set(routes.model_detail(cast(Any, None)))
+    for prefix, methods in routes.prefixed(cast(Any, None)):
+        table[prefix + "{id}"] = set(methods)
     return table
 
 
@@ -44,9 +52,12 @@ VALID_BODY = {
     "/v1/chat/completions": {"model": "fake-model", "messages": [{"role": "user", "content": "hi"}]},
     "/v1/completions": {"model": "fake-model", "prompt": "hi"},
     "/v1/embeddings": {"model": "fake-model", "input": "hi"},
+    "/api/feedback": {"request_id": "any-request", "value": "up"},
 }
-# POST routes that take an OpenAI request body (the admin reload takes its own)
-POST_ROUTES = sorted(p for p, m in ROUTES.items() if "POST" in m and p in VALID_BODY)
+# POST routes that take an OpenAI request body (the admin routes take their own)
+POST_ROUTES = sorted(
+    p for p, m in ROUTES.items() if "POST" in m and p in VALID_BODY and p.startswith("/v1/")
+)
 OTHER_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 
 
@@ -141,6 +152,27 @@ def _cases() -> list[Any]:
         add(f"{MODEL_DETAIL}-unknown-{model or 'empty'}-is-404-model_not_found", Case(
             "GET", concrete(MODEL_DETAIL, model), 404, "invalid_request_error",
             "model_not_found", "model"))
+    for query, param in [("limit=0", "limit"), ("limit=9999", "limit"), ("since=soon", "since"),
+                         ("status=teapot", "status"), ("max_cost=lots", "max_cost"),
+                         ("cursor=not-a-cursor", "cursor")]:
+        add(f"/api/traces-{query}-is-400-naming-{param}", Case(
+            "GET", f"/api/traces?{query}", 400, "invalid_request_error", None, param))
+    add("/api/traces/{id}-unknown-is-404-trace_not_found", Case(
+        "GET", "/api/traces/no-such-trace", 404, "not_found_error", "trace_not_found"))
+    add("/api/stats-bad-group-is-400", Case(
+        "GET", "/api/stats?group_by=colour", 400, "invalid_request_error", None, "group_by"))
+    add("/api/stats-since-after-until-is-400", Case(
+        "GET", "/api/stats?since=2h&until=3h", 400, "invalid_request_error", None, "since"))
+    for name, body, param in [
+        ("no-request-id", {"value": "up"}, "request_id"),
+        ("bad-value", {"request_id": "r", "value": "meh"}, "value"),
+        ("bool-score", {"request_id": "r", "score": True}, "score"),
+        ("nothing-given", {"request_id": "r"}, "value"),
+    ]:
+        add(f"/api/feedback-{name}-is-400", Case(
+            "POST", "/api/feedback", 400, "invalid_request_error", None, param, body=body))
+    add("/api/feedback-invalid-json-is-400", Case(
+        "POST", "/api/feedback", 400, "invalid_request_error", None, None, raw=b"{nope"))
     for path in ("/v1/nothing-here", "/v1/", "/v1", "/v2/models", "/", "/health"):
         add(f"{path}-unknown-path-is-404-unknown_url", Case(
             "GET", path, 404, "not_found_error", "unknown_url"))
@@ -216,6 +248,14 @@ def test_health_probes_need_no_key(api_gateway: RunningGateway, path: str, key: 
 def test_valid_request_to_every_v1_route_succeeds(api_gateway: RunningGateway, path: str) -> None:
     """The control for the error cases: the same requests, done right, are 200."""
     method = sorted(ROUTES[path])[0]
-    status, headers, body = api_gateway.request_full(method, concrete(path), VALID_BODY.get(path))
-    assert status == 200, body
+    url = concrete(path)
+    if path == TRACE_DETAIL:  # a trace that exists: the gateway's own, once it is stored
+        _, sent, _ = api_gateway.request_full("POST", "/v1/chat/completions",
+                                              VALID_BODY["/v1/chat/completions"])
+        url = concrete(path, sent["x-request-id"])
+        deadline = time.monotonic() + 10
+        while api_gateway.request("GET", url)[0] == 404 and time.monotonic() < deadline:
+            time.sleep(0.05)
+    status, headers, body = api_gateway.request_full(method, url, VALID_BODY.get(path))
+    assert status in (200, 201), body
     assert headers.get("x-request-id")

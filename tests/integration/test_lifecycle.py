@@ -49,6 +49,7 @@ def start_bastion(tmp_path: Path, config: dict[str, Any], port: int) -> subproce
     path = tmp_path / "bastion.yaml"
     path.write_text(yaml.safe_dump(config))
     env = {k: v for k, v in os.environ.items() if not k.startswith("BASTION_")}
+    env["BASTION_HOME"] = str(tmp_path / "home")  # its traces, journal and metrics
     return subprocess.Popen(
         [sys.executable, "-m", "bastion", "serve", "--config", str(path), "--port", str(port)],
         env=env,
@@ -126,6 +127,7 @@ def test_invalid_config_exits_with_the_bad_key(tmp_path: Path) -> None:
 
 def test_refuses_public_bind_without_key(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("BASTION_")}
+    env["BASTION_HOME"] = str(tmp_path / "home")  # its traces, journal and metrics
     result = subprocess.run(
         [sys.executable, "-m", "bastion", "serve", "--host", "0.0.0.0", "--port", "0"],
         capture_output=True,

@@ -103,6 +103,7 @@ class Bastion:
         path.write_text(yaml.safe_dump(config))
         self.log_path = tmp_path / "bastion.log"
         env = {k: v for k, v in os.environ.items() if not k.startswith("BASTION_")}
+        env["BASTION_HOME"] = str(tmp_path / "home")
         with self.log_path.open("wb") as log:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "bastion", "serve", "--config", str(path),

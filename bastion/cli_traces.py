@@ -1,0 +1,162 @@
+"""``bastion traces list|show|tail``: the trace store through a running gateway's API."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+import urllib.error
+import urllib.request
+from typing import Any
+from urllib.parse import quote, urlencode
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+_FILTERS = ("model", "deployment", "key_id", "team", "user", "session", "status", "q",
+            "since", "until", "min_latency_ms", "max_latency_ms", "guard")
+
+
+class ApiError(click.ClickException):
+    pass
+
+
+def _get(url: str, key: str | None, path: str, params: dict[str, Any] | None = None) -> Any:
+    if not url.startswith(("http://", "https://")):
+        raise ApiError(f"--url must be an http(s) URL, not {url!r}")
+    query = urlencode({k: v for k, v in (params or {}).items() if v not in (None, "")})
+    full = url.rstrip("/") + path + (f"?{query}" if query else "")
+    request = urllib.request.Request(full)  # noqa: S310 - http(s) only, checked above
+    if key:
+        request.add_header("Authorization", f"Bearer {key}")
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310
+            return json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        try:
+            message = json.loads(exc.read())["error"]["message"]
+        except (ValueError, KeyError, TypeError):
+            message = exc.reason
+        raise ApiError(f"{exc.code}: {message}") from exc
+    except urllib.error.URLError as exc:
+        raise ApiError(f"cannot reach the gateway at {url}: {exc.reason}") from exc
+
+
+def _when(ts: float | None) -> str:  # for `show`
+    if ts is None:
+        return "-"
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts))
+
+
+def _num(value: Any, fmt: str = "{:.1f}") -> str:
+    return "-" if value is None else fmt.format(value)
+
+
+def _table(rows: list[dict[str, Any]]) -> Table:
+    table = Table(show_lines=False, header_style="bold", pad_edge=False)
+    table.add_column("time", no_wrap=True)
+    table.add_column("id", no_wrap=True)
+    table.add_column("model", no_wrap=True)
+    table.add_column("status", no_wrap=True)
+    table.add_column("ms", justify="right", no_wrap=True)
+    table.add_column("tokens", justify="right", no_wrap=True)
+    table.add_column("cost $", justify="right", no_wrap=True)
+    table.add_column("preview", overflow="ellipsis", no_wrap=True, ratio=1)
+    for r in rows:
+        code = r.get("status") or 0
+        status = f"[red]{code}[/]" if code >= 400 else str(code)
+        tokens = f"{_num(r.get('input_tokens'), '{}')}/{_num(r.get('output_tokens'), '{}')}"
+        table.add_row(
+            time.strftime("%H:%M:%S", time.localtime(r.get("ts") or 0)), r.get("id", ""),
+            r.get("model") or "-", status, _num(r.get("latency_ms")), tokens,
+            _num(r.get("cost"), "{:.6f}"), str(r.get("preview") or r.get("error") or ""),
+        )
+    return table
+
+
+def register(main: click.Group) -> None:
+    @main.group()
+    @click.option("--url", default="http://127.0.0.1:8080", show_default=True,
+                  help="the gateway's base URL")
+    @click.option("--key", envvar="BASTION_MASTER_KEY", default=None,
+                  help="API key (default: $BASTION_MASTER_KEY)")
+    @click.pass_context
+    def traces(ctx: click.Context, url: str, key: str | None) -> None:
+        """List, show and follow request traces."""
+        ctx.obj = {"url": url, "key": key}
+
+    def filters(fn: Any) -> Any:
+        for name in reversed(_FILTERS):
+            fn = click.option(f"--{name.replace('_', '-')}", name, default=None,
+                              help=f"filter: {name}")(fn)
+        return fn
+
+    @traces.command("list")
+    @filters
+    @click.option("--limit", type=int, default=20, show_default=True)
+    @click.option("--json", "as_json", is_flag=True, help="print JSON lines")
+    @click.pass_obj
+    def list_(obj: dict[str, Any], /, limit: int, as_json: bool, **params: Any) -> None:
+        """The newest traces, matching the filters."""
+        page = _get(obj["url"], obj["key"], "/api/traces", {**params, "limit": limit})
+        if as_json:
+            for row in page["data"]:
+                click.echo(json.dumps(row))
+            return
+        Console().print(_table(page["data"]))
+        if page.get("next_cursor"):
+            click.echo(f"more: --cursor {page['next_cursor']}", err=True)
+
+    @traces.command("show")
+    @click.argument("trace_id")
+    @click.pass_obj
+    def show(obj: dict[str, Any], trace_id: str) -> None:
+        """One trace in full: timings, tokens, spans, input, output, feedback."""
+        row = _get(obj["url"], obj["key"], f"/api/traces/{quote(trace_id, safe='')}")
+        console = Console()
+        summary = Table(show_header=False, box=None)
+        for key in ("id", "ts", "endpoint", "model", "deployment", "provider",
+                    "model_version", "status", "error", "finish_reason", "latency_ms",
+                    "ttft_ms", "tpot_ms", "overhead_ms", "queue_ms", "input_tokens",
+                    "output_tokens", "cached_tokens", "cost", "attempts", "fallback", "user",
+                    "session", "team", "key_id", "content_mode", "trace_id"):
+            value = row.get(key)
+            if value is not None:
+                summary.add_row(f"[bold]{key}[/]", _when(value) if key == "ts" else str(value))
+        console.print(summary)
+        for key in ("params", "spans", "input", "output", "guards", "feedback", "metadata"):
+            if row.get(key):
+                console.rule(key)
+                console.print_json(json.dumps(row[key], default=str))
+
+    @traces.command("tail")
+    @filters
+    @click.option("--interval", type=float, default=1.0, show_default=True)
+    @click.option("--count", type=int, default=None, help="stop after this many traces")
+    @click.pass_obj
+    def tail(obj: dict[str, Any], /, interval: float, count: int | None, **params: Any) -> None:
+        """Follows new traces as they are stored (Ctrl-C stops)."""
+        seen: set[str] = set()
+        since = time.time() - 5
+        shown = 0
+        console = Console()
+        try:
+            while count is None or shown < count:
+                page = _get(obj["url"], obj["key"], "/api/traces",
+                            {**params, "since": since, "limit": 200})
+                fresh = [r for r in reversed(page["data"]) if r["id"] not in seen]
+                if count is not None:
+                    fresh = fresh[: count - shown]
+                if fresh:
+                    console.print(_table(fresh))
+                    shown += len(fresh)
+                    seen.update(r["id"] for r in fresh)
+                    since = max(since, min(r["ts"] for r in fresh) - 5)
+                    if len(seen) > 10_000:
+                        seen = {r["id"] for r in fresh}
+                if count is not None and shown >= count:
+                    break
+                time.sleep(interval)
+        except KeyboardInterrupt:
+            sys.exit(0)

@@ -1,0 +1,220 @@
+"""Admin API over the trace store: traces, stats, feedback.
+
+    GET  /api/traces          filters (time, model, deployment, key, team, user, session,
+                              status, latency, cost, guard outcome, text), cursor pages
+    GET  /api/traces/{id}     one trace with its spans and feedback
+    GET  /api/stats           QPS, latency percentiles, errors, availability, tokens/s,
+                              cost, feedback; overall, by group and per time bucket
+    POST /api/feedback        thumbs up/down, a score, a comment; idempotent per (trace, key)
+
+Store calls are blocking, so they run in a worker thread; a store that is down gives 503
+``store_unavailable`` (the request path never depends on it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from collections.abc import Callable
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, TypeVar
+from urllib.parse import parse_qsl, unquote
+
+import orjson
+
+from bastion.errors import InvalidRequest, NotFound, StoreUnavailableError
+from bastion.protocol.requests import decode_json_object
+from bastion.server.types import JSON_HEADERS, Request, Response
+
+if TYPE_CHECKING:
+    from bastion.gateway.app import Endpoint, Gateway
+    from bastion.gateway.context import RequestContext
+    from bastion.store import Store, TraceQuery
+
+T = TypeVar("T")
+_RELATIVE = re.compile(r"^(\d+(?:\.\d+)?)\s*([smhdw])$")
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+_TEXT_FILTERS = ("model", "deployment", "key_id", "team", "user", "session", "guard")
+_NUMBER_FILTERS = ("min_latency_ms", "max_latency_ms", "min_cost", "max_cost")
+_STATUS_CLASSES = ("2xx", "4xx", "5xx", "error")
+_GROUPS = ("model", "deployment", "key_id", "team", "user")
+MAX_PAGE = 500
+
+
+def table(gw: Gateway) -> dict[str, dict[str, Endpoint]]:
+    async def list_traces(request: Request, ctx: RequestContext) -> Response:
+        params = _params(request)
+        query = trace_query(params)
+        limit = _int(params.get("limit"), "limit", 50, 1, MAX_PAGE)
+        try:
+            rows, cursor = await _in_store(
+                gw, lambda s: s.list_traces(query, params.get("cursor"), limit)
+            )
+        except ValueError as exc:  # the store's verdict on a cursor it did not issue
+            raise InvalidRequest(f"Invalid 'cursor': {exc}", param="cursor") from exc
+        return _json({"object": "list", "data": rows, "next_cursor": cursor})
+
+    async def stats(request: Request, ctx: RequestContext) -> Response:
+        params = _params(request)
+        now = time.time()
+        until = _time(params.get("until"), "until", now)
+        since = _time(params.get("since"), "since", until - 3600)
+        if since >= until:
+            raise InvalidRequest("'since' must be before 'until'", param="since")
+        bucket = params.get("bucket")
+        bucket_s = int(_seconds(bucket, "bucket")) if bucket else None
+        if bucket_s is not None and (bucket_s < 1 or (until - since) / bucket_s > 10_000):
+            raise InvalidRequest("'bucket' gives too many buckets (10,000 at most)",
+                                 param="bucket")
+        group_by = [g for g in (params.get("group_by") or "").split(",") if g]
+        unknown = [g for g in group_by if g not in _GROUPS]
+        if unknown:
+            raise InvalidRequest(f"'group_by' takes {', '.join(_GROUPS)}; not {unknown}",
+                                 param="group_by")
+        data = await _in_store(gw, lambda s: s.stats(since, until, bucket_s, group_by))
+        return _json(data)
+
+    async def feedback(request: Request, ctx: RequestContext) -> Response:
+        body = decode_json_object(request.body, request.header(b"content-type"))
+        record = feedback_record(body)
+        row, created = await _in_store(gw, lambda s: s.upsert_feedback(record))
+        return _json(row, 201 if created else 200)
+
+    return {
+        "/api/traces": {"GET": list_traces},
+        "/api/stats": {"GET": stats},
+        "/api/feedback": {"POST": feedback},
+    }
+
+
+def prefixed(gw: Gateway) -> list[tuple[str, dict[str, Endpoint]]]:
+    async def get_trace(request: Request, ctx: RequestContext) -> Response:
+        trace_id = unquote(request.path[len("/api/traces/") :])
+        row = await _in_store(gw, lambda s: s.get_trace(trace_id))
+        if row is None:
+            raise NotFound(f"No trace with id '{trace_id}' (yet)", code="trace_not_found")
+        return _json(row)
+
+    return [("/api/traces/", {"GET": get_trace})]
+
+
+# ---------------------------------------------------------------------------- parsing
+def trace_query(params: dict[str, str]) -> TraceQuery:
+    """A TraceQuery from query parameters (names as in the store's TraceQuery)."""
+    from bastion.store import TraceQuery
+
+    fields: dict[str, Any] = {k: params[k] for k in _TEXT_FILTERS if params.get(k)}
+    if params.get("q"):
+        fields["text"] = params["q"]
+    for name in _NUMBER_FILTERS:
+        if params.get(name):
+            fields[name] = _float(params[name], name)
+    for name in ("since", "until"):
+        if params.get(name):
+            fields[name] = _time(params[name], name, 0.0)
+    status = params.get("status")
+    if status:
+        if status in _STATUS_CLASSES:
+            fields["status_class"] = status
+        else:
+            fields["status"] = _int(status, "status", 0, 100, 599)
+    return TraceQuery(**fields)
+
+
+def feedback_record(body: dict[str, Any]) -> dict[str, Any]:
+    request_id = body.get("request_id") or body.get("trace_id")
+    if not isinstance(request_id, str) or not request_id or len(request_id) > 128:
+        raise InvalidRequest(
+            "'request_id' (the response's x-request-id, or x-bastion-trace-id when you sent "
+            "your own x-request-id) is required", param="request_id",
+        )
+    value = body.get("value")
+    if value not in (None, "up", "down"):
+        raise InvalidRequest("'value' must be 'up' or 'down'", param="value")
+    score = body.get("score")
+    if score is not None and (isinstance(score, bool) or not isinstance(score, int | float)):
+        raise InvalidRequest("'score' must be a number", param="score")
+    comment = body.get("comment")
+    if comment is not None and (not isinstance(comment, str) or len(comment) > 10_000):
+        raise InvalidRequest("'comment' must be a string of at most 10,000 characters",
+                             param="comment")
+    if value is None and score is None and comment is None:
+        raise InvalidRequest("Give at least one of 'value', 'score' or 'comment'",
+                             param="value")
+    key = body.get("key", "default")
+    if not isinstance(key, str) or not key or len(key) > 128:
+        raise InvalidRequest("'key' (idempotency key) must be a short string", param="key")
+    user = body.get("user")
+    if user is not None and not isinstance(user, str):
+        raise InvalidRequest("'user' must be a string", param="user")
+    return {"request_id": request_id, "key": key, "value": value,
+            "score": None if score is None else float(score), "comment": comment,
+            "user": user, "ts": time.time()}
+
+
+def _params(request: Request) -> dict[str, str]:
+    return dict(parse_qsl(request.query, keep_blank_values=False))
+
+
+def _time(raw: str | None, name: str, default: float) -> float:
+    """Epoch seconds, ISO 8601, or relative to now ('15m', '24h', '7d')."""
+    if raw is None or raw == "":
+        return default
+    try:
+        return float(raw)
+    except ValueError:
+        pass
+    if _RELATIVE.match(raw.strip()):
+        return time.time() - _seconds(raw, name)
+    try:
+        return datetime.fromisoformat(raw.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        raise InvalidRequest(
+            f"'{name}' must be epoch seconds, ISO 8601, or relative like 15m, 24h, 7d",
+            param=name,
+        ) from None
+
+
+def _seconds(raw: str, name: str) -> float:
+    match = _RELATIVE.match(raw.strip())
+    if match is None:
+        try:
+            return float(raw)
+        except ValueError:
+            raise InvalidRequest(f"'{name}' must be a duration like 60, 5m, 1h or 1d",
+                                 param=name) from None
+    return float(match.group(1)) * _UNITS[match.group(2)]
+
+
+def _int(raw: str | None, name: str, default: int, low: int, high: int) -> int:
+    if raw is None or raw == "":
+        return default
+    if not raw.isdigit() or not low <= int(raw) <= high:
+        raise InvalidRequest(f"'{name}' must be a whole number from {low} to {high}",
+                             param=name)
+    return int(raw)
+
+
+def _float(raw: str, name: str) -> float:
+    try:
+        return float(raw)
+    except ValueError:
+        raise InvalidRequest(f"'{name}' must be a number", param=name) from None
+
+
+async def _in_store(gw: Gateway, job: Callable[[Store], T]) -> T:
+    from bastion.store import StoreUnavailable
+
+    def run() -> T:
+        return job(gw.store.get())
+
+    try:
+        return await asyncio.to_thread(run)
+    except StoreUnavailable as exc:
+        raise StoreUnavailableError(f"The trace store is unavailable: {exc}") from exc
+
+
+def _json(data: Any, status: int = 200) -> Response:
+    body = orjson.dumps(data, default=str, option=orjson.OPT_NON_STR_KEYS)
+    return Response(status, body, JSON_HEADERS)

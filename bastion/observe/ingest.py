@@ -1,0 +1,260 @@
+"""The ingest process: spool files in, trace records into the store, nothing lost.
+
+Runs beside each gateway process (``python -m bastion.observe.ingest``, started by the
+gateway, its settings on the first line of stdin). It takes the spool files of its gateway
+(``<spool>/<gateway pid>/``) and of gateways that are gone (moved into its own folder by
+an atomic rename, so two ingest processes never take the same file), oldest first, builds
+the trace records (parsing, redaction, pricing: :mod:`bastion.observe.record`) and inserts
+them in batches; a file is deleted once all of it is in the store. Inserting a batch twice
+is harmless (the store ignores a trace id it has).
+
+When the store is down or locked the files simply stay where they are (they are the spill
+journal) and are retried every ``retry_interval``. A record the store refuses is kept in
+``<spool>/rejected.jsonl``, never dropped. Control lines on stdin: ``{"prices": ...}``
+after a reload, ``{"cmd": "drain"}`` at shutdown (ingest everything, then exit); stdin
+closing (the gateway died) means drain too. SIGTERM and SIGINT are ignored: the gateway
+says when, after its last flush.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, Protocol
+
+import orjson
+
+from bastion.observe.pricing import Price, PriceBook
+from bastion.observe.record import build_record
+from bastion.observe.spool import decode
+
+log = logging.getLogger("bastion.ingest")
+
+
+class TraceSink(Protocol):
+    def insert_traces(self, records: list[dict[str, Any]]) -> int: ...
+    def ping(self) -> None: ...
+
+
+class Ingest:
+    def __init__(
+        self,
+        spool_root: str | os.PathLike[str],
+        owner: int,
+        store: Callable[[], TraceSink],
+        *,
+        unavailable: tuple[type[BaseException], ...],
+        content: str = "redacted",
+        content_by_tenant: dict[str, str] | None = None,
+        max_chars: int = 32_768,
+        prices: PriceBook | None = None,
+        batch_size: int = 500,
+        retry_interval: float = 1.0,
+    ) -> None:
+        """``owner``: the gateway's pid, whose folder this ingests. ``store``: opens the
+        store (retried until it works); ``unavailable``: the errors meaning "store down"."""
+        self.root = Path(spool_root)
+        self.dir = self.root / str(owner)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self._open = store
+        self._store: TraceSink | None = None
+        self._healthy = False
+        self._unavailable = unavailable
+        self.content = content
+        self.content_by_tenant = content_by_tenant or {}
+        self.max_chars = max_chars
+        self.prices = prices
+        self.batch_size = batch_size
+        self.retry_interval = retry_interval
+        self._next_try = 0.0
+        self.written = 0
+        self.rejected = 0
+
+    # ------------------------------------------------------------------ one pass
+    def run_once(self) -> bool:
+        """Ingests every file there is now. False if the store is unavailable (the rest
+        waits for the next pass)."""
+        self._adopt_orphans()
+        return all(self._ingest_file(path) for path in sorted(self.dir.glob("*.jsonl")))
+
+    def _ingest_file(self, path: Path) -> bool:
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            return True
+        records = [r for r in (self._record(line) for line in data.splitlines() if line) if r]
+        for start in range(0, len(records), self.batch_size):
+            if not self._insert(records[start : start + self.batch_size]):
+                return False
+        path.unlink()
+        return True
+
+    def _record(self, line: bytes) -> dict[str, Any] | None:
+        try:
+            ctx = decode(line)
+        except (ValueError, TypeError) as exc:
+            self._reject(line, f"undecodable spool line: {exc}")
+            return None
+        mode = self.content
+        for name in (ctx.team, ctx.claim.tenant):
+            if name and name in self.content_by_tenant:
+                mode = self.content_by_tenant[name]
+                break
+        try:
+            return build_record(ctx, mode, self.max_chars, self.prices)
+        except Exception:  # telemetry: a record that cannot be built keeps its basics
+            log.exception("trace %s: building its record failed; keeping the basics",
+                          ctx.trace_key)
+            return {"id": ctx.trace_key, "ts": ctx.wall_time, "endpoint": ctx.endpoint,
+                    "model": ctx.model, "status": ctx.status, "error": ctx.error,
+                    "content_mode": "metadata", "metadata": {"record_error": True}}
+
+    def _insert(self, batch: list[dict[str, Any]]) -> bool:
+        store = self._ready()
+        if store is None:
+            return False
+        try:
+            store.insert_traces(batch)
+        except self._unavailable as exc:
+            self._down(exc)
+            return False
+        except Exception:  # a record the store refuses: find it, keep it aside
+            log.exception("the store refused a batch of %d traces", len(batch))
+            return self._one_by_one(store, batch)
+        self.written += len(batch)
+        return True
+
+    def _one_by_one(self, store: TraceSink, batch: list[dict[str, Any]]) -> bool:
+        for record in batch:
+            try:
+                store.insert_traces([record])
+            except self._unavailable as exc:
+                self._down(exc)
+                return False
+            except Exception as exc:  # noqa: BLE001 - kept in the dead-letter file, logged
+                self._reject(orjson.dumps(record, default=str), f"refused by the store: {exc}")
+            else:
+                self.written += 1
+        return True
+
+    def _ready(self) -> TraceSink | None:
+        """The store if it is usable now (opened once; after a failure, re-checked at most
+        every ``retry_interval``)."""
+        if self._healthy:
+            return self._store
+        now = time.monotonic()
+        if now < self._next_try:
+            return None
+        try:
+            if self._store is None:
+                self._store = self._open()
+            self._store.ping()
+        except self._unavailable as exc:
+            self._down(exc)
+            return None
+        self._healthy = True
+        log.info("trace store available")
+        return self._store
+
+    def _down(self, exc: BaseException) -> None:
+        if self._healthy or self._next_try == 0.0:
+            log.warning("trace store unavailable; traces wait in the spool: %s", exc)
+        self._healthy = False
+        self._next_try = time.monotonic() + self.retry_interval
+
+    def _reject(self, line: bytes, why: str) -> None:
+        self.rejected += 1
+        with (self.root / "rejected.jsonl").open("ab") as fh:
+            fh.write(line.rstrip(b"\n") + b"\n")
+        log.error("%s: kept in %s", why, self.root / "rejected.jsonl")
+
+    def _adopt_orphans(self) -> None:
+        """Takes over the files of gateways that are gone (crashed, killed, restarted)."""
+        for folder in self.root.iterdir():
+            if not folder.is_dir() or folder == self.dir or not folder.name.isdigit():
+                continue
+            if _alive(int(folder.name)):
+                continue
+            for path in folder.glob("*.jsonl"):
+                with contextlib.suppress(OSError):  # another ingest took it first
+                    path.rename(self.dir / path.name)
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+
+    # ------------------------------------------------------------------ the loop
+    def run(self, draining: threading.Event, poll: float = 0.1) -> None:
+        """Ingests until ``draining`` is set, then once more, then returns."""
+        while not draining.is_set():
+            self.run_once()
+            draining.wait(poll)
+        self.run_once()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def prices_from(spec: dict[str, list[float]]) -> PriceBook:
+    return PriceBook({name: Price(*values) for name, values in spec.items()})
+
+
+def _control(stream: Iterator[bytes], ingest: Ingest, draining: threading.Event) -> None:
+    """Reads control lines until ``drain`` or end of input (the gateway is gone)."""
+    for line in stream:
+        try:
+            message = orjson.loads(line)
+        except orjson.JSONDecodeError:
+            continue
+        if isinstance(message, dict) and "prices" in message:
+            ingest.prices = prices_from(message["prices"])
+        if isinstance(message, dict) and message.get("cmd") == "drain":
+            break
+    draining.set()
+
+
+def main() -> int:
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(sig, signal.SIG_IGN)  # the gateway says when (after its last flush)
+    stdin = sys.stdin.buffer
+    spec = orjson.loads(stdin.readline())
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s[ingest]: %(message)s")
+    from bastion.store import StoreUnavailable, open_store
+
+    store_spec = spec["store"]
+
+    def open_() -> TraceSink:
+        return open_store(store_spec["url"], spec["home"],
+                          pool_size=store_spec["pool_size"],
+                          partition_days=store_spec["partition_days"])
+
+    tracing = spec["tracing"]
+    ingest = Ingest(
+        spec["spool"], spec["owner"], open_, unavailable=(StoreUnavailable,),
+        content=tracing["content"], content_by_tenant=tracing["content_by_tenant"],
+        max_chars=tracing["max_body_chars"], prices=prices_from(spec["prices"]),
+        batch_size=tracing["batch_size"],
+    )
+    draining = threading.Event()
+    threading.Thread(target=_control, args=(iter(stdin.readline, b""), ingest, draining),
+                     daemon=True).start()
+    ingest.run(draining, poll=min(tracing["flush_interval"], 0.5))
+    log.info("drained: %d traces written, %d rejected", ingest.written, ingest.rejected)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

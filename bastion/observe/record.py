@@ -1,0 +1,255 @@
+"""Turns a finished request's context into a trace record (runs in the writer's thread).
+
+The request path only keeps references (the validated body, the response bytes or the
+stream's events, timestamps); all parsing, redaction, truncation and pricing happen here,
+off the event loop. The record is a flat dict whose keys are the store's columns (see
+``bastion.store``): ids and principal, model and deployment, timings in milliseconds,
+tokens, cost, status, and the input and output as the content mode allows:
+
+- ``full``: as sent (truncated to ``tracing.max_body_chars`` per text);
+- ``redacted``: after redaction (the guards' verdict once they run; until then the built-in
+  patterns of :mod:`bastion.observe.redact`);
+- ``metadata``: no bodies at all.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from bastion.gateway.context import RequestContext
+from bastion.observe.pricing import PriceBook
+from bastion.observe.redact import redact_value
+
+_PARAMS = (
+    "temperature", "top_p", "max_tokens", "max_completion_tokens", "stop", "seed", "n",
+    "presence_penalty", "frequency_penalty", "logprobs", "top_logprobs", "dimensions",
+    "encoding_format", "tool_choice", "parallel_tool_calls", "reasoning_effort",
+)
+
+
+def build_record(
+    ctx: RequestContext, mode: str, max_chars: int, prices: PriceBook | None = None
+) -> dict[str, Any]:
+    body = ctx.body or {}
+    output, finish, response_model, usage = _output(ctx)
+    usage = ctx.usage or usage or {}
+    input_tokens = _int(usage.get("prompt_tokens"))
+    output_tokens = _int(usage.get("completion_tokens"))
+    details = usage.get("prompt_tokens_details")
+    cached = _int(details.get("cached_tokens")) if isinstance(details, dict) else None
+    finished = ctx.finished_at or ctx.received_at
+    latency = (finished - ctx.received_at) * 1000
+    ttft = tpot = None
+    if ctx.stream and ctx.first_token_at is not None:
+        ttft = (ctx.first_token_at - ctx.received_at) * 1000
+        last = ctx.last_token_at
+        if last is not None and output_tokens and output_tokens > 1:
+            tpot = (last - ctx.first_token_at) * 1000 / (output_tokens - 1)
+    record: dict[str, Any] = {
+        "id": ctx.trace_key,
+        "ts": ctx.wall_time,
+        "endpoint": ctx.endpoint,
+        "operation": ctx.operation,
+        "model": ctx.model,
+        "deployment": ctx.backend,
+        "provider": ctx.provider,
+        "model_version": response_model,
+        "key_id": ctx.key_id,
+        "team": ctx.team,
+        "user": ctx.user,
+        "session": ctx.session,
+        "tenant": ctx.claim.tenant or None,
+        "priority": ctx.claim.priority,
+        "stream": ctx.stream,
+        "status": ctx.status,
+        "error": ctx.error,
+        "finish_reason": finish,
+        "input_tokens": input_tokens,
+        "output_tokens": output_tokens,
+        "cached_tokens": cached,
+        "cost": None,
+        "latency_ms": round(latency, 3),
+        "ttft_ms": _ms(ttft),
+        "tpot_ms": _ms(tpot),
+        "overhead_ms": round(ctx.overhead(finished) * 1000, 3),
+        "queue_ms": round(ctx.queued_s * 1000, 3),
+        "attempts": ctx.attempts,
+        "fallback": ctx.fallback,
+        "content_mode": mode,
+        "params": {k: body[k] for k in _PARAMS if k in body},
+        "input": None,
+        "output": None,
+        "guards": [],
+        "guard_action": None,
+        "spans": [_span(ctx, s) for s in ctx.spans],
+        "metadata": _metadata(ctx, body),
+        "trace_id": ctx.trace_id,
+        "span_id": ctx.span_id,
+    }
+    if "tools" in body and isinstance(body["tools"], list):
+        record["params"]["tools"] = len(body["tools"])
+    if mode != "metadata":
+        record["input"] = _input(ctx, body, mode, max_chars)
+        record["output"] = _clip(output, max_chars) if mode == "full" else (
+            redact_value(_clip(output, max_chars))
+        )
+    if prices is not None and ctx.backend is not None:
+        record["cost"] = prices.cost(
+            ctx.backend, input_tokens or 0, output_tokens or 0, cached or 0, latency / 1000
+        )
+        record["metadata"]["price_version"] = prices.version
+    return record
+
+
+def _input(ctx: RequestContext, body: dict[str, Any], mode: str, max_chars: int) -> Any:
+    if ctx.operation == "chat":
+        value: Any = body.get("messages")
+    elif ctx.operation == "text_completion":
+        value = body.get("prompt")
+    elif ctx.operation == "embeddings":
+        value = body.get("input")
+    else:
+        return None
+    value = _clip(value, max_chars)
+    return redact_value(value) if mode == "redacted" else value
+
+
+def _output(ctx: RequestContext) -> tuple[Any, str | None, str | None, dict[str, Any] | None]:
+    """(output, finish reason, the model that answered, usage) from the response sent."""
+    if ctx.response_body is not None:
+        try:
+            data = orjson.loads(ctx.response_body)
+        except orjson.JSONDecodeError:
+            return None, None, None, None
+        if not isinstance(data, dict):
+            return None, None, None, None
+        return _from_completion(data)
+    if ctx.chunks:
+        return _from_stream(ctx.chunks)
+    return None, None, None, None
+
+
+def _from_completion(
+    data: dict[str, Any],
+) -> tuple[Any, str | None, str | None, dict[str, Any] | None]:
+    usage = data.get("usage") if isinstance(data.get("usage"), dict) else None
+    model = data.get("model") if isinstance(data.get("model"), str) else None
+    choices = data.get("choices")
+    if data.get("object") == "list":  # embeddings: say what came back, not the vectors
+        items = data.get("data") or []
+        dims = len(items[0].get("embedding") or []) if items and isinstance(items[0], dict) else 0
+        return {"embeddings": len(items), "dimensions": dims}, None, model, usage
+    if not isinstance(choices, list):
+        return None, None, model, usage
+    out: list[Any] = []
+    finish = None
+    for choice in choices:
+        if not isinstance(choice, dict):
+            continue
+        finish = choice.get("finish_reason") or finish
+        if "message" in choice:
+            message = choice["message"] if isinstance(choice["message"], dict) else {}
+            out.append({k: message[k] for k in ("role", "content", "tool_calls", "refusal")
+                        if message.get(k) is not None})
+        else:
+            out.append(choice.get("text"))
+    return (out[0] if len(out) == 1 else out), finish, model, usage
+
+
+def _from_stream(
+    chunks: list[bytes],
+) -> tuple[Any, str | None, str | None, dict[str, Any] | None]:
+    """Reassembles a streamed reply: content and tool-call deltas, finish reason, usage."""
+    text: list[str] = []
+    tools: dict[int, dict[str, Any]] = {}
+    finish = model = None
+    usage = None
+    chat = False
+    for chunk in chunks:
+        for line in chunk.split(b"\n"):
+            if not line.startswith(b"data: ") or line == b"data: [DONE]":
+                continue
+            try:
+                event = orjson.loads(line[6:])
+            except orjson.JSONDecodeError:
+                continue
+            if not isinstance(event, dict):
+                continue
+            model = event.get("model") or model
+            if isinstance(event.get("usage"), dict):
+                usage = event["usage"]
+            for choice in event.get("choices") or []:
+                if not isinstance(choice, dict):
+                    continue
+                finish = choice.get("finish_reason") or finish
+                delta = choice.get("delta")
+                if isinstance(delta, dict):
+                    chat = True
+                    if isinstance(delta.get("content"), str):
+                        text.append(delta["content"])
+                    for call in delta.get("tool_calls") or []:
+                        _merge_tool_call(tools, call)
+                elif isinstance(choice.get("text"), str):
+                    text.append(choice["text"])
+    joined = "".join(text)
+    if not chat:
+        return joined, finish, model, usage
+    message: dict[str, Any] = {"role": "assistant", "content": joined}
+    if tools:
+        message["tool_calls"] = [tools[i] for i in sorted(tools)]
+    return message, finish, model, usage
+
+
+def _merge_tool_call(tools: dict[int, dict[str, Any]], call: Any) -> None:
+    if not isinstance(call, dict):
+        return
+    index = call.get("index", 0) if isinstance(call.get("index", 0), int) else 0
+    current = tools.setdefault(index, {"type": "function", "function": {"arguments": ""}})
+    if call.get("id"):
+        current["id"] = call["id"]
+    function = call.get("function")
+    if isinstance(function, dict):
+        if function.get("name"):
+            current["function"]["name"] = function["name"]
+        if isinstance(function.get("arguments"), str):
+            current["function"]["arguments"] += function["arguments"]
+
+
+def _clip(value: Any, max_chars: int) -> Any:
+    """Truncates every string in ``value`` to ``max_chars`` (marking the cut)."""
+    if isinstance(value, str):
+        return value if len(value) <= max_chars else value[:max_chars] + "…[truncated]"
+    if isinstance(value, list):
+        return [_clip(v, max_chars) for v in value[:1000]]
+    if isinstance(value, dict):
+        return {k: _clip(v, max_chars) for k, v in value.items()}
+    return value
+
+
+def _span(ctx: RequestContext, span: Any) -> dict[str, Any]:
+    return {
+        "name": span.name,
+        "start_ms": round((span.start - ctx.received_at) * 1000, 3),
+        "duration_ms": round((span.end - span.start) * 1000, 3),
+        **({"attrs": span.attrs} if span.attrs else {}),
+    }
+
+
+def _metadata(ctx: RequestContext, body: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    given = body.get("metadata")
+    if isinstance(given, dict):
+        out.update({str(k)[:64]: v for k, v in list(given.items())[:16]})
+    if ctx.record_id:
+        out["client_request_id"] = ctx.request_id
+    return out
+
+
+def _int(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _ms(value: float | None) -> float | None:
+    return None if value is None else round(value, 3)

@@ -1,0 +1,144 @@
+"""Builds tracing from settings: the store handle (admin API reads), the spool (the
+gateway's side) and the ingest process beside it."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import subprocess
+import sys
+import threading
+from pathlib import Path
+from typing import IO, TYPE_CHECKING
+
+import orjson
+
+from bastion.config import Settings
+from bastion.observe.pricing import PriceBook
+from bastion.observe.spool import Spool
+
+if TYPE_CHECKING:
+    from bastion.store import Store
+
+log = logging.getLogger("bastion.traces")
+
+
+class StoreHandle:
+    """Opens the store once, on first use (the admin API, through ``asyncio.to_thread``).
+    Opening may fail while the database is down; the next use tries again."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._store: Store | None = None
+        self._lock = threading.Lock()
+
+    def get(self) -> Store:
+        store = self._store
+        if store is not None:
+            return store
+        from bastion.store import open_store  # SQLAlchemy: imported when first needed
+
+        with self._lock:
+            if self._store is None:
+                s = self._settings.store
+                self._store = open_store(
+                    s.url, self._settings.home,
+                    pool_size=s.pool_size, partition_days=s.partition_days,
+                )
+            return self._store
+
+    def close(self) -> None:
+        with self._lock:
+            if self._store is not None:
+                self._store.close()
+                self._store = None
+
+
+def spool_root(settings: Settings) -> Path:
+    return Path(settings.tracing.journal_dir or Path(settings.home) / "spool")
+
+
+def keeps_content(settings: Settings) -> bool:
+    """Might any request's content be stored? (Else streams' events are not kept.)"""
+    t = settings.tracing
+    return t.content != "metadata" or any(m != "metadata" for m in t.content_by_tenant.values())
+
+
+def build_spool(settings: Settings) -> Spool:
+    return Spool(spool_root(settings), flush_interval=settings.tracing.flush_interval)
+
+
+def _prices(book: PriceBook) -> dict[str, list[float]]:
+    return {n: [p.input, p.output, p.cached, p.per_hour] for n, p in book.prices.items()}
+
+
+class IngestProcess:
+    """The ``bastion.observe.ingest`` child of one gateway process: started with the
+    gateway, restarted if it dies, told to drain at shutdown (after the last flush)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.restarts = 0
+
+    def _spec(self) -> bytes:
+        s = self.settings
+        return orjson.dumps({
+            "spool": str(spool_root(s)), "owner": os.getpid(), "home": str(s.home),
+            "store": s.store.model_dump(mode="json"),
+            "tracing": s.tracing.model_dump(mode="json"),
+            "prices": _prices(PriceBook.from_settings(s)),
+        }) + b"\n"
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "bastion.observe.ingest"],
+            stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, close_fds=True,
+        )
+        self._send(self._spec())
+
+    def _send(self, line: bytes) -> None:
+        stdin: IO[bytes] | None = self.proc.stdin if self.proc is not None else None
+        if stdin is None:
+            return
+        try:
+            stdin.write(line)
+            stdin.flush()
+        except (BrokenPipeError, ValueError):
+            pass  # it died: check() starts another
+
+    def check(self) -> None:
+        """Starts a new ingest process if this one died (its files wait meanwhile)."""
+        if self.proc is not None and self.proc.poll() is not None:
+            log.warning("trace ingest process exited (%s): starting a new one",
+                        self.proc.returncode)
+            self.restarts += 1
+            self._close_pipe()
+            self.start()
+
+    def update(self, settings: Settings) -> None:
+        self.settings = settings
+        self._send(orjson.dumps({"prices": _prices(PriceBook.from_settings(settings))}) + b"\n")
+
+    def drain(self, timeout: float) -> bool:
+        """Asks it to ingest everything spooled, then waits (at most ``timeout``)."""
+        proc = self.proc
+        if proc is None:
+            return True
+        self._send(b'{"cmd": "drain"}\n')
+        self._close_pipe()
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            log.warning("trace ingest still busy after %.0f s: stopped; the rest is "
+                        "ingested at the next start", timeout)
+            proc.kill()
+            proc.wait()
+            return False
+        return proc.returncode == 0
+
+    def _close_pipe(self) -> None:
+        if self.proc is not None and self.proc.stdin is not None:
+            with contextlib.suppress(OSError):
+                self.proc.stdin.close()

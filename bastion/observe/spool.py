@@ -1,0 +1,165 @@
+"""The trace spool: the gateway's side of tracing, a couple of microseconds per request.
+
+::
+
+    gateway process (request path)            ingest process (bastion.observe.ingest)
+    ──────────────────────────────            ───────────────────────────────────────
+    observe(ctx) ─► encode: one JSON line     scans <spool>/<pid>/*.jsonl, oldest first
+      (bodies embedded as they were sent)       ─► decode ─► build records (parse, redact,
+    every flush_interval, a thread writes         price) ─► store.insert_traces(batch)
+      the lines to a new file, then renames     ─► delete the file once all of it is in
+      it into place: files are whole or absent  store down: files wait (they are the journal)
+
+Everything expensive about a trace (parsing bodies, redaction, pricing, SQL) happens in a
+separate process, so it costs the gateway's event loop almost nothing and survives a
+store outage, a crash of the ingest process, or a SIGKILL of the gateway after a flush.
+The spool files are the spill journal: nothing is dropped while the store is down, and
+what is there when a process starts is ingested then.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections import deque
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from bastion.gateway.context import RequestContext, Span
+from bastion.routing.fairqueue import Claim
+
+log = logging.getLogger("bastion.spool")
+_FRAGMENT = orjson.Fragment
+# Field order of an encoded event (the first element is the format's version).
+_FIELDS = (
+    "request_id", "record_id", "endpoint", "received_at", "model", "backend", "fallback",
+    "stream", "status", "attempts", "error", "usage", "backend_started_at",
+    "backend_headers_at", "backend_done_at", "first_token_at", "last_token_at",
+    "finished_at", "wall_time", "operation", "provider", "key_id", "team", "user", "session",
+    "trace_id", "span_id", "queued_s", "stream_events",
+)
+VERSION = 1
+
+
+def encode(ctx: RequestContext) -> bytes:
+    """One finished request as a JSON line (its bodies embedded verbatim)."""
+    c = ctx
+    spans = [(s.name, s.start, s.end, s.attrs) for s in c.spans] if c.spans else None
+    chunks = b"".join(c.chunks).decode("utf-8", "replace") if c.chunks else None
+    return orjson.dumps([
+        VERSION, c.request_id, c.record_id, c.endpoint, c.received_at, c.model, c.backend,
+        c.fallback, c.stream, c.status, c.attempts, c.error, c.usage, c.backend_started_at,
+        c.backend_headers_at, c.backend_done_at, c.first_token_at, c.last_token_at,
+        c.finished_at, c.wall_time, c.operation, c.provider, c.key_id, c.team, c.user,
+        c.session, c.trace_id, c.span_id, c.queued_s, c.stream_events,
+        c.claim.priority, c.claim.tenant, spans,
+        _embed(c.raw_body, c.body) if c.body is not None else None,
+        _embed(c.response_body, None) if c.response_body else None,
+        chunks,
+    ], default=str) + b"\n"
+
+
+def _embed(raw: bytes | None, parsed: Any) -> Any:
+    """JSON bytes as they are, unless they span lines (pretty-printed): then re-encoded."""
+    if raw and b"\n" not in raw and b"\r" not in raw:
+        return _FRAGMENT(raw)
+    if parsed is not None:
+        return parsed
+    try:
+        return orjson.loads(raw) if raw else None
+    except orjson.JSONDecodeError:
+        return None
+
+
+def decode(line: bytes) -> RequestContext:
+    """The context :func:`encode` wrote (enough of it to build the trace record)."""
+    data: list[Any] = orjson.loads(line)
+    if not data or data[0] != VERSION:
+        raise ValueError(f"unknown spool event version {data[0] if data else None!r}")
+    n = len(_FIELDS)
+    values = dict(zip(_FIELDS, data[1 : n + 1], strict=True))
+    priority, tenant, spans, body, response, chunks = data[n + 1 :]
+    ctx = RequestContext(values.pop("request_id"), values.pop("endpoint"),
+                         values.pop("received_at"))
+    for name, value in values.items():
+        setattr(ctx, name, value)
+    ctx.claim = Claim(priority=priority, tenant=tenant)
+    ctx.spans = [Span(n_, s, e, a or {}) for n_, s, e, a in spans or []]
+    ctx.body = body if isinstance(body, dict) else None
+    ctx.response_body = orjson.dumps(response) if response is not None else None
+    ctx.chunks = [chunks.encode()] if chunks else None
+    return ctx
+
+
+class Spool:
+    """Encodes finished requests on the event loop; a thread writes them out in files."""
+
+    def __init__(self, root: str | os.PathLike[str], flush_interval: float = 0.2,
+                 max_lines: int = 2000) -> None:
+        self.root = Path(root)
+        self.dir = self.root / str(os.getpid())
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.flush_interval = flush_interval
+        self.max_lines = max_lines  # lines per file at most
+        self._lines: deque[bytes] = deque()  # appended by the loop, taken by the thread
+        self._wake = threading.Event()
+        self._stop = False
+        self._seq = 0
+        self.spooled = 0
+        self._thread = threading.Thread(target=self._run, name="bastion-trace-spool",
+                                        daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def observe(self, ctx: RequestContext) -> None:
+        """Spools the trace of a ``/v1/*`` call (not the model list, health or admin)."""
+        endpoint = ctx.endpoint
+        if not endpoint.startswith("/v1/") or endpoint.startswith("/v1/models"):
+            return
+        lines = self._lines
+        lines.append(encode(ctx))
+        if len(lines) == self.max_lines:
+            self._wake.set()
+
+    def _run(self) -> None:
+        while not self._stop:
+            self._wake.wait(self.flush_interval)
+            self._wake.clear()
+            self.flush()
+
+    def flush(self) -> int:
+        """Writes what is spooled to new files (each whole, or absent). Returns the lines
+        written."""
+        queue = self._lines
+        written = 0
+        while queue:
+            part: list[bytes] = []
+            while queue and len(part) < self.max_lines:
+                part.append(queue.popleft())
+            self._seq += 1
+            name = f"{time.time_ns():020d}-{os.getpid()}-{self._seq:08d}"
+            tmp = self.dir / f".{name}.tmp"
+            try:
+                with tmp.open("wb") as fh:
+                    fh.write(b"".join(part))
+                tmp.rename(self.dir / f"{name}.jsonl")
+            except OSError:  # disk full or gone: keep them in memory, try again later
+                log.exception("cannot write the trace spool in %s; retrying", self.dir)
+                queue.extendleft(reversed(part))
+                break
+            written += len(part)
+        self.spooled += written
+        return written
+
+    def close(self) -> None:
+        """Stops the thread and writes out the rest."""
+        self._stop = True
+        self._wake.set()
+        if self._thread.is_alive():
+            self._thread.join(10)
+        self.flush()

@@ -1,0 +1,206 @@
+"""Ordered, named migrations, recorded in the database and applied when the store opens.
+
+Each migration is a function of one connection, run inside the runner's transaction; the
+runner records its name in ``bastion_migrations`` in that same transaction, so a migration
+is applied whole or not at all. A migration is frozen once released: it spells out the
+columns and indexes it creates instead of importing ``schema.py`` (which describes the
+latest state), and a change of schema is a new migration appended to ``MIGRATIONS``.
+
+Several worker processes may open the store at once. The runner takes one lock before it
+reads what is applied: ``pg_advisory_xact_lock`` on Postgres, ``BEGIN IMMEDIATE`` (the
+database's write lock) on SQLite. The second process waits, then finds nothing to do.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import (
+    Boolean,
+    Column,
+    Connection,
+    Double,
+    Engine,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    func,
+    insert,
+    inspect,
+    select,
+    text,
+)
+from sqlalchemy.exc import OperationalError, ProgrammingError
+
+from bastion.store.schema import json_type, migrations_table
+
+# pg_advisory_xact_lock keys: one for migrations, one for partition DDL ("bastion\0m", "\0p")
+MIGRATION_LOCK = 0x62617374696F6E6D
+PARTITION_LOCK = 0x62617374696F6E70
+WRITE = {"bastion_write": True}  # execution option: SQLite opens the transaction IMMEDIATE
+
+
+@dataclass(frozen=True, slots=True)
+class Migration:
+    name: str
+    apply: Callable[[Connection], None]
+
+
+# ------------------------------------------------------------------------- m001_initial
+_J = "json"
+_M001_TRACE_COLUMNS: tuple[tuple[str, Any], ...] = (
+    ("endpoint", Text), ("operation", Text), ("model", Text), ("deployment", Text),
+    ("provider", Text), ("model_version", Text), ("key_id", Text), ("team", Text),
+    ("user", Text), ("session", Text), ("tenant", Text), ("priority", Integer),
+    ("stream", Boolean), ("status", Integer), ("error", Text), ("finish_reason", Text),
+    ("input_tokens", Integer), ("output_tokens", Integer), ("cached_tokens", Integer),
+    ("cost", Double), ("latency_ms", Double), ("ttft_ms", Double), ("tpot_ms", Double),
+    ("overhead_ms", Double), ("queue_ms", Double), ("attempts", Integer),
+    ("fallback", Boolean), ("content_mode", Text), ("params", _J), ("input", _J),
+    ("output", _J), ("guards", _J), ("guard_action", Text), ("spans", _J),
+    ("metadata", _J), ("trace_id", Text), ("span_id", Text),
+    ("search", Text), ("preview_in", Text), ("preview_out", Text),
+)
+# filters that get an index (column, ts, id): equality plus the newest-first keyset order
+_M001_FILTER_INDEXES = ("model", "deployment", "key_id", "team", "user", "session", "status")
+
+
+def m001_initial(conn: Connection) -> None:
+    """traces (partitioned by ts on Postgres, with a DEFAULT partition) and feedback."""
+    pg = conn.dialect.name == "postgresql"
+    md = MetaData()
+    keys: list[Column[Any]] = []
+    if not pg:
+        keys.append(Column("seq", Integer, primary_key=True, autoincrement=True))
+    keys.append(Column("id", String, nullable=False, primary_key=pg, unique=not pg))
+    keys.append(Column("ts", Double, nullable=False, primary_key=pg))
+    rest = [Column(n, json_type() if t == _J else t) for n, t in _M001_TRACE_COLUMNS]
+    partition_by = "RANGE (ts)" if pg else None
+    traces = Table("traces", md, *keys, *rest, postgresql_partition_by=partition_by)
+    c = traces.c
+    Index("ix_traces_ts_id", c.ts.desc(), c.id.desc())
+    if pg:
+        Index("ix_traces_id", c.id)
+    for name in _M001_FILTER_INDEXES:
+        Index(f"ix_traces_{name}", c[name], c.ts, c.id)
+    Index(
+        "ix_traces_guard_action", c.guard_action, c.ts, c.id,
+        sqlite_where=c.guard_action.is_not(None), postgresql_where=c.guard_action.is_not(None),
+    )
+    feedback = Table(
+        "feedback",
+        md,
+        Column("id", Integer, primary_key=True, autoincrement=True),
+        Column("request_id", String, nullable=False),
+        Column("key", String, nullable=False),
+        Column("value", String),
+        Column("score", Double),
+        Column("comment", Text),
+        Column("user", String),
+        Column("ts", Double, nullable=False),
+        UniqueConstraint("request_id", "key", name="uq_feedback_request_key"),
+    )
+    Index("ix_feedback_ts", feedback.c.ts)
+    md.create_all(conn)
+    if pg:  # rows no partition covers land here; the store creates partitions ahead
+        conn.execute(text("CREATE TABLE traces_default PARTITION OF traces DEFAULT"))
+
+
+# --------------------------------------------------------------------- m002_text_search
+def m002_text_search(conn: Connection) -> None:
+    """An index for substring search over ``traces.search``: SQLite FTS5 with the trigram
+    tokenizer (external content: the index only, rowid = traces.seq, kept by triggers),
+    Postgres pg_trgm GIN. Where neither can be had, text search scans with LIKE / ILIKE."""
+    if conn.dialect.name == "postgresql":
+        _pg_trigram(conn)
+    else:
+        _sqlite_fts(conn)
+
+
+def _pg_trigram(conn: Connection) -> None:
+    try:
+        with conn.begin_nested():
+            conn.execute(text("CREATE EXTENSION IF NOT EXISTS pg_trgm"))
+    except (ProgrammingError, OperationalError):  # not installed, or not allowed: ILIKE scans
+        return
+    conn.execute(text(
+        "CREATE INDEX ix_traces_search_trgm ON traces USING gin (search gin_trgm_ops)"
+    ))
+
+
+def _sqlite_fts(conn: Connection) -> None:
+    try:
+        with conn.begin_nested():
+            conn.execute(text(
+                "CREATE VIRTUAL TABLE trace_text USING fts5(search, content='traces', "
+                "content_rowid='seq', tokenize='trigram', detail='none')"
+            ))
+    except OperationalError:  # no FTS5, or no trigram tokenizer (SQLite < 3.34): LIKE scans
+        return
+    conn.execute(text(
+        "CREATE TRIGGER traces_text_ai AFTER INSERT ON traces WHEN new.search IS NOT NULL "
+        "BEGIN INSERT INTO trace_text(rowid, search) VALUES (new.seq, new.search); END"
+    ))
+    conn.execute(text(
+        "CREATE TRIGGER traces_text_ad AFTER DELETE ON traces WHEN old.search IS NOT NULL "
+        "BEGIN INSERT INTO trace_text(trace_text, rowid, search) "
+        "VALUES ('delete', old.seq, old.search); END"
+    ))
+    conn.execute(text(
+        "CREATE TRIGGER traces_text_au AFTER UPDATE OF search ON traces BEGIN "
+        "INSERT INTO trace_text(trace_text, rowid, search) "
+        "SELECT 'delete', old.seq, old.search WHERE old.search IS NOT NULL; "
+        "INSERT INTO trace_text(rowid, search) "
+        "SELECT new.seq, new.search WHERE new.search IS NOT NULL; END"
+    ))
+    conn.execute(text("INSERT INTO trace_text(trace_text) VALUES ('rebuild')"))
+
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration("m001_initial", m001_initial),
+    Migration("m002_text_search", m002_text_search),
+)
+
+
+# ------------------------------------------------------------------------------ runner
+def migrate(engine: Engine, migrations: tuple[Migration, ...] = MIGRATIONS) -> list[str]:
+    """Applies the pending migrations in order, under the lock; returns the names applied
+    (empty when the database was up to date: a second open changes nothing)."""
+    with engine.connect() as conn:
+        with conn.begin():
+            pending = _pending(conn, migrations)
+        if not pending:
+            return []
+        conn.execution_options(**WRITE)
+        with conn.begin():
+            if conn.dialect.name == "postgresql":
+                conn.execute(select(func.pg_advisory_xact_lock(MIGRATION_LOCK)))
+            table = migrations_table(MetaData())
+            table.create(conn, checkfirst=True)
+            pending = _pending(conn, migrations)  # again, now that no one else can apply
+            for migration in pending:
+                migration.apply(conn)
+                conn.execute(insert(table).values(name=migration.name, applied_at=time.time()))
+        return [m.name for m in pending]
+
+
+def applied(conn: Connection) -> list[tuple[str, float]]:
+    """(name, applied_at) of every recorded migration, oldest first."""
+    table = migrations_table(MetaData())
+    if not inspect(conn).has_table(table.name):
+        return []
+    query = select(table.c.name, table.c.applied_at).order_by(table.c.applied_at, table.c.name)
+    rows = conn.execute(query)
+    return [(r.name, r.applied_at) for r in rows]
+
+
+def _pending(conn: Connection, migrations: tuple[Migration, ...]) -> list[Migration]:
+    done = {name for name, _ in applied(conn)}
+    return [m for m in migrations if m.name not in done]

@@ -1,0 +1,177 @@
+"""Postgres: the range partitions of ``traces`` (by ``ts``, float8 epoch seconds).
+
+A partition covers ``[lo, hi)``, ``partition_days`` long, aligned to UTC midnight of epoch
+days (``traces_p20261201`` holds 2026-12-01). The store creates the current one and the next
+two when it opens, and, before an insert, any that a batch needs and the partition list it
+keeps does not show. ``traces_default`` catches whatever still slips through (a partition
+another process dropped meanwhile); when a partition is created for a range that already
+has rows in the default one, they move into it. An insert that fails because no partition
+(not even the default) takes its rows makes the store refresh the list, create and retry.
+
+All partition DDL runs under one advisory transaction lock, after re-reading the catalog:
+worker processes racing to create the same partition create it once. Retention drops whole
+partitions that end before the cut-off (no row-by-row delete, no bloat).
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+import re
+import threading
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from sqlalchemy import Connection, func, select, text
+
+from bastion.store.migrations import PARTITION_LOCK
+
+DAY_S = 86_400.0
+DEFAULT = "traces_default"
+AHEAD = 2  # partitions created past the current one when the store opens
+_BOUND = re.compile(r"FROM \('?([^')]+)'?\) TO \('?([^')]+)'?\)")
+
+
+@dataclass(frozen=True, slots=True)
+class Partition:
+    name: str
+    lo: float
+    hi: float
+
+
+class Partitions:
+    """What this process knows of the partitions (refreshed whenever it creates one)."""
+
+    def __init__(self, days: int) -> None:
+        self.span = days * DAY_S
+        # (lower bounds, partitions), both sorted by lower bound; replaced whole, never
+        # edited, so threads read it without the lock
+        self._view: tuple[list[float], list[Partition]] = ([], [])
+        self.has_default = False
+        self._lock = threading.Lock()
+
+    @property
+    def known(self) -> list[Partition]:
+        return list(self._view[1])
+
+    def covers(self, ts: float) -> bool:
+        los, known = self._view
+        i = bisect.bisect_right(los, ts) - 1
+        return i >= 0 and ts < known[i].hi
+
+    def missing(self, timestamps: Iterable[float]) -> list[float]:
+        """Slot starts that the given timestamps need and no known partition covers."""
+        return sorted({self.slot(ts) for ts in timestamps if not self.covers(ts)})
+
+    def slot(self, ts: float) -> float:
+        return math.floor(ts / self.span) * self.span
+
+    def load(self, conn: Connection) -> None:
+        parts, has_default = _read(conn)
+        with self._lock:
+            self._set(parts, has_default)
+
+    def ensure_ahead(self, conn: Connection, now: float | None = None) -> None:
+        start = self.slot(time.time() if now is None else now)
+        self.ensure(conn, [start + i * self.span for i in range(AHEAD + 1)])
+
+    def ensure(self, conn: Connection, slots: list[float]) -> None:
+        """Creates the partitions for these slot starts, one transaction each."""
+        for start in slots:
+            with conn.begin():
+                self._create(conn, start)
+
+    def drop_before(self, conn: Connection, cutoff: float) -> int:
+        """Drops the partitions that end at or before ``cutoff`` (inside the caller's
+        transaction); returns how many rows they held."""
+        conn.execute(select(func.pg_advisory_xact_lock(PARTITION_LOCK)))
+        parts, has_default = _read(conn)
+        removed = 0
+        for part in parts:
+            if part.hi <= cutoff:
+                quoted = conn.dialect.identifier_preparer.quote(part.name)
+                count = text(f"SELECT count(*) FROM {quoted}")  # noqa: S608 - a catalog name
+                removed += conn.execute(count).scalar_one()
+                conn.execute(text(f"DROP TABLE {quoted}"))
+        with self._lock:
+            self._set([p for p in parts if p.hi > cutoff], has_default)
+        return int(removed)
+
+    def _create(self, conn: Connection, ts: float) -> None:
+        conn.execute(select(func.pg_advisory_xact_lock(PARTITION_LOCK)))
+        parts, has_default = _read(conn)
+        if not any(p.lo <= ts < p.hi for p in parts):
+            lo, hi = self._bounds(ts, parts)
+            name = _name(lo, self.slot(lo) == lo)
+            _create_partition(conn, name, lo, hi, has_default)
+            parts.append(Partition(name, lo, hi))
+        with self._lock:
+            self._set(parts, has_default)
+
+    def _bounds(self, ts: float, parts: list[Partition]) -> tuple[float, float]:
+        """The slot around ``ts``, clipped to the neighbours (partition_days may have
+        changed since they were made)."""
+        lo = self.slot(ts)
+        hi = lo + self.span
+        for part in parts:
+            if part.hi <= ts:
+                lo = max(lo, part.hi)
+            elif part.lo > ts:
+                hi = min(hi, part.lo)
+        return lo, hi
+
+    def _set(self, parts: list[Partition], has_default: bool) -> None:
+        known = sorted(parts, key=lambda p: p.lo)
+        self._view = ([p.lo for p in known], known)
+        self.has_default = has_default
+
+
+def _read(conn: Connection) -> tuple[list[Partition], bool]:
+    rows = conn.execute(text(
+        "SELECT c.relname, pg_get_expr(c.relpartbound, c.oid) FROM pg_inherits i "
+        "JOIN pg_class c ON c.oid = i.inhrelid WHERE i.inhparent = 'traces'::regclass"
+    )).all()
+    parts: list[Partition] = []
+    has_default = False
+    for name, bound in rows:
+        match = _BOUND.search(bound or "")
+        if match is None:
+            has_default = has_default or "DEFAULT" in (bound or "")
+            continue
+        parts.append(Partition(name, _float(match.group(1)), _float(match.group(2))))
+    return parts, has_default
+
+
+def _float(bound: str) -> float:
+    if bound == "MINVALUE":
+        return -math.inf
+    if bound == "MAXVALUE":
+        return math.inf
+    return float(bound)
+
+
+def _name(lo: float, aligned: bool) -> str:
+    stamp = "%Y%m%d" if aligned else "%Y%m%d_%H%M%S"
+    return "traces_p" + time.strftime(stamp, time.gmtime(lo))
+
+
+# the f-strings below splice constants and quoted catalog names, never input (S608)
+def _create_partition(conn: Connection, name: str, lo: float, hi: float, default: bool) -> None:
+    quoted = conn.dialect.identifier_preparer.quote(name)
+    create = text(f"CREATE TABLE {quoted} PARTITION OF traces FOR VALUES FROM ({lo!r}) TO ({hi!r})")
+    window = {"lo": lo, "hi": hi}
+    stranded = default and conn.execute(
+        text(f"SELECT EXISTS (SELECT 1 FROM {DEFAULT} WHERE ts >= :lo AND ts < :hi)"),  # noqa: S608
+        window,
+    ).scalar_one()
+    if not stranded:
+        conn.execute(create)
+        return
+    # rows of this range already sit in the default partition: move them in
+    conn.execute(text(f"ALTER TABLE traces DETACH PARTITION {DEFAULT}"))
+    conn.execute(create)
+    moved = f"SELECT * FROM {DEFAULT} WHERE ts >= :lo AND ts < :hi"  # noqa: S608
+    conn.execute(text(f"INSERT INTO traces {moved}"), window)
+    conn.execute(text(f"DELETE FROM {DEFAULT} WHERE ts >= :lo AND ts < :hi"), window)  # noqa: S608
+    conn.execute(text(f"ALTER TABLE traces ATTACH PARTITION {DEFAULT} DEFAULT"))

@@ -1,0 +1,134 @@
+"""The tables as the latest migration leaves them: what the store's queries are built on.
+
+``migrations.py`` creates and changes the database; this module only describes the result
+(a test checks that a freshly migrated database has exactly these columns, on both engines).
+
+``traces`` holds one row per request. Its time column ``ts`` is ``float8`` epoch seconds on
+both engines, as in the records (no time-zone conversions, the same arithmetic for buckets,
+and Postgres range partitions with plain numeric bounds). The engines differ in keys only:
+
+- SQLite: ``seq INTEGER PRIMARY KEY`` (a stable rowid, which the FTS5 index points at; a
+  VACUUM may renumber implicit rowids) and ``id`` unique;
+- Postgres: partitioned ``BY RANGE (ts)`` with primary key ``(id, ts)`` (a unique key has to
+  contain the partition key), plus a plain index on ``id`` for lookups by id.
+
+Three derived columns are written by the store, never by callers: ``search`` (the text of
+input and output, the haystack of text search), ``preview_in`` and ``preview_out`` (short
+previews that trace lists return instead of the bodies).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Column,
+    Double,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    column,
+    table,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.sql.expression import TableClause
+from sqlalchemy.types import TypeEngine
+
+# the public keys of a trace record, in column order (see bastion.observe.record)
+RECORD_KEYS: tuple[str, ...] = (
+    "id", "ts", "endpoint", "operation", "model", "deployment", "provider", "model_version",
+    "key_id", "team", "user", "session", "tenant", "priority", "stream", "status", "error",
+    "finish_reason", "input_tokens", "output_tokens", "cached_tokens", "cost", "latency_ms",
+    "ttft_ms", "tpot_ms", "overhead_ms", "queue_ms", "attempts", "fallback", "content_mode",
+    "params", "input", "output", "guards", "guard_action", "spans", "metadata", "trace_id",
+    "span_id",
+)
+DERIVED_KEYS: tuple[str, ...] = ("search", "preview_in", "preview_out")
+INT_KEYS = frozenset(
+    {"priority", "status", "input_tokens", "output_tokens", "cached_tokens", "attempts"}
+)
+FLOAT_KEYS = frozenset(
+    {"ts", "cost", "latency_ms", "ttft_ms", "tpot_ms", "overhead_ms", "queue_ms"}
+)
+BOOL_KEYS = frozenset({"stream", "fallback"})
+JSON_KEYS = frozenset({"params", "input", "output", "guards", "spans", "metadata"})
+# the columns a trace list leaves out (the bodies); it returns a ``preview`` instead
+HEAVY_KEYS = frozenset({"input", "output", "spans"})
+FEEDBACK_KEYS: tuple[str, ...] = ("request_id", "key", "value", "score", "comment", "user", "ts")
+
+
+def json_type() -> TypeEngine[Any]:
+    """JSON on SQLite (TEXT), JSONB on Postgres; Python ``None`` is SQL NULL."""
+    return JSON(none_as_null=True).with_variant(JSONB(none_as_null=True), "postgresql")
+
+
+def column_type(key: str) -> TypeEngine[Any]:
+    if key in INT_KEYS:
+        return Integer()
+    if key in FLOAT_KEYS:
+        return Double()
+    if key in BOOL_KEYS:
+        return Boolean()
+    if key in JSON_KEYS:
+        return json_type()
+    return Text()
+
+
+@dataclass(frozen=True, slots=True)
+class Tables:
+    metadata: MetaData
+    traces: Table
+    feedback: Table
+    migrations: Table
+    # SQLite's FTS5 index over traces.search (rowid = traces.seq); None elsewhere
+    trace_text: TableClause | None
+
+
+def build(dialect: str) -> Tables:
+    """The tables for one engine (``"sqlite"`` or ``"postgresql"``)."""
+    md = MetaData()
+    pg = dialect == "postgresql"
+    keys: list[Column[Any]] = []
+    if not pg:
+        keys.append(Column("seq", Integer, primary_key=True, autoincrement=True))
+    keys.append(Column("id", String, nullable=False, primary_key=pg, unique=not pg))
+    keys.append(Column("ts", Double, nullable=False, primary_key=pg))
+    traces = Table(
+        "traces",
+        md,
+        *keys,
+        *(Column(k, column_type(k)) for k in RECORD_KEYS[2:]),
+        *(Column(k, Text) for k in DERIVED_KEYS),
+    )
+    feedback = Table(
+        "feedback",
+        md,
+        Column("id", Integer, primary_key=True, autoincrement=True),
+        Column("request_id", String, nullable=False),
+        Column("key", String, nullable=False),
+        Column("value", String),
+        Column("score", Double),
+        Column("comment", Text),
+        Column("user", String),
+        Column("ts", Double, nullable=False),
+        UniqueConstraint("request_id", "key", name="uq_feedback_request_key"),
+    )
+    migrations = migrations_table(md)
+    trace_text = None if pg else table("trace_text", column("rowid"), column("search"))
+    return Tables(md, traces, feedback, migrations, trace_text)
+
+
+def migrations_table(md: MetaData) -> Table:
+    """The record of applied migrations: one row per name, written by the runner."""
+    return Table(
+        "bastion_migrations",
+        md,
+        Column("name", String, primary_key=True),
+        Column("applied_at", Double, nullable=False),
+    )

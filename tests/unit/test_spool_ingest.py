@@ -1,0 +1,130 @@
+"""The trace spool and the ingest: whole files, every trace stored once, a locked store
+waits, orphans of dead gateways are taken over, refused records are kept aside."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import orjson
+import pytest
+
+from bastion.gateway.context import RequestContext, Span
+from bastion.observe.ingest import Ingest
+from bastion.observe.spool import Spool, decode, encode
+from bastion.routing.fairqueue import Claim
+from bastion.store import Store, StoreUnavailable, open_store
+
+
+def ctx(i: int, **extra: object) -> RequestContext:
+    c = RequestContext(f"t{i:04d}", "/v1/chat/completions", 10.0)
+    c.operation, c.model, c.backend, c.stream, c.status = "chat", "m", "d", False, 200
+    c.body = {"model": "m", "messages": [{"role": "user", "content": f"hi {i}"}]}
+    c.raw_body = orjson.dumps(c.body)
+    c.response_body = b'{"choices":[{"message":{"role":"assistant","content":"yo"},"finish_reason":"stop"}],"usage":{"prompt_tokens":3,"completion_tokens":1}}'
+    c.finished_at, c.wall_time = 10.02, 1_800_000_000.0 + i
+    c.claim = Claim(priority=3, tenant="acme")
+    c.spans = [Span("backend", 10.001, 10.019, {"deployment": "d", "status": 200})]
+    for k, v in extra.items():
+        setattr(c, k, v)
+    return c
+
+
+def test_encode_decode_round_trip_keeps_what_the_record_needs() -> None:
+    original = ctx(1, user="u", session="s", first_token_at=10.005, usage={"prompt_tokens": 3},
+                   chunks=[b'data: {"choices":[]}\n\n', b"data: [DONE]\n\n"], stream=True)
+    back = decode(encode(original))
+    for name in ("request_id", "endpoint", "received_at", "model", "backend", "user", "session",
+                 "first_token_at", "finished_at", "wall_time", "usage", "status", "body"):
+        assert getattr(back, name) == getattr(original, name), name
+    assert back.claim == Claim(priority=3, tenant="acme")
+    assert back.spans == original.spans
+    assert orjson.loads(back.response_body or b"") == orjson.loads(original.response_body or b"")
+    assert back.chunks == [b"".join(original.chunks or [])]
+
+
+def test_pretty_printed_bodies_stay_one_line() -> None:
+    c = ctx(2)
+    c.raw_body = orjson.dumps(c.body, option=orjson.OPT_INDENT_2)
+    c.response_body = b'{\n  "choices": []\n}'
+    line = encode(c)
+    assert line.count(b"\n") == 1
+    assert decode(line).body == c.body
+
+
+def test_spool_writes_whole_files_and_skips_non_inference_calls(tmp_path: Path) -> None:
+    spool = Spool(tmp_path, max_lines=3)
+    for i in range(7):
+        spool.observe(ctx(i))
+    spool.observe(RequestContext("h", "/health/ready", 1.0))
+    spool.observe(RequestContext("m", "/v1/models", 1.0))
+    assert spool.flush() == 7
+    files = sorted(spool.dir.glob("*.jsonl"))
+    assert [len(f.read_bytes().splitlines()) for f in files] == [3, 3, 1]
+    assert not list(spool.dir.glob(".*.tmp")), "no half-written file is left visible"
+
+
+def open_sqlite(home: Path) -> Store:
+    return open_store(None, home)
+
+
+def make_ingest(tmp_path: Path, owner: int | None = None) -> Ingest:
+    home = tmp_path / "home"
+    return Ingest(tmp_path / "spool", owner or os.getpid(), lambda: open_sqlite(home),
+                  unavailable=(StoreUnavailable,), retry_interval=0.0, batch_size=4)
+
+
+def stored_ids(tmp_path: Path) -> list[str]:
+    with sqlite3.connect(tmp_path / "home" / "bastion.db") as conn:
+        return sorted(r[0] for r in conn.execute("select id from traces"))
+
+
+def test_ingest_stores_every_trace_once_and_removes_the_files(tmp_path: Path) -> None:
+    spool = Spool(tmp_path / "spool", max_lines=5)
+    for i in range(12):
+        spool.observe(ctx(i))
+    spool.flush()
+    ingest = make_ingest(tmp_path)
+    assert ingest.run_once() is True
+    assert stored_ids(tmp_path) == [f"t{i:04d}" for i in range(12)]
+    assert not list(spool.dir.glob("*.jsonl"))
+    for i in range(10, 14):  # 10 and 11 again (a replay): stored once
+        spool.observe(ctx(i))
+    spool.flush()
+    ingest.run_once()
+    assert stored_ids(tmp_path) == [f"t{i:04d}" for i in range(14)]
+
+
+def test_orphaned_spool_of_a_dead_gateway_is_taken_over(tmp_path: Path) -> None:
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          check=True, capture_output=True, text=True)
+    dead_pid = int(dead.stdout)
+    orphan = tmp_path / "spool" / str(dead_pid)
+    orphan.mkdir(parents=True)
+    (orphan / "00000000000000000001-x-1.jsonl").write_bytes(encode(ctx(7)))
+    ingest = make_ingest(tmp_path)
+    assert ingest.run_once()
+    assert stored_ids(tmp_path) == ["t0007"] and not orphan.exists()
+
+
+def test_undecodable_lines_are_kept_aside_not_dropped(tmp_path: Path) -> None:
+    ingest = make_ingest(tmp_path)
+    (ingest.dir / "00000000000000000001-x-1.jsonl").write_bytes(b"{garbage\n" + encode(ctx(3)))
+    assert ingest.run_once()
+    assert stored_ids(tmp_path) == ["t0003"]
+    assert (tmp_path / "spool" / "rejected.jsonl").read_bytes() == b"{garbage\n"
+    assert ingest.rejected == 1
+
+
+@pytest.mark.parametrize("mode", ["full", "metadata"])
+def test_content_mode_per_tenant_applies_in_the_ingest(tmp_path: Path, mode: str) -> None:
+    ingest = make_ingest(tmp_path)
+    ingest.content, ingest.content_by_tenant = "redacted", {"acme": mode}
+    (ingest.dir / "00000000000000000001-x-1.jsonl").write_bytes(encode(ctx(5)))
+    ingest.run_once()
+    with sqlite3.connect(tmp_path / "home" / "bastion.db") as conn:
+        (content_mode,) = conn.execute("select content_mode from traces").fetchone()
+    assert content_mode == mode
