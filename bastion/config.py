@@ -350,6 +350,14 @@ class TracingSettings(_Strict):
     max_body_chars: int = Field(
         32_768, ge=0, description="input/output text kept per trace (longer is truncated)"
     )
+    retention_days: float | None = Field(
+        None, gt=0, description="traces older than this are deleted (Postgres: whole "
+        "partitions dropped), checked hourly; null: kept",
+    )
+    ingest_cpus: list[int] | None = Field(
+        None, description="CPUs the ingest process (which builds and stores the traces) may "
+        "run on; default: the gateway's own",
+    )
 
 
 class MetricsSettings(_Strict):

@@ -11,7 +11,9 @@ bench/cpu_per_request.py does. Each round starts a fresh gateway twice, interlea
 temporary BASTION_HOME, metrics on, content mode --content), and runs wrk closed loop at
 c=1 (latency) and c=64 (throughput). Reports the median over rounds of each and the on/off
 ratios, plus how many traces the store holds at the end of each "on" run (all must be
-there: the gateway is stopped with SIGTERM, which drains the writer).
+there: the gateway is stopped with SIGTERM, which drains the spool into the store). The
+ingest process inherits the gateway's CPU unless --ingest-cpus moves it (as
+``tracing.ingest_cpus`` does in production).
 """
 
 from __future__ import annotations
@@ -31,6 +33,22 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from cpu_per_request import HARNESS, ROOT, cpu_times, start, stop, wait_ok, wrk
 
 
+def children_cpu(pid: int) -> float:
+    """CPU seconds of a process's direct children (the ingest process)."""
+    total = 0.0
+    try:
+        kids = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        return 0.0
+    for kid in kids:
+        try:
+            user, system = cpu_times(int(kid))
+        except OSError:
+            continue
+        total += user + system
+    return total
+
+
 def run_mode(mode: str, args: argparse.Namespace, env: dict[str, str], home: Path,
              cpus_gw: str | None, cpus_load: str | None, key: str) -> dict[str, float]:
     env = dict(env, BASTION_HOME=str(home))
@@ -39,6 +57,8 @@ def run_mode(mode: str, args: argparse.Namespace, env: dict[str, str], home: Pat
     else:
         env.update(BASTION_TRACING__ENABLED="true", BASTION_METRICS__ENABLED="true",
                    BASTION_TRACING__CONTENT=args.content)
+        if args.ingest_cpus:
+            env["BASTION_TRACING__INGEST_CPUS"] = f"[{args.ingest_cpus}]"
     py = str(ROOT / ".venv/bin/python")
     gw = start([py, "-m", "bastion", "serve", "--config", str(ROOT / "bench/bastion-bench.yaml"),
                 "--port", str(args.port)], env, cpus_gw, home / f"bastion-{mode}.log")
@@ -50,10 +70,14 @@ def run_mode(mode: str, args: argparse.Namespace, env: dict[str, str], home: Pat
         r1 = wrk(url, key, 1, args.duration, args.stream, cpus_load)
         time.sleep(0.5)
         u0, s0 = cpu_times(gw.pid)
+        k0 = children_cpu(gw.pid)
         r64 = wrk(url, key, 64, args.duration, args.stream, cpus_load)
         u1, s1 = cpu_times(gw.pid)
+        k1 = children_cpu(gw.pid)
+        n = max(r64["requests"], 1)
         out = {"p50_c1_ms": r1["p50_ms"], "p99_c1_ms": r1["p99_ms"], "rps_c64": r64["rps"],
-               "cpu_us_per_req": 1e6 * (u1 - u0 + s1 - s0) / max(r64["requests"], 1),
+               "cpu_us_per_req": 1e6 * (u1 - u0 + s1 - s0) / n,
+               "ingest_cpu_us_per_req": 1e6 * (k1 - k0) / n,
                "requests": r0["requests"] + r1["requests"] + r64["requests"] + 1,
                "errors": r1["errors"] + r64["errors"]}
     finally:
@@ -73,6 +97,8 @@ def main() -> int:
     ap.add_argument("--duration", type=float, default=8)
     ap.add_argument("--content", default="redacted", choices=["full", "redacted", "metadata"])
     ap.add_argument("--stream", action="store_true")
+    ap.add_argument("--ingest-cpus", default="",
+                    help="e.g. 0: the ingest process runs there (default: the gateway's CPU)")
     ap.add_argument("--port", type=int, default=15300)
     ap.add_argument("--upstream-port", type=int, default=18300)
     args = ap.parse_args()
@@ -113,8 +139,9 @@ def main() -> int:
           f"on/off {on_rps / off_rps:.3f} (cost {100 * (1 - on_rps / off_rps):.1f} %)")
     print(f"latency c=1 p50: off {off_p50:.3f} ms, on {on_p50:.3f} ms, "
           f"added {on_p50 - off_p50:+.3f} ms")
-    print(f"cpu us/req c=64: off {med('off', 'cpu_us_per_req'):.1f}, "
-          f"on {med('on', 'cpu_us_per_req'):.1f}")
+    print(f"gateway cpu us/req c=64: off {med('off', 'cpu_us_per_req'):.1f}, "
+          f"on {med('on', 'cpu_us_per_req'):.1f}; ingest process, on: "
+          f"{med('on', 'ingest_cpu_us_per_req'):.1f} (while the load ran)")
     lost = [(r["requests"], r.get("traces")) for r in runs["on"]]
     print(f"answered requests vs traces with status 200, per 'on' run: {lost}")
     print(f"logs: {tmp}")

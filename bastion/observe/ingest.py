@@ -57,6 +57,7 @@ class Ingest:
         prices: PriceBook | None = None,
         batch_size: int = 500,
         retry_interval: float = 1.0,
+        retention_days: float | None = None,
     ) -> None:
         """``owner``: the gateway's pid, whose folder this ingests. ``store``: opens the
         store (retried until it works); ``unavailable``: the errors meaning "store down"."""
@@ -74,15 +75,33 @@ class Ingest:
         self.batch_size = batch_size
         self.retry_interval = retry_interval
         self._next_try = 0.0
+        self.retention_days = retention_days
+        self._next_retention = 0.0
         self.written = 0
         self.rejected = 0
+        self.deleted = 0
 
     # ------------------------------------------------------------------ one pass
     def run_once(self) -> bool:
         """Ingests every file there is now. False if the store is unavailable (the rest
         waits for the next pass)."""
         self._adopt_orphans()
-        return all(self._ingest_file(path) for path in sorted(self.dir.glob("*.jsonl")))
+        done = all(self._ingest_file(path) for path in sorted(self.dir.glob("*.jsonl")))
+        if done and self.retention_days and time.monotonic() >= self._next_retention:
+            self._retain()
+        return done
+
+    def _retain(self) -> None:
+        """Deletes traces past ``retention_days`` (hourly; a failure waits an hour too)."""
+        self._next_retention = time.monotonic() + 3600
+        store = self._ready()
+        delete = getattr(store, "delete_before", None)
+        if delete is None or self.retention_days is None:
+            return
+        try:
+            self.deleted += delete(time.time() - self.retention_days * 86400)
+        except self._unavailable as exc:
+            self._down(exc)
 
     def _ingest_file(self, path: Path) -> bool:
         try:
@@ -242,11 +261,16 @@ def main() -> int:
                           partition_days=store_spec["partition_days"])
 
     tracing = spec["tracing"]
+    if tracing.get("ingest_cpus"):
+        try:
+            os.sched_setaffinity(0, tracing["ingest_cpus"])
+        except (OSError, ValueError) as exc:
+            log.warning("cannot run on CPUs %s: %s", tracing["ingest_cpus"], exc)
     ingest = Ingest(
         spec["spool"], spec["owner"], open_, unavailable=(StoreUnavailable,),
         content=tracing["content"], content_by_tenant=tracing["content_by_tenant"],
         max_chars=tracing["max_body_chars"], prices=prices_from(spec["prices"]),
-        batch_size=tracing["batch_size"],
+        batch_size=tracing["batch_size"], retention_days=tracing.get("retention_days"),
     )
     draining = threading.Event()
     threading.Thread(target=_control, args=(iter(stdin.readline, b""), ingest, draining),

@@ -128,3 +128,16 @@ def test_content_mode_per_tenant_applies_in_the_ingest(tmp_path: Path, mode: str
     with sqlite3.connect(tmp_path / "home" / "bastion.db") as conn:
         (content_mode,) = conn.execute("select content_mode from traces").fetchone()
     assert content_mode == mode
+
+
+def test_retention_deletes_old_traces(tmp_path: Path) -> None:
+    import time as clock
+
+    ingest = make_ingest(tmp_path)
+    ingest.retention_days = 1.0
+    old, new = ctx(1), ctx(2)
+    old.wall_time = clock.time() - 3 * 86400
+    new.wall_time = clock.time()
+    (ingest.dir / "00000000000000000001-x-1.jsonl").write_bytes(encode(old) + encode(new))
+    assert ingest.run_once()
+    assert stored_ids(tmp_path) == ["t0002"] and ingest.deleted == 1
