@@ -41,7 +41,7 @@ from sqlalchemy import (
 from bastion.store.schema import Tables
 
 GROUPS = ("model", "deployment", "key_id", "team", "user")
-SAMPLE_MAX = 200_000
+SAMPLE_MAX = 20_000
 MAX_BUCKETS = 10_000
 _PCT = (("latency_p50_ms", "latency_ms", 0.5), ("latency_p95_ms", "latency_ms", 0.95),
         ("latency_p99_ms", "latency_ms", 0.99), ("ttft_p50_ms", "ttft_ms", 0.5),

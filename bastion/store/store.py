@@ -22,9 +22,12 @@ from sqlalchemy import (
     Connection,
     Engine,
     Insert,
+    Select,
     delete,
     func,
+    literal,
     select,
+    text,
     update,
 )
 from sqlalchemy import exc as sa_exc
@@ -170,11 +173,12 @@ class Store:
     def _insert(self, rows: list[dict[str, Any]]) -> int:
         with self._write() as conn, conn.begin():
             if self._pg:
-                for row in rows:
-                    for key in JSON_KEYS:
-                        if row[key] is not None:
-                            row[key] = Jsonb(row[key], engines.dumps)
-                result = conn.exec_driver_sql(self._pg_insert_sql, rows)
+                params = [
+                    {k: Jsonb(v, engines.dumps) if k in JSON_KEYS and v is not None else v
+                     for k, v in row.items()}
+                    for row in rows
+                ]
+                result = conn.exec_driver_sql(self._pg_insert_sql, params)
             else:
                 result = conn.execute(self._insert_traces, rows)
             return max(result.rowcount, 0)
@@ -217,7 +221,7 @@ class Store:
             where.append(after(cursor, self._t.traces))
         with unavailable_as_store_error("list_traces"), self._engine.connect() as conn:
             if q.text:
-                where += self._text_terms(conn, q.text)
+                where += self._text_terms(conn, q.text, where)
             query = (
                 select(*self._light)
                 .where(*where)
@@ -229,11 +233,23 @@ class Store:
         more = len(rows) > limit
         return page, encode_cursor(page[-1]["ts"], page[-1]["id"]) if more else None
 
-    def _text_terms(self, conn: Connection, term: str) -> list[ColumnElement[bool]]:
+    def _text_terms(
+        self, conn: Connection, term: str, where: list[ColumnElement[bool]]
+    ) -> list[ColumnElement[bool]]:
+        """The WHERE terms of a text search, chosen by how common the term is: a rare one
+        reads the index's candidates and sorts them; a common one (``PREFILTER_MAX``
+        matches or more) scans newest first and stops at a page. Either plan alone is
+        slow for the other case (seconds on a million traces)."""
         c = self._t.traces.c
         pattern = like_pattern(term)
         if self._pg:
-            return [c.search.ilike(pattern, escape="\\")]
+            match = c.search.ilike(pattern, escape="\\")
+            if self.text_search == "pg_trgm":
+                _planner(conn, _BITMAP_ONLY)  # the probe may only use the trigram index
+                probe = select(literal(1)).where(*where, match).limit(PREFILTER_MAX)
+                if _count(conn, probe) >= PREFILTER_MAX:
+                    _planner(conn, _ORDERED_SCAN)
+            return [match]
         exact = c.search.like(pattern, escape="\\")
         fts = self._t.trace_text
         # the trigram index answers LIKE without ESCAPE, for terms of 3 characters or more
@@ -242,8 +258,7 @@ class Store:
         ):
             return [exact]
         candidates = select(fts.c.rowid).where(fts.c.search.like(f"%{term}%"))
-        counted = select(func.count()).select_from(candidates.limit(PREFILTER_MAX).subquery())
-        if conn.execute(counted).scalar_one() >= PREFILTER_MAX:
+        if _count(conn, candidates.limit(PREFILTER_MAX)) >= PREFILTER_MAX:
             return [exact]
         return [c.seq.in_(candidates), exact]
 
@@ -310,6 +325,20 @@ class Store:
             if created is not None:
                 return _feedback_out(created), True
             return _feedback_out(conn.execute(change).mappings().one()), False
+
+
+# Postgres planner settings for one transaction (SET LOCAL) of a text search
+_BITMAP_ONLY = ("enable_seqscan = off", "enable_indexscan = off", "enable_indexonlyscan = off")
+_ORDERED_SCAN = ("enable_indexscan = on", "enable_indexonlyscan = on", "enable_bitmapscan = off")
+
+
+def _planner(conn: Connection, settings: tuple[str, ...]) -> None:
+    for setting in settings:
+        conn.execute(text(f"SET LOCAL {setting}"))
+
+
+def _count(conn: Connection, query: Select[Any]) -> int:
+    return int(conn.execute(select(func.count()).select_from(query.subquery())).scalar_one())
 
 
 def _feedback_out(row: Mapping[Any, Any]) -> dict[str, Any]:

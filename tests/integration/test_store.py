@@ -507,7 +507,9 @@ def test_partitions_are_created_ahead_and_on_demand(fresh_pg_url: str, tmp_path:
         psql(fresh_url, f"DROP TABLE {partition_name(future)}")
         psql(fresh_url, "DROP TABLE traces_default")
         assert store.insert_traces([record(3, ts=future + 60)]) == 1
-        assert store.get_trace("req-00003") is not None
+        retried = store.get_trace("req-00003")
+        assert retried is not None
+        assert retried["input"] == record(3)["input"]  # the retry wrote the same values
         assert partition_name(future) in partitions(fresh_url)
     finally:
         store.close()
