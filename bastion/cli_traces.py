@@ -7,6 +7,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Mapping
 from typing import Any
 from urllib.parse import quote, urlencode
 
@@ -129,6 +130,47 @@ def register(main: click.Group) -> None:
             if row.get(key):
                 console.rule(key)
                 console.print_json(json.dumps(row[key], default=str))
+
+    @traces.command("reprice")
+    @click.option("--config", "-c", "config_path", type=click.Path(dir_okay=False),
+                  default=None, help="config whose prices to apply (default: as `serve`)")
+    @click.option("--since", default="30d", show_default=True,
+                  help="epoch seconds, ISO 8601, or relative (24h, 7d)")
+    @click.option("--until", default=None, help="default: now")
+    def reprice(config_path: str | None, since: str, until: str | None) -> None:
+        """Recomputes stored traces' cost with the configuration's price table (straight
+        in the store, not through a gateway)."""
+        from bastion.config import config_path as default_path
+        from bastion.config import load_settings
+        from bastion.errors import ConfigError, InvalidRequest
+        from bastion.gateway.observe_routes import parse_time
+        from bastion.observe.pricing import PriceBook
+        from bastion.store import StoreUnavailable, open_store
+
+        try:
+            settings = load_settings(config_path or default_path())
+            start = parse_time(since, "since", 0.0)
+            end = parse_time(until, "until", time.time())
+        except (ConfigError, InvalidRequest) as exc:
+            raise click.ClickException(str(exc)) from exc
+        book = PriceBook.from_settings(settings)
+
+        def cost(row: Mapping[str, Any]) -> float | None:
+            if row["deployment"] is None:
+                return None
+            return book.cost(row["deployment"], row["input_tokens"] or 0,
+                             row["output_tokens"] or 0, row["cached_tokens"] or 0,
+                             (row["latency_ms"] or 0.0) / 1000)
+
+        try:
+            store = open_store(settings.store.url, settings.home)
+            try:
+                count = store.reprice(start, end, cost, book.version)
+            finally:
+                store.close()
+        except StoreUnavailable as exc:
+            raise click.ClickException(f"the store is unavailable: {exc}") from exc
+        click.echo(f"repriced {count} traces with price table {book.version}")
 
     @traces.command("tail")
     @filters

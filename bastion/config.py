@@ -354,6 +354,14 @@ class TracingSettings(_Strict):
         None, gt=0, description="traces older than this are deleted (Postgres: whole "
         "partitions dropped), checked hourly; null: kept",
     )
+    drain_timeout: float = Field(
+        120.0, ge=0, description="at shutdown, seconds the ingest may take to store what is "
+        "spooled (what is left is stored at the next start)",
+    )
+    ingest_nice: int = Field(
+        10, ge=0, le=19, description="CPU niceness of the ingest process: on a saturated "
+        "machine serving requests comes first and the spool is stored when there is room",
+    )
     ingest_cpus: list[int] | None = Field(
         None, description="CPUs the ingest process (which builds and stores the traces) may "
         "run on; default: the gateway's own",

@@ -21,8 +21,10 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import signal
 import sqlite3
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -81,7 +83,14 @@ def run_mode(mode: str, args: argparse.Namespace, env: dict[str, str], home: Pat
                "requests": r0["requests"] + r1["requests"] + r64["requests"] + 1,
                "errors": r1["errors"] + r64["errors"]}
     finally:
-        stop(gw)
+        t_stop = time.perf_counter()
+        if gw.poll() is None:  # SIGTERM, then wait for the ingest to store the backlog
+            os.killpg(gw.pid, signal.SIGTERM)
+            try:
+                gw.wait(180)
+            except subprocess.TimeoutExpired:
+                stop(gw)
+        out["stop_s"] = time.perf_counter() - t_stop
     db = home / "bastion.db"
     if mode == "on" and db.exists():
         with sqlite3.connect(db) as conn:
@@ -142,6 +151,8 @@ def main() -> int:
     print(f"gateway cpu us/req c=64: off {med('off', 'cpu_us_per_req'):.1f}, "
           f"on {med('on', 'cpu_us_per_req'):.1f}; ingest process, on: "
           f"{med('on', 'ingest_cpu_us_per_req'):.1f} (while the load ran)")
+    print(f"stop (SIGTERM until exit, the ingest storing its backlog): "
+          f"{[round(r['stop_s'], 1) for r in runs['on']]} s")
     lost = [(r["requests"], r.get("traces")) for r in runs["on"]]
     print(f"answered requests vs traces with status 200, per 'on' run: {lost}")
     print(f"logs: {tmp}")

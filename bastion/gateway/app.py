@@ -163,7 +163,7 @@ class Gateway:
             # after the server's drain: every finished request is spooled; the ingest
             # stores it all, then exits (what it cannot store waits for the next start)
             await asyncio.to_thread(self.tracing.close)
-            await asyncio.to_thread(self.ingest.drain, self.settings.server.graceful_timeout)
+            await asyncio.to_thread(self.ingest.drain, self.settings.tracing.drain_timeout)
         if self.otel is not None:  # drains its queue, flushes spans and metrics (bounded)
             await asyncio.to_thread(self.otel.close)
         await asyncio.to_thread(self.store.close)

@@ -58,8 +58,8 @@ def table(gw: Gateway) -> dict[str, dict[str, Endpoint]]:
     async def stats(request: Request, ctx: RequestContext) -> Response:
         params = _params(request)
         now = time.time()
-        until = _time(params.get("until"), "until", now)
-        since = _time(params.get("since"), "since", until - 3600)
+        until = parse_time(params.get("until"), "until", now)
+        since = parse_time(params.get("since"), "since", until - 3600)
         if since >= until:
             raise InvalidRequest("'since' must be before 'until'", param="since")
         bucket = params.get("bucket")
@@ -112,7 +112,7 @@ def trace_query(params: dict[str, str]) -> TraceQuery:
             fields[name] = _float(params[name], name)
     for name in ("since", "until"):
         if params.get(name):
-            fields[name] = _time(params[name], name, 0.0)
+            fields[name] = parse_time(params[name], name, 0.0)
     status = params.get("status")
     if status:
         if status in _STATUS_CLASSES:
@@ -157,7 +157,7 @@ def _params(request: Request) -> dict[str, str]:
     return dict(parse_qsl(request.query, keep_blank_values=False))
 
 
-def _time(raw: str | None, name: str, default: float) -> float:
+def parse_time(raw: str | None, name: str, default: float) -> float:
     """Epoch seconds, ISO 8601, or relative to now ('15m', '24h', '7d')."""
     if raw is None or raw == "":
         return default

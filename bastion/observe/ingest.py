@@ -261,6 +261,8 @@ def main() -> int:
                           partition_days=store_spec["partition_days"])
 
     tracing = spec["tracing"]
+    if tracing.get("ingest_nice"):
+        os.nice(tracing["ingest_nice"])  # background work yields to serving requests
     if tracing.get("ingest_cpus"):
         try:
             os.sched_setaffinity(0, tracing["ingest_cpus"])

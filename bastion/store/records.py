@@ -38,7 +38,7 @@ def to_row(record: Mapping[str, Any]) -> dict[str, Any]:
     ts = record.get("ts")
     if not isinstance(ts, int | float) or isinstance(ts, bool):
         raise ValueError(f"trace {trace_id}: 'ts' must be epoch seconds")
-    row = {key: record.get(key) for key in RECORD_KEYS}
+    row = dict(zip(RECORD_KEYS, map(record.get, RECORD_KEYS), strict=True))
     row["ts"] = float(ts)
     for key in BOOL_KEYS:
         if row[key] is not None:

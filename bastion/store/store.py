@@ -9,9 +9,11 @@ one transaction, and any failure to reach or use the database leaves as
 from __future__ import annotations
 
 import contextlib
+import operator
+import re
 import sqlite3
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -23,11 +25,14 @@ from sqlalchemy import (
     Engine,
     Insert,
     Select,
+    bindparam,
     delete,
     func,
     literal,
+    literal_column,
     select,
     text,
+    tuple_,
     update,
 )
 from sqlalchemy import exc as sa_exc
@@ -60,6 +65,7 @@ MAX_LIMIT = 1000
 # SQLite text search: below this many index candidates, read the candidates and sort them;
 # above it the term is common and the newest-first scan finds a page sooner
 PREFILTER_MAX = 5000
+_WORD = re.compile(r"\w+")
 DELETE_CHUNK = 5000
 FEEDBACK_VALUES = (None, "up", "down")
 UNAVAILABLE: tuple[type[BaseException], ...] = (
@@ -98,7 +104,7 @@ class Store:
         self._pg = self.dialect == "postgresql"
         self._partitions = Partitions(partition_days) if self._pg else None
         self.migrations_applied = applied  # by this open (empty when already up to date)
-        self.text_search = "scan"  # "fts5-trigram", "pg_trgm" or "scan" (LIKE / ILIKE)
+        self.text_search = "scan"  # "fts5", "tsvector" or "scan" (LIKE / ILIKE)
         c = self._t.traces.c
         self._full = [c[k] for k in RECORD_KEYS]
         self._light = [c[k] for k in RECORD_KEYS if k not in HEAVY_KEYS]
@@ -111,6 +117,16 @@ class Store:
         self._pg_insert_sql = str(self._insert_traces.compile(
             dialect=engine.dialect, column_keys=[*RECORD_KEYS, *DERIVED_KEYS]
         ))
+        # SQLite: positional parameters straight to sqlite3's executemany, JSON by orjson
+        # (SQLAlchemy's per-row parameter processing was a third of the insert's time)
+        self._sqlite_keys = (*RECORD_KEYS, *DERIVED_KEYS)
+        self._sqlite_pick = operator.itemgetter(*self._sqlite_keys)
+        self._sqlite_json_at = [i for i, k in enumerate(self._sqlite_keys) if k in JSON_KEYS]
+        columns = ", ".join('"' + k + '"' for k in self._sqlite_keys)
+        marks = ", ".join("?" * len(self._sqlite_keys))
+        self._sqlite_insert_sql = (
+            f"INSERT INTO traces ({columns}) VALUES ({marks}) ON CONFLICT DO NOTHING"  # noqa: S608 - our column names
+        )
 
     def __enter__(self) -> Store:
         return self
@@ -128,13 +144,13 @@ class Store:
                 self._partitions.load(conn)
                 conn.commit()
                 self._partitions.ensure_ahead(conn)
-                found = conn.execute(select(func.to_regclass("ix_traces_search_trgm")))
-                self.text_search = "pg_trgm" if found.scalar() is not None else "scan"
+                found = conn.execute(select(func.to_regclass("ix_traces_search_fts")))
+                self.text_search = "tsvector" if found.scalar() is not None else "scan"
             else:
                 master = conn.exec_driver_sql(
                     "SELECT 1 FROM sqlite_master WHERE name = 'trace_text'"
                 ).first()
-                self.text_search = "fts5-trigram" if master is not None else "scan"
+                self.text_search = "fts5" if master is not None else "scan"
 
     def _write(self) -> contextlib.AbstractContextManager[Connection]:
         return self._engine.connect().execution_options(**WRITE)
@@ -180,8 +196,25 @@ class Store:
                 ]
                 result = conn.exec_driver_sql(self._pg_insert_sql, params)
             else:
-                result = conn.execute(self._insert_traces, rows)
+                last = conn.exec_driver_sql("SELECT coalesce(max(seq), 0) FROM traces").scalar()
+                result = conn.exec_driver_sql(self._sqlite_insert_sql, self._sqlite_params(rows))
+                if self.text_search == "fts5":  # the new rows' text, in one statement
+                    conn.exec_driver_sql(
+                        "INSERT INTO trace_text(rowid, search) SELECT seq, search FROM traces "
+                        "WHERE seq > ? AND search IS NOT NULL", (last,),
+                    )
             return max(result.rowcount, 0)
+
+    def _sqlite_params(self, rows: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
+        dumps, pick, json_at = engines.dumps, self._sqlite_pick, self._sqlite_json_at
+        params = []
+        for row in rows:
+            values = list(pick(row))
+            for i in json_at:
+                if values[i] is not None:
+                    values[i] = dumps(values[i])
+            params.append(tuple(values))
+        return params
 
     def _ensure_partitions(self, rows: list[dict[str, Any]]) -> None:
         assert self._partitions is not None
@@ -236,31 +269,33 @@ class Store:
     def _text_terms(
         self, conn: Connection, term: str, where: list[ColumnElement[bool]]
     ) -> list[ColumnElement[bool]]:
-        """The WHERE terms of a text search, chosen by how common the term is: a rare one
-        reads the index's candidates and sorts them; a common one (``PREFILTER_MAX``
-        matches or more) scans newest first and stops at a page. Either plan alone is
-        slow for the other case (seconds on a million traces)."""
+        """The WHERE terms of a text search: every word of ``term`` must start a word of
+        the trace's text (full-text index). On Postgres the plan is chosen by how common
+        the words are: rare ones read the index's matches and sort them; common ones
+        (``PREFILTER_MAX`` matches or more) scan newest first and stop at a page. Either
+        plan alone is slow for the other case (seconds on a million traces)."""
         c = self._t.traces.c
-        pattern = like_pattern(term)
+        words = _WORD.findall(term.lower())
+        if not words or self.text_search == "scan":
+            match = c.search.ilike if self._pg else c.search.like
+            return [match(like_pattern(term), escape="\\")]
         if self._pg:
-            match = c.search.ilike(pattern, escape="\\")
-            if self.text_search == "pg_trgm":
-                _planner(conn, _BITMAP_ONLY)  # the probe may only use the trigram index
-                probe = select(literal(1)).where(*where, match).limit(PREFILTER_MAX)
-                if _count(conn, probe) >= PREFILTER_MAX:
-                    _planner(conn, _ORDERED_SCAN)
-            return [match]
-        exact = c.search.like(pattern, escape="\\")
+            config: ColumnElement[Any] = literal_column("'bastion_text'")
+            vector = func.to_tsvector(config, func.coalesce(c.search, ""))
+            query = func.to_tsquery(config, " & ".join(f"{w}:*" for w in words))
+            found = vector.op("@@")(query)
+            _planner(conn, _BITMAP_ONLY)  # the probe may only use the text index
+            probe = select(literal(1)).where(*where, found).limit(PREFILTER_MAX)
+            if _count(conn, probe) >= PREFILTER_MAX:
+                _planner(conn, _ORDERED_SCAN)
+            return [found]
         fts = self._t.trace_text
-        # the trigram index answers LIKE without ESCAPE, for terms of 3 characters or more
-        if fts is None or self.text_search != "fts5-trigram" or len(term) < 3 or any(
-            ch in term for ch in "%_\\"
-        ):
-            return [exact]
-        candidates = select(fts.c.rowid).where(fts.c.search.like(f"%{term}%"))
-        if _count(conn, candidates.limit(PREFILTER_MAX)) >= PREFILTER_MAX:
-            return [exact]
-        return [c.seq.in_(candidates), exact]
+        assert fts is not None
+        expression = " ".join(f'"{w}"*' for w in words)
+        candidates = select(fts.c.rowid).where(
+            literal_column("trace_text").op("MATCH")(bindparam("fts_query", expression))
+        )
+        return [c.seq.in_(candidates)]
 
     def count_traces(self) -> int:
         with unavailable_as_store_error("count_traces"), self._engine.connect() as conn:
@@ -302,6 +337,47 @@ class Store:
             return aggregates.compute(conn, self._t, since, until, bucket_s, group_by)
 
     # ---------------------------------------------------------------------- feedback
+    def reprice(
+        self,
+        since: float,
+        until: float,
+        cost: Callable[[Mapping[str, Any]], float | None],
+        version: str,
+        chunk: int = 1000,
+    ) -> int:
+        """Recomputes the cost of the traces in ``[since, until)``: ``cost(row)`` gets
+        ``deployment``, ``input_tokens``, ``output_tokens``, ``cached_tokens`` and
+        ``latency_ms``; the trace's ``metadata.price_version`` becomes ``version``.
+        Returns how many traces were repriced (in transactions of ``chunk``)."""
+        c = self._t.traces.c
+        columns = (c.id, c.ts, c.deployment, c.input_tokens, c.output_tokens,
+                   c.cached_tokens, c.latency_ms, c.metadata)
+        done = 0
+        after: tuple[float, str] = (since, "")
+        with unavailable_as_store_error("reprice"):
+            while True:
+                page = (
+                    select(*columns)
+                    .where(c.ts < until, tuple_(c.ts, c.id) > tuple_(*after))
+                    .order_by(c.ts, c.id)
+                    .limit(chunk)
+                )
+                with self._write() as conn, conn.begin():
+                    rows = conn.execute(page).mappings().all()
+                    for row in rows:
+                        metadata = dict(row["metadata"] or {})
+                        metadata["price_version"] = version
+                        conn.execute(
+                            update(self._t.traces)
+                            .where(c.id == row["id"], c.ts == row["ts"])
+                            .values(cost=cost({str(k): v for k, v in row.items()}),
+                                    metadata=metadata)
+                        )
+                if not rows:
+                    return done
+                done += len(rows)
+                after = (rows[-1]["ts"], rows[-1]["id"])
+
     def upsert_feedback(self, fb: Mapping[str, Any]) -> tuple[dict[str, Any], bool]:
         """Stores feedback keyed by (request_id, key): a repeat keeps one row, a change
         updates it. The trace need not be stored yet. Returns (row, created)."""

@@ -67,3 +67,36 @@ def test_list_show_and_tail(tmp_path: Path) -> None:
 def test_unreachable_gateway_is_a_clear_error() -> None:
     out = CliRunner().invoke(main, ["traces", "--url", "http://127.0.0.1:9", "list"])
     assert out.exit_code == 1 and "cannot reach the gateway" in out.output
+
+
+def test_reprice_recomputes_cost_with_the_current_price_table(tmp_path: Path) -> None:
+    import yaml
+
+    from bastion.store import open_store
+
+    now = time.time()
+    store = open_store(None, tmp_path)
+    rows = [{"id": f"r{i}", "ts": now - 3600 * i, "endpoint": "/v1/chat/completions",
+             "model": "chat", "deployment": "chat", "status": 200, "input_tokens": 1000,
+             "output_tokens": 500, "cached_tokens": 0, "latency_ms": 100.0, "cost": 9.0,
+             "metadata": {"price_version": "old"}} for i in range(3)]
+    store.insert_traces([*rows, {**rows[0], "id": "other", "deployment": None}])
+    store.close()
+    config = tmp_path / "bastion.yaml"
+    config.write_text(yaml.safe_dump({"home": str(tmp_path), "models": [
+        {"name": "chat", "backend": "openai", "base_url": "http://127.0.0.1:9/v1",
+         "pricing": {"input": 2.0, "output": 4.0}}]}))
+    out = CliRunner().invoke(main, ["traces", "reprice", "--config", str(config), "--since", "90m"])
+    assert out.exit_code == 0, out.output
+    assert "repriced 3 traces" in out.output  # r0, r1 and "other" are in the last 90 minutes
+    store = open_store(None, tmp_path)
+    try:
+        r0, r2 = store.get_trace("r0"), store.get_trace("r2")
+        assert r0 is not None and r2 is not None
+        assert r0["cost"] == (1000 * 2.0 + 500 * 4.0) / 1e6
+        assert r0["metadata"]["price_version"] != "old"
+        assert r2["cost"] == 9.0 and r2["metadata"]["price_version"] == "old", "outside the window"
+        other = store.get_trace("other")
+        assert other is not None and other["cost"] is None
+    finally:
+        store.close()

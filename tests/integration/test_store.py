@@ -158,7 +158,7 @@ def test_migrated_database_has_the_columns_the_queries_use(fresh_url: str, tmp_p
 def test_default_url_is_sqlite_under_home(tmp_path: Path) -> None:
     with open_store(None, tmp_path / "home") as store:
         assert store.dialect == "sqlite"
-        assert store.text_search == "fts5-trigram"
+        assert store.text_search == "fts5"
         store.insert_traces([record(1)])
     assert (tmp_path / "home" / "bastion.db").is_file()
     with open_store(None, tmp_path / "home") as again:
@@ -279,25 +279,29 @@ TEXTS = {
     "g": {"operation": "embeddings", "input": ["vector one", "vector two"],
           "output": {"embeddings": 2, "dimensions": 384}},
 }
-TEXT_CASES = [
-    ("quantum", "abef"), ("QUANTUM", "abef"), ("flux cap", "a"), ("0% s", "c"), ("e_t", "c"),
-    ("ector tw", "g"), ("zzz", ""), ("qu", "abef"), ("assistant", ""), ("leap", "b"),
+TEXT_CASES = [  # every word of the query starts a word of the text, any case or accent
+    ("quantum", "abefh"), ("QUANTUM", "abefh"), ("flux cap", "a"), ("capacitor flux", "a"),
+    ("sure", "c"), ("100", "c"), ("vector tw", "g"), ("zzz", ""), ("qu", "abefh"),
+    ("assistant", ""), ("leap", "b"), ("uant", ""), ("cafe", "h"), ("quantum leap", "b"),
 ]
 
 
 @pytest.mark.parametrize("prefilter_max", [5000, 2], ids=["index", "common-term-scan"])
-def test_text_search_finds_substrings_of_input_and_output(
+def test_text_search_finds_words_of_input_and_output(
     store: Store, monkeypatch: pytest.MonkeyPatch, prefilter_max: int
 ) -> None:
     monkeypatch.setattr(store_module, "PREFILTER_MAX", prefilter_max)
-    assert store.text_search == ("pg_trgm" if store.dialect == "postgresql" else "fts5-trigram")
-    records = [record(i, id=key, **fields) for i, (key, fields) in enumerate(TEXTS.items())]
+    assert store.text_search == ("tsvector" if store.dialect == "postgresql" else "fts5")
+    texts = {**TEXTS, "h": {"input": [{"role": "user", "content": "Quantum Café"}], "output": None}}
+    records = [record(i, id=key, **fields) for i, (key, fields) in enumerate(texts.items())]
     store.insert_traces(records)
     for term, expected in TEXT_CASES:
         rows, _ = store.list_traces(TraceQuery(text=term), limit=100)
         assert sorted(ids(rows)) == sorted(expected), term
     rows, _ = store.list_traces(TraceQuery(text="quantum", since=T0 + 2), limit=100)
-    assert sorted(ids(rows)) == ["e", "f"]  # with another filter
+    assert sorted(ids(rows)) == ["e", "f", "h"]  # with another filter
+    rows, _ = store.list_traces(TraceQuery(text="%_"), limit=100)  # no word: a LIKE scan
+    assert ids(rows) == []
 
 
 # -------------------------------------------------------------------------- pagination
