@@ -31,6 +31,7 @@ from typing import Any, Protocol
 
 import orjson
 
+from bastion.observe.logs import TEXT_FORMAT, JsonFormatter
 from bastion.observe.pricing import Price, PriceBook
 from bastion.observe.record import build_record
 from bastion.observe.spool import decode
@@ -249,8 +250,10 @@ def main() -> int:
         signal.signal(sig, signal.SIG_IGN)  # the gateway says when (after its last flush)
     stdin = sys.stdin.buffer
     spec = orjson.loads(stdin.readline())
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s[ingest]: %(message)s")
+    handler = logging.StreamHandler(sys.stderr)  # like the gateway's logs
+    handler.setFormatter(JsonFormatter() if spec.get("log_format") == "json"
+                         else logging.Formatter(TEXT_FORMAT))
+    logging.basicConfig(level=logging.INFO, handlers=[handler])
     from bastion.store import StoreUnavailable, open_store
 
     store_spec = spec["store"]

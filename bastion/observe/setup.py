@@ -89,6 +89,7 @@ class IngestProcess:
             "store": s.store.model_dump(mode="json"),
             "tracing": s.tracing.model_dump(mode="json"),
             "prices": _prices(PriceBook.from_settings(s)),
+            "log_format": s.server.log_format,
         }) + b"\n"
 
     def start(self) -> None:
