@@ -295,7 +295,18 @@ class Store:
         candidates = select(fts.c.rowid).where(
             literal_column("trace_text").op("MATCH")(bindparam("fts_query", expression))
         )
-        return [c.seq.in_(candidates)]
+        # The probe counts the traces holding the longest word exactly: an exact word is
+        # read lazily, so the count stops at PREFILTER_MAX (a prefix or an AND is merged
+        # whole first, costing what the search costs)
+        longest = max(words, key=len)
+        probe = select(fts.c.rowid).where(
+            literal_column("trace_text").op("MATCH")(bindparam("fts_probe", f'"{longest}"'))
+        ).limit(PREFILTER_MAX)
+        if _count(conn, probe) < PREFILTER_MAX:
+            return [c.seq.in_(candidates)]  # rare: read the matches, sort them
+        # common: walk traces newest first, each checked against the matches ("+" keeps
+        # SQLite from driving the query by the match list)
+        return [literal_column("+traces.seq").in_(candidates)]
 
     def count_traces(self) -> int:
         with unavailable_as_store_error("count_traces"), self._engine.connect() as conn:
