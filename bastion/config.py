@@ -64,6 +64,14 @@ class ServerSettings(_Strict):
     workers: int = Field(
         1, ge=1, le=64, description="worker processes sharing the port (each loads its models)"
     )
+    drain_linger: float = Field(
+        1.0, ge=0, description="on SIGTERM, seconds an idle keep-alive connection stays open "
+        "to answer a request already on its way (with Connection: close)",
+    )
+    ready_timeout: float = Field(
+        120.0, gt=0, description="rolling restart: seconds a new worker may take to load its "
+        "models before the roll is aborted",
+    )
     access_log: bool = Field(False, description="log one line per request to stderr")
     log_format: Literal["json", "text"] = Field(
         "json", description="stderr logs: one JSON object a line (with request ids), or text; "

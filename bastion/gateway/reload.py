@@ -25,7 +25,9 @@ if TYPE_CHECKING:
     from bastion.gateway.app import Gateway
 
 log = logging.getLogger("bastion.reload")
-_RESTART_ONLY = ("host", "port", "max_body_bytes", "keepalive_timeout")
+_RESTART_ONLY = (
+    "host", "port", "max_body_bytes", "keepalive_timeout", "drain_linger", "ready_timeout"
+)
 
 
 @dataclass(slots=True)

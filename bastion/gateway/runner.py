@@ -63,7 +63,8 @@ async def serve(
     cfg = settings.server
     server = HTTPServer(
         gateway.handle,
-        ServerConfig(max_body_bytes=cfg.max_body_bytes, keepalive_timeout=cfg.keepalive_timeout),
+        ServerConfig(max_body_bytes=cfg.max_body_bytes, keepalive_timeout=cfg.keepalive_timeout,
+                     drain_linger=cfg.drain_linger),
     )
 
     async def listen() -> None:

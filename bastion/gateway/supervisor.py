@@ -12,7 +12,7 @@ file afresh), loads its models and only then accepts and reports ready through a
 then the old worker of that slot gets SIGTERM and drains (``HTTPServer.shutdown``) while
 the roll moves on. The socket never stops being accepted from, so no connection is
 refused and, with the drain, no request fails. A replacement that exits or is not ready
-within ``_READY_TIMEOUT`` aborts the roll (the old workers keep serving); a SIGUSR2 while
+within ``server.ready_timeout`` aborts the roll (the old workers keep serving); a SIGUSR2 while
 a roll is under way is ignored. A roll re-reads everything but ``server.host``, ``port``
 and ``workers`` (the socket and the process count are the supervisor's); it does not load
 new code, since workers are forked from the supervisor.
@@ -47,7 +47,6 @@ from bastion.gateway.runner import serve
 log = logging.getLogger("bastion.supervisor")
 _CRASH_WINDOW = 30.0  # a slot whose workers die _CRASH_LIMIT times within this is crash-looping
 _CRASH_LIMIT = 5
-_READY_TIMEOUT = 120.0  # a rolling restart's replacement must load its models within this
 _READY = b"R"
 _HANDLED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR2, signal.SIGCHLD)
 
@@ -307,7 +306,7 @@ class _Supervisor:
             return
         slot = roll.slots.popleft()
         roll.candidate = self._spawn(slot, fresh=True, accept_after_ready=True)
-        roll.deadline = time.monotonic() + _READY_TIMEOUT
+        roll.deadline = time.monotonic() + self.settings.server.ready_timeout
 
     def _replaced(self, pid: int, worker: _Worker, roll: _Roll) -> None:
         """The candidate is ready and accepting: every other worker of its slot drains."""
@@ -329,7 +328,7 @@ class _Supervisor:
             return
         pid = roll.candidate
         log.error("rolling restart aborted: replacement %d not ready after %.0f s; the "
-                  "other workers keep serving", pid, _READY_TIMEOUT)
+                  "other workers keep serving", pid, self.settings.server.ready_timeout)
         self.roll = None
         worker = self.children.get(pid)
         if worker is not None:
