@@ -57,7 +57,9 @@ def run_mode(mode: str, args: argparse.Namespace, env: dict[str, str], home: Pat
     if mode == "off":
         env.update(BASTION_TRACING__ENABLED="false", BASTION_METRICS__ENABLED="false")
     else:
-        env.update(BASTION_TRACING__ENABLED="true", BASTION_METRICS__ENABLED="true",
+        parts = set(args.parts.split(","))
+        env.update(BASTION_TRACING__ENABLED=str("tracing" in parts).lower(),
+                   BASTION_METRICS__ENABLED=str("metrics" in parts).lower(),
                    BASTION_TRACING__CONTENT=args.content)
         if args.ingest_cpus:
             env["BASTION_TRACING__INGEST_CPUS"] = f"[{args.ingest_cpus}]"
@@ -106,6 +108,8 @@ def main() -> int:
     ap.add_argument("--duration", type=float, default=8)
     ap.add_argument("--content", default="redacted", choices=["full", "redacted", "metadata"])
     ap.add_argument("--stream", action="store_true")
+    ap.add_argument("--parts", default="tracing,metrics",
+                    help="what 'on' turns on: tracing, metrics or both (to split the cost)")
     ap.add_argument("--ingest-cpus", default="",
                     help="e.g. 0: the ingest process runs there (default: the gateway's CPU)")
     ap.add_argument("--port", type=int, default=15300)
@@ -142,8 +146,8 @@ def main() -> int:
 
     off_rps, on_rps = med("off", "rps_c64"), med("on", "rps_c64")
     off_p50, on_p50 = med("off", "p50_c1_ms"), med("on", "p50_c1_ms")
-    print(f"\ntracing_overhead: {args.rounds} rounds x {args.duration:g} s, content="
-          f"{args.content}, stream={args.stream}, medians")
+    print(f"\ntracing_overhead: {args.rounds} rounds x {args.duration:g} s, on = "
+          f"{args.parts}, content={args.content}, stream={args.stream}, medians")
     print(f"throughput c=64: off {off_rps:.0f} rps, on {on_rps:.0f} rps, "
           f"on/off {on_rps / off_rps:.3f} (cost {100 * (1 - on_rps / off_rps):.1f} %)")
     print(f"latency c=1 p50: off {off_p50:.3f} ms, on {on_p50:.3f} ms, "
