@@ -33,6 +33,7 @@ import orjson
 
 from bastion.observe.logs import TEXT_FORMAT, JsonFormatter
 from bastion.observe.pricing import Price, PriceBook
+from bastion.observe.procs import pid_alive
 from bastion.observe.record import build_record
 from bastion.observe.spool import decode
 
@@ -200,7 +201,7 @@ class Ingest:
         for folder in self.root.iterdir():
             if not folder.is_dir() or folder == self.dir or not folder.name.isdigit():
                 continue
-            if _alive(int(folder.name)):
+            if pid_alive(int(folder.name)):
                 continue
             for path in folder.glob("*.jsonl"):
                 with contextlib.suppress(OSError):  # another ingest took it first
@@ -215,16 +216,6 @@ class Ingest:
             self.run_once()
             draining.wait(poll)
         self.run_once()
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def prices_from(spec: dict[str, list[float]]) -> PriceBook:

@@ -51,6 +51,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 import orjson
 
 from bastion.errors import NotFound
+from bastion.observe.procs import pid_alive
 from bastion.observe.resources import Gpus, sample_process
 from bastion.server.types import Request, Response
 
@@ -388,14 +389,6 @@ _INF = float("inf")
 
 
 # ---------------------------------------------------------------------- shared directory
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # someone else's process: alive
-    return True
 
 
 _RETIRED = "retired.json"
@@ -407,7 +400,7 @@ class SharedDir:
     worker thread, never on the event loop."""
 
     def __init__(
-        self, path: Path, pid: int, alive: Callable[[int], bool] = _pid_alive
+        self, path: Path, pid: int, alive: Callable[[int], bool] = pid_alive
     ) -> None:
         self.path = path
         self.pid = pid
