@@ -15,6 +15,7 @@ fails fast with :class:`StoreUnavailable`.
 from __future__ import annotations
 
 import sqlite3
+import time
 from pathlib import Path
 from typing import Any
 
@@ -87,6 +88,21 @@ def dumps(value: Any) -> str:
     return orjson.dumps(value, default=str, option=orjson.OPT_NON_STR_KEYS).decode()
 
 
+def _set_wal(cursor: sqlite3.Cursor, busy_timeout_ms: int) -> None:
+    """``PRAGMA journal_mode = WAL``, retried: while another process converts a new
+    database it fails at once with "database is locked" (the busy handler does not wait
+    for it), e.g. when several workers open the store together."""
+    deadline = time.monotonic() + busy_timeout_ms / 1000
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() >= deadline:
+                raise
+            time.sleep(0.01)
+
+
 def _sqlite(url: URL, pool_size: int, busy_timeout_ms: int) -> Engine:
     engine = create_engine(
         url,
@@ -104,7 +120,7 @@ def _sqlite(url: URL, pool_size: int, busy_timeout_ms: int) -> Engine:
         cursor = dbapi_conn.cursor()
         try:
             cursor.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
-            cursor.execute("PRAGMA journal_mode = WAL")
+            _set_wal(cursor, busy_timeout_ms)
             cursor.execute("PRAGMA synchronous = NORMAL")
             cursor.execute("PRAGMA foreign_keys = ON")
             cursor.execute("PRAGMA cache_size = -32768")  # KiB: 32 MiB per connection
