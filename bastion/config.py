@@ -344,16 +344,13 @@ class TracingSettings(_Strict):
         description="content mode per team or tenant (an API key's team, else the "
         "admission tenant), overriding `content`",
     )
-    queue_size: int = Field(
-        100_000, ge=100, description="traces held in memory for the writer; beyond it they "
-        "go straight to the journal",
-    )
     batch_size: int = Field(500, ge=1, description="traces written per store transaction")
     flush_interval: float = Field(
-        0.2, gt=0, le=10, description="seconds between the writer's flushes"
+        0.2, gt=0, le=10, description="seconds between writes of the spool files"
     )
-    journal_dir: str | None = Field(
-        None, description="spill journal for store outages; default: <home>/journal"
+    spool_dir: str | None = Field(
+        None, description="spool files (also the journal while the store is down); "
+        "default: <home>/spool",
     )
     max_body_chars: int = Field(
         32_768, ge=0, description="input/output text kept per trace (longer is truncated)"

@@ -56,7 +56,7 @@ class StoreHandle:
 
 
 def spool_root(settings: Settings) -> Path:
-    return Path(settings.tracing.journal_dir or Path(settings.home) / "spool")
+    return Path(settings.tracing.spool_dir or Path(settings.home) / "spool")
 
 
 def keeps_content(settings: Settings) -> bool:
