@@ -26,3 +26,9 @@ def register_backends(register: RegisterBackend) -> None:
 @hookspec
 def register_routing_strategies(register: Callable[[str, Callable[..., Any]], None]) -> None:
     """Register load-balancing strategies by name: strategy(deployments, state) -> ordered."""
+
+
+@hookspec
+def register_scanners(register: Callable[[str, Callable[..., Any]], None]) -> None:
+    """Register guard scanners by name: factory(options: Mapping) -> Scanner
+    (``bastion.guards.base``)."""

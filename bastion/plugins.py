@@ -9,7 +9,11 @@ import pluggy
 
 from bastion import hookspecs
 
-DEFAULT_PLUGINS = ("bastion.backends.builtin", "bastion.routing.strategies")
+DEFAULT_PLUGINS = (
+    "bastion.backends.builtin",
+    "bastion.routing.strategies",
+    "bastion.guards.builtin",
+)
 
 
 def plugin_manager(load_entry_points: bool = True) -> pluggy.PluginManager:
@@ -41,3 +45,13 @@ def routing_strategies(pm: pluggy.PluginManager) -> dict[str, Callable[..., Any]
 
     pm.hook.register_routing_strategies(register=register)
     return strategies
+
+
+def scanner_factories(pm: pluggy.PluginManager) -> dict[str, Callable[..., Any]]:
+    factories: dict[str, Callable[..., Any]] = {}
+
+    def register(name: str, factory: Callable[..., Any]) -> None:
+        factories[name] = factory
+
+    pm.hook.register_scanners(register=register)
+    return factories
