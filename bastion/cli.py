@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from bastion import __version__, cli_traces
+from bastion import __version__, cli_guard, cli_traces
 from bastion.config import Settings, load_settings
 from bastion.config import config_path as default_config_path
 from bastion.errors import ConfigError
@@ -85,6 +85,7 @@ def config_reference() -> None:
 
 
 cli_traces.register(main)
+cli_guard.register(main)
 
 
 if __name__ == "__main__":  # pragma: no cover
