@@ -66,6 +66,8 @@ from bastion import __version__
 from bastion.config import Settings
 from bastion.gateway.context import RequestContext
 from bastion.observe.redact import redact_value
+from bastion.observe.reply import Reply
+from bastion.observe.reply import parse as parse_reply
 from bastion.observe.traceparent import incoming_parent, incoming_tracestate
 
 log = logging.getLogger("bastion.otel")
@@ -390,7 +392,7 @@ def content_attributes(
     out: dict[str, str] = {}
     inputs = input_messages(operation, body)
     for name, value in (("gen_ai.input.messages", inputs),
-                        ("gen_ai.output.messages", reply.messages)):
+                        ("gen_ai.output.messages", output_messages(reply))):
         if not value:
             continue
         value = [_clip_message(m, max_chars) for m in value]
@@ -510,117 +512,16 @@ def _text(content: str) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------------- responses
-class Reply:
-    """What the response said: id, model, finish reasons, usage, and the output messages
-    (the conventions' schema), from the body sent or a stream's events."""
-
-    __slots__ = ("finish_reasons", "id", "messages", "model", "usage")
-
-    def __init__(self) -> None:
-        self.id: str | None = None
-        self.model: str | None = None
-        self.finish_reasons: list[str] = []
-        self.usage: dict[str, Any] | None = None
-        self.messages: list[dict[str, Any]] = []
-
-
 def parse_response(ctx: RequestContext) -> Reply:
-    reply = Reply()
-    if ctx.response_body is not None:
-        try:
-            data = orjson.loads(ctx.response_body)
-        except orjson.JSONDecodeError:
-            return reply
-        if isinstance(data, dict) and "error" not in data:
-            _from_body(reply, data)
-    elif ctx.chunks:
-        _from_stream(reply, ctx.chunks)
-    return reply
+    return parse_reply(ctx.response_body, ctx.chunks)
 
 
-def _from_body(reply: Reply, data: dict[str, Any]) -> None:
-    _identify(reply, data)
-    for choice in data.get("choices") or []:
-        if not isinstance(choice, dict):
-            continue
-        finish = choice.get("finish_reason")
-        message = choice.get("message")
-        if isinstance(message, dict):
-            parts = [_text(message["content"])] if isinstance(message.get("content"), str) else []
-            parts.extend(_tool_calls(message.get("tool_calls")))
-            role = message.get("role") or "assistant"
-        else:
-            parts = [_text(choice["text"])] if isinstance(choice.get("text"), str) else []
-            role = "assistant"
-        _add_choice(reply, role, parts, finish)
-
-
-def _from_stream(reply: Reply, chunks: list[bytes]) -> None:
-    """Reassembles the streamed choices (content and tool-call deltas) by index."""
-    texts: dict[int, list[str]] = {}
-    calls: dict[int, dict[int, dict[str, Any]]] = {}
-    finishes: dict[int, Any] = {}
-    for event in _events(chunks):
-        _identify(reply, event)
-        for choice in event.get("choices") or []:
-            if not isinstance(choice, dict):
-                continue
-            index = choice.get("index", 0) if _is_int(choice.get("index", 0)) else 0
-            if choice.get("finish_reason"):
-                finishes[index] = choice["finish_reason"]
-            delta = choice.get("delta")
-            piece = delta.get("content") if isinstance(delta, dict) else choice.get("text")
-            if isinstance(piece, str):
-                texts.setdefault(index, []).append(piece)
-            if isinstance(delta, dict):
-                for call in delta.get("tool_calls") or []:
-                    _merge_call(calls.setdefault(index, {}), call)
-    for index in sorted(texts.keys() | calls.keys() | finishes.keys()):
-        parts = [_text("".join(texts[index]))] if index in texts else []
-        merged = [calls[index][i] for i in sorted(calls.get(index, {}))]
-        parts.extend(_tool_calls(merged))
-        _add_choice(reply, "assistant", parts, finishes.get(index))
-
-
-def _events(chunks: list[bytes]) -> Iterable[dict[str, Any]]:
-    for chunk in chunks:
-        for line in chunk.split(b"\n"):
-            if not line.startswith(b"data:") or line[5:].strip() == b"[DONE]":
-                continue
-            try:
-                event = orjson.loads(line[5:])
-            except orjson.JSONDecodeError:
-                continue
-            if isinstance(event, dict):
-                yield event
-
-
-def _identify(reply: Reply, data: dict[str, Any]) -> None:
-    if isinstance(data.get("id"), str):
-        reply.id = reply.id or data["id"]
-    if isinstance(data.get("model"), str):
-        reply.model = reply.model or data["model"]
-    if isinstance(data.get("usage"), dict):
-        reply.usage = data["usage"]
-
-
-def _add_choice(reply: Reply, role: str, parts: list[dict[str, Any]], finish: Any) -> None:
-    reason = finish if isinstance(finish, str) else None
-    if reason:
-        reply.finish_reasons.append(reason)
-    reply.messages.append({"role": role, "parts": parts, "finish_reason": reason or "error"})
-
-
-def _merge_call(calls: dict[int, dict[str, Any]], delta: Any) -> None:
-    if not isinstance(delta, dict):
-        return
-    index = delta.get("index", 0) if _is_int(delta.get("index", 0)) else 0
-    current = calls.setdefault(index, {"function": {"arguments": ""}})
-    if delta.get("id"):
-        current["id"] = delta["id"]
-    function = delta.get("function")
-    if isinstance(function, dict):
-        if function.get("name"):
-            current["function"]["name"] = function["name"]
-        if isinstance(function.get("arguments"), str):
-            current["function"]["arguments"] += function["arguments"]
+def output_messages(reply: Reply) -> list[dict[str, Any]]:
+    """The reply's choices as the conventions' output messages."""
+    out: list[dict[str, Any]] = []
+    for choice in reply.choices:
+        parts = [_text(choice.content)] if choice.content is not None else []
+        parts.extend(_tool_calls(choice.tool_calls))
+        out.append({"role": choice.role, "parts": parts,
+                    "finish_reason": choice.finish_reason or "error"})
+    return out

@@ -16,11 +16,11 @@ from __future__ import annotations
 
 from typing import Any
 
-import orjson
-
 from bastion.gateway.context import RequestContext
 from bastion.observe.pricing import PriceBook
 from bastion.observe.redact import redact_value
+from bastion.observe.reply import Choice
+from bastion.observe.reply import parse as parse_reply
 
 _PARAMS = (
     "temperature", "top_p", "max_tokens", "max_completion_tokens", "stop", "seed", "n",
@@ -118,103 +118,27 @@ def _input(ctx: RequestContext, body: dict[str, Any], mode: str, max_chars: int)
 
 def _output(ctx: RequestContext) -> tuple[Any, str | None, str | None, dict[str, Any] | None]:
     """(output, finish reason, the model that answered, usage) from the response sent."""
-    if ctx.response_body is not None:
-        try:
-            data = orjson.loads(ctx.response_body)
-        except orjson.JSONDecodeError:
-            return None, None, None, None
-        if not isinstance(data, dict):
-            return None, None, None, None
-        return _from_completion(data)
-    if ctx.chunks:
-        return _from_stream(ctx.chunks)
-    return None, None, None, None
+    reply = parse_reply(ctx.response_body, ctx.chunks)
+    if reply.embeddings is not None:
+        count, dims = reply.embeddings
+        return {"embeddings": count, "dimensions": dims}, None, reply.model, reply.usage
+    finishes = reply.finish_reasons
+    out = [_message(c) if reply.chat else c.content for c in reply.choices]
+    if not out:
+        return None, None, reply.model, reply.usage
+    return (out[0] if len(out) == 1 else out), (finishes[-1] if finishes else None), (
+        reply.model), reply.usage
 
 
-def _from_completion(
-    data: dict[str, Any],
-) -> tuple[Any, str | None, str | None, dict[str, Any] | None]:
-    usage = data.get("usage") if isinstance(data.get("usage"), dict) else None
-    model = data.get("model") if isinstance(data.get("model"), str) else None
-    choices = data.get("choices")
-    if data.get("object") == "list":  # embeddings: say what came back, not the vectors
-        items = data.get("data") or []
-        dims = len(items[0].get("embedding") or []) if items and isinstance(items[0], dict) else 0
-        return {"embeddings": len(items), "dimensions": dims}, None, model, usage
-    if not isinstance(choices, list):
-        return None, None, model, usage
-    out: list[Any] = []
-    finish = None
-    for choice in choices:
-        if not isinstance(choice, dict):
-            continue
-        finish = choice.get("finish_reason") or finish
-        if "message" in choice:
-            message = choice["message"] if isinstance(choice["message"], dict) else {}
-            out.append({k: message[k] for k in ("role", "content", "tool_calls", "refusal")
-                        if message.get(k) is not None})
-        else:
-            out.append(choice.get("text"))
-    return (out[0] if len(out) == 1 else out), finish, model, usage
-
-
-def _from_stream(
-    chunks: list[bytes],
-) -> tuple[Any, str | None, str | None, dict[str, Any] | None]:
-    """Reassembles a streamed reply: content and tool-call deltas, finish reason, usage."""
-    text: list[str] = []
-    tools: dict[int, dict[str, Any]] = {}
-    finish = model = None
-    usage = None
-    chat = False
-    for chunk in chunks:
-        for line in chunk.split(b"\n"):
-            if not line.startswith(b"data: ") or line == b"data: [DONE]":
-                continue
-            try:
-                event = orjson.loads(line[6:])
-            except orjson.JSONDecodeError:
-                continue
-            if not isinstance(event, dict):
-                continue
-            model = event.get("model") or model
-            if isinstance(event.get("usage"), dict):
-                usage = event["usage"]
-            for choice in event.get("choices") or []:
-                if not isinstance(choice, dict):
-                    continue
-                finish = choice.get("finish_reason") or finish
-                delta = choice.get("delta")
-                if isinstance(delta, dict):
-                    chat = True
-                    if isinstance(delta.get("content"), str):
-                        text.append(delta["content"])
-                    for call in delta.get("tool_calls") or []:
-                        _merge_tool_call(tools, call)
-                elif isinstance(choice.get("text"), str):
-                    text.append(choice["text"])
-    joined = "".join(text)
-    if not chat:
-        return joined, finish, model, usage
-    message: dict[str, Any] = {"role": "assistant", "content": joined}
-    if tools:
-        message["tool_calls"] = [tools[i] for i in sorted(tools)]
-    return message, finish, model, usage
-
-
-def _merge_tool_call(tools: dict[int, dict[str, Any]], call: Any) -> None:
-    if not isinstance(call, dict):
-        return
-    index = call.get("index", 0) if isinstance(call.get("index", 0), int) else 0
-    current = tools.setdefault(index, {"type": "function", "function": {"arguments": ""}})
-    if call.get("id"):
-        current["id"] = call["id"]
-    function = call.get("function")
-    if isinstance(function, dict):
-        if function.get("name"):
-            current["function"]["name"] = function["name"]
-        if isinstance(function.get("arguments"), str):
-            current["function"]["arguments"] += function["arguments"]
+def _message(choice: Choice) -> dict[str, Any]:
+    message: dict[str, Any] = {"role": choice.role}
+    if choice.content is not None:
+        message["content"] = choice.content
+    if choice.tool_calls:
+        message["tool_calls"] = choice.tool_calls
+    if choice.refusal is not None:
+        message["refusal"] = choice.refusal
+    return message
 
 
 def _clip(value: Any, max_chars: int) -> Any:
