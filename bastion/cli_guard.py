@@ -3,7 +3,15 @@ labelled data (``eval``)."""
 
 from __future__ import annotations
 
+import json
+from typing import Any
+
 import click
+import yaml
+from rich.console import Console
+from rich.table import Table
+
+from bastion.guards import evaluate
 
 
 @click.group()
@@ -13,3 +21,260 @@ def guard() -> None:
 
 def register(main: click.Group) -> None:
     main.add_command(guard)
+
+
+# -- eval ---------------------------------------------------------------------------------
+
+
+def _options(pairs: tuple[str, ...]) -> dict[str, Any]:
+    """``key=value`` pairs; values read as YAML scalars or lists (``3``, ``0.5``, ``true``,
+    ``[en, de]``), anything else stays a string."""
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise click.BadParameter(f"expected KEY=VALUE, not {pair!r}", param_hint="--option")
+        try:
+            out[key.strip()] = yaml.safe_load(value) if value.strip() else ""
+        except yaml.YAMLError:
+            out[key.strip()] = value
+    return out
+
+
+def _type_map(pairs: tuple[str, ...]) -> dict[str, tuple[str, ...]] | None:
+    if not pairs:
+        return None
+    overrides: dict[str, tuple[str, ...]] = {}
+    for pair in pairs:
+        dataset_type, sep, kinds = pair.partition("=")
+        names = tuple(k.strip() for k in kinds.split(",") if k.strip())
+        if not sep or not dataset_type.strip() or not names:
+            raise click.BadParameter(f"expected TYPE=KIND[,KIND...], not {pair!r}",
+                                     param_hint="--map")
+        overrides[dataset_type.strip()] = names
+    return evaluate.type_map(overrides)
+
+
+def _csv(value: str | None) -> tuple[str, ...] | None:
+    if value is None:
+        return None
+    return tuple(v.strip() for v in value.split(",") if v.strip())
+
+
+def _lengths(value: str | None) -> tuple[int, ...]:
+    try:
+        lengths = tuple(int(v.replace("_", "")) for v in _csv(value) or ())
+    except ValueError:
+        raise click.BadParameter(f"expected comma-separated integers, not {value!r}",
+                                 param_hint="--lengths") from None
+    if any(n <= 0 for n in lengths):
+        raise click.BadParameter("lengths must be positive", param_hint="--lengths")
+    return lengths
+
+
+def scanner_detector(name: str, options: dict[str, Any]) -> evaluate.Detector:
+    """A registered scanner (built-in or a plugin's), built with ``options``."""
+    from bastion.plugins import plugin_manager, scanner_factories
+
+    factories = scanner_factories(plugin_manager())
+    if name not in factories:
+        known = ", ".join(sorted(factories)) or "none"
+        raise click.ClickException(f"no scanner named {name!r} (registered: {known})")
+    try:
+        scanner = factories[name](options)
+    except ValueError as exc:
+        raise click.ClickException(f"scanner {name!r}: {exc}") from exc
+    except (ImportError, AttributeError) as exc:  # a built-in whose module is not there yet
+        raise click.ClickException(f"scanner {name!r} is not available: {exc}") from exc
+    detector: evaluate.Detector = scanner.scan
+    return detector
+
+
+DEFAULT_SCANNER = {"spans": "pii", "classification": "injection"}
+
+
+@guard.command("eval")
+@click.argument("dataset", type=click.Path(exists=True, dir_okay=False))
+@click.option("--scanner", "scanner_name", default=None,
+              help="registered scanner (default: pii for span rows, injection for labels)")
+@click.option("--option", "-o", "option_pairs", multiple=True, metavar="KEY=VALUE",
+              help="scanner option, repeatable (values read as YAML: 0.5, true, [en, de])")
+@click.option("--threshold", type=click.FloatRange(0, 1), default=0.5, show_default=True,
+              help="a finding counts when its score is at least this")
+@click.option("--kinds", default=None, metavar="K1,K2", help="count only these finding kinds")
+@click.option("--strict", is_flag=True, help="spans match only with exact boundaries")
+@click.option("--map", "map_pairs", multiple=True, metavar="TYPE=KIND[,KIND]",
+              help="dataset type -> scanner kinds that stand for it, repeatable (replaces "
+                   "the default entry)")
+@click.option("--structured", default=None, metavar="T1,T2",
+              help="dataset types pooled as 'structured' (default: emails, phones, cards, "
+                   "IBANs, IPs, MACs, SSNs and national IDs)")
+@click.option("--target-fpr", type=click.FloatRange(0, 1), default=None,
+              help="also report the lowest threshold whose false-positive rate is at most this")
+@click.option("--sweep", is_flag=True, help="metrics at thresholds 0.1 ... 0.9")
+@click.option("--lengths", default=None, metavar="N1,N2",
+              help="also time inputs of these exact lengths, built from the rows")
+@click.option("--repeat", type=click.IntRange(1), default=5, show_default=True,
+              help="timed repetitions per input in --lengths")
+@click.option("--samples", type=click.IntRange(1), default=10, show_default=True,
+              help="distinct inputs per length in --lengths")
+@click.option("--limit", type=click.IntRange(1), default=None, help="only the first N rows")
+@click.option("--errors", type=click.IntRange(0), default=0, metavar="N",
+              help="list up to N misses and false alarms (line numbers)")
+@click.option("--json", "as_json", is_flag=True, help="print the report as JSON")
+def guard_eval(dataset: str, scanner_name: str | None, option_pairs: tuple[str, ...],
+               threshold: float, kinds: str | None, strict: bool, map_pairs: tuple[str, ...],
+               structured: str | None, target_fpr: float | None, sweep: bool,
+               lengths: str | None, repeat: int, samples: int, limit: int | None,
+               errors: int, as_json: bool) -> None:
+    """Precision, recall, F1/F2, balanced accuracy, false-positive rate and latency of a
+    scanner on labelled JSONL: {"text", "label"} rows or {"text", "entities"} rows."""
+    try:
+        schema, rows = evaluate.load_dataset(dataset, limit)
+    except evaluate.DatasetError as exc:
+        raise click.ClickException(str(exc)) from exc
+    name = scanner_name or DEFAULT_SCANNER[schema]
+    detector = scanner_detector(name, _options(option_pairs))
+    structured_types = _csv(structured)
+    options = evaluate.EvalOptions(
+        threshold=threshold, kinds=_csv(kinds), strict=strict, target_fpr=target_fpr,
+        sweep=evaluate.DEFAULT_SWEEP if sweep else (), mapping=_type_map(map_pairs),
+        structured_types=(frozenset(structured_types) if structured_types is not None
+                          else evaluate.STRUCTURED_TYPES),
+        lengths=_lengths(lengths), samples=samples, repeats=repeat,
+    )
+    run_eval(evaluate.timed(detector), name, dataset, schema, rows, options, as_json, errors)
+
+
+def run_eval(detector: evaluate.TimedDetector, name: str, dataset: str,
+             schema: evaluate.Schema, rows: list[evaluate.Row], options: evaluate.EvalOptions,
+             as_json: bool, errors: int = 0) -> None:
+    """Evaluate and print: what ``eval`` does once it knows what to run (a scanner, or a
+    policy's pipeline wrapped as a detector)."""
+    try:
+        result = evaluate.evaluate(detector, schema, rows, options, dataset=dataset, name=name)
+    except RuntimeError as exc:
+        raise click.ClickException(str(exc)) from exc
+    if as_json:
+        out = result.to_dict()
+        _trim_errors(out["metrics"], errors)
+        click.echo(json.dumps(out, indent=2))
+        return
+    console = Console()
+    console.print(f"[bold]{name}[/] on {dataset}: {result.rows} rows ({schema})")
+    if isinstance(result.metrics, evaluate.ClassificationReport):
+        console.print(_classification_table(result.metrics))
+        if errors:
+            m = result.metrics
+            console.print(f"false positives (lines): {_lines(m.false_positives, errors)}")
+            console.print(f"false negatives (lines): {_lines(m.false_negatives, errors)}")
+    else:
+        for table in _span_tables(result.metrics):
+            console.print(table)
+        if errors:
+            console.print(_misses_table(result.metrics, rows, errors))
+    console.print(_latency_table(result.latency))
+
+
+def _trim_errors(metrics: dict[str, Any], limit: int) -> None:
+    for key in ("false_positive_lines", "false_negative_lines", "missed", "spurious"):
+        if key in metrics:
+            metrics[key] = metrics[key][:limit]
+
+
+def _lines(lines: list[int], limit: int) -> str:
+    shown = ", ".join(map(str, lines[:limit]))
+    more = len(lines) - limit
+    return (shown or "none") + (f" (+{more} more)" if more > 0 else "")
+
+
+def _f(value: float | None, fmt: str = "{:.3f}") -> str:
+    return "-" if value is None else fmt.format(value)
+
+
+def _ms(value: float) -> str:
+    return f"{value:.3f}" if value < 1 else f"{value:.2f}"
+
+
+def _classification_table(m: evaluate.ClassificationReport) -> Table:
+    table = Table(header_style="bold", pad_edge=False)
+    table.add_column("threshold", no_wrap=True)
+    for col in ("n", "pos", "tp", "fp", "fn", "precision", "recall", "F1", "F2",
+                "bal. acc", "FPR", "accuracy"):
+        table.add_column(col, justify="right", no_wrap=True)
+
+    def row(label: str, c: evaluate.Confusion) -> None:
+        table.add_row(label, str(c.n), str(c.positives), str(c.tp), str(c.fp), str(c.fn),
+                      _f(c.precision), _f(c.recall), _f(c.f1), _f(c.f2),
+                      _f(c.balanced_accuracy), _f(c.fpr), _f(c.accuracy))
+
+    row(f"{m.threshold:g}", m.confusion)
+    for t, c in m.sweep:
+        row(f"[dim]{t:g}[/]", c)
+    if m.target_confusion is not None and m.target_threshold is not None:
+        label = ("never" if m.target_threshold == float("inf")
+                 else f"{m.target_threshold:.4g}")
+        row(f"[cyan]{label}[/] (FPR<={m.target_fpr:g})", m.target_confusion)
+    table.caption = f"ROC AUC (max score per row): {_f(m.auc)}"
+    return table
+
+
+def _span_tables(m: evaluate.SpanReport) -> list[Table]:
+    rule = "exact boundaries" if m.match == "exact" else "overlap (>= 1 shared character)"
+    overall = Table(title=f"spans, type-agnostic, {rule}", header_style="bold",
+                    pad_edge=False)
+    for col in ("gold", "found", "predicted", "correct", "recall", "precision", "F1", "F2"):
+        overall.add_column(col, justify="right", no_wrap=True)
+    o = m.overall
+    overall.add_row(str(o.gold), str(o.found), str(o.predicted), str(o.correct),
+                    _f(o.recall), _f(o.precision), _f(o.f(1.0)), _f(o.f(2.0)))
+
+    per_type = Table(title="per type", header_style="bold", pad_edge=False)
+    per_type.add_column("type", no_wrap=True)
+    per_type.add_column("kinds", no_wrap=True)
+    for col in ("gold", "recall", "predicted", "precision"):
+        per_type.add_column(col, justify="right", no_wrap=True)
+    for t, c in sorted(m.per_type.items(), key=lambda kv: (-kv[1].gold, kv[0])):
+        style = "bold" if t in m.structured_types else ""
+        per_type.add_row(f"[{style}]{t}[/]" if style else t,
+                         ",".join(evaluate.accepted(m.mapping, t)), str(c.gold),
+                         _f(c.recall), str(c.predicted), _f(c.precision))
+    s = m.structured
+    per_type.add_row("[cyan]structured[/]", "", str(s.gold), _f(s.recall), str(s.predicted),
+                     _f(s.precision))
+    if m.unmapped_kinds:
+        per_type.caption = "kinds no type maps to: " + ", ".join(
+            f"{k} ({n})" for k, n in sorted(m.unmapped_kinds.items()))
+    return [overall, per_type]
+
+
+def _misses_table(m: evaluate.SpanReport, rows: list[evaluate.Row], limit: int) -> Table:
+    texts = {r.line: r.text for r in rows}
+    table = Table(title="misses and false alarms", header_style="bold", pad_edge=False)
+    for col in ("what", "line", "type/kind"):
+        table.add_column(col, no_wrap=True)
+    table.add_column("text", overflow="ellipsis", no_wrap=True, ratio=1)
+    for what, misses in (("missed", m.missed), ("spurious", m.spurious)):
+        for miss in misses[:limit]:
+            excerpt = texts.get(miss.line, "")[miss.start:miss.end].replace("\n", " ")
+            table.add_row(what, str(miss.line), miss.type, repr(excerpt))
+    return table
+
+
+def _latency_table(lat: evaluate.LatencyReport) -> Table:
+    table = Table(title="latency (ms)", header_style="bold", pad_edge=False)
+    table.add_column("input", no_wrap=True)
+    for col in ("n", "mean", "p50", "p95", "p99", "max"):
+        table.add_column(col, justify="right", no_wrap=True)
+
+    def row(label: str, s: evaluate.LatencyStats) -> None:
+        table.add_row(label, str(s.n), *(_ms(v) for v in (s.mean_ms, s.p50_ms, s.p95_ms,
+                                                          s.p99_ms, s.max_ms)))
+
+    if lat.overall is not None:
+        row("all rows", lat.overall)
+    for name, stats in lat.by_bucket.items():
+        row(f"rows {name} chars", stats)
+    for length, stats in lat.by_length.items():
+        row(f"{length} chars", stats)
+    return table
