@@ -118,6 +118,10 @@ DEFAULT_SCANNER = {"spans": "pii", "classification": "injection"}
               help="timed repetitions per input in --lengths")
 @click.option("--samples", type=click.IntRange(1), default=10, show_default=True,
               help="distinct inputs per length in --lengths")
+@click.option("--schema", "schema_name", type=click.Choice(["classification", "spans"]),
+              default=None,
+              help="read rows in this schema (default: from the first row; spans when a "
+                   "row has both label and entities)")
 @click.option("--limit", type=click.IntRange(1), default=None, help="only the first N rows")
 @click.option("--errors", type=click.IntRange(0), default=0, metavar="N",
               help="list up to N misses and false alarms (line numbers)")
@@ -125,12 +129,13 @@ DEFAULT_SCANNER = {"spans": "pii", "classification": "injection"}
 def guard_eval(dataset: str, scanner_name: str | None, option_pairs: tuple[str, ...],
                threshold: float, kinds: str | None, strict: bool, map_pairs: tuple[str, ...],
                structured: str | None, target_fpr: float | None, sweep: bool,
-               lengths: str | None, repeat: int, samples: int, limit: int | None,
-               errors: int, as_json: bool) -> None:
+               lengths: str | None, repeat: int, samples: int,
+               schema_name: evaluate.Schema | None, limit: int | None, errors: int,
+               as_json: bool) -> None:
     """Precision, recall, F1/F2, balanced accuracy, false-positive rate and latency of a
     scanner on labelled JSONL: {"text", "label"} rows or {"text", "entities"} rows."""
     try:
-        schema, rows = evaluate.load_dataset(dataset, limit)
+        schema, rows = evaluate.load_dataset(dataset, limit, schema_name)
     except evaluate.DatasetError as exc:
         raise click.ClickException(str(exc)) from exc
     name = scanner_name or DEFAULT_SCANNER[schema]

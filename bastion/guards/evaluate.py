@@ -48,7 +48,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from bastion.guards.base import Finding, ScanContext
+from bastion.guards.base import Finding, ScanContext, Source, Stage
 
 Schema = Literal["classification", "spans"]
 MatchRule = Literal["overlap", "exact"]
@@ -114,6 +114,11 @@ class Row:
     label: int | None = None  # classification rows
     entities: tuple[Span, ...] = ()  # span rows
     lang: str | None = None
+    # optional per-row context: "stage" (input/output), "source" (prompt, document,
+    # completion...), "values" (ScanContext.values: canary tokens, the system prompt...)
+    stage: Stage = "input"
+    source: Source = "prompt"
+    values: Mapping[str, Any] = field(default_factory=dict)
 
 
 def detect_schema(obj: Any) -> Schema:
@@ -128,13 +133,33 @@ def detect_schema(obj: Any) -> Schema:
     raise ValueError('a row needs "label" (classification) or "entities" (spans)')
 
 
+STAGES: tuple[Stage, ...] = ("input", "output")
+SOURCES: tuple[Source, ...] = ("prompt", "system", "document", "tool", "completion")
+
+
+def _context_fields(obj: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    lang = obj.get("lang")
+    out["lang"] = lang if isinstance(lang, str) and lang else None
+    stage = obj.get("stage", "input")
+    if stage not in STAGES:
+        raise ValueError(f'"stage" must be one of {", ".join(STAGES)}, not {stage!r}')
+    source = obj.get("source", "completion" if stage == "output" else "prompt")
+    if source not in SOURCES:
+        raise ValueError(f'"source" must be one of {", ".join(SOURCES)}, not {source!r}')
+    values = obj.get("values", {})
+    if not isinstance(values, dict):
+        raise ValueError('"values" must be an object')
+    out.update(stage=stage, source=source, values=values)
+    return out
+
+
 def parse_row(obj: Any, line: int, schema: Schema) -> Row:
     """One row in ``schema``; ``ValueError`` says what is wrong (the caller adds where)."""
     if not isinstance(obj, dict) or not isinstance(obj.get("text"), str):
         raise ValueError('expected a JSON object with a string "text"')
     text: str = obj["text"]
-    lang = obj.get("lang")
-    lang = lang if isinstance(lang, str) and lang else None
+    context = _context_fields(obj)
     if schema == "classification":
         label = obj.get("label")
         if label is None:
@@ -143,7 +168,7 @@ def parse_row(obj: Any, line: int, schema: Schema) -> Row:
             label = int(label)
         if label not in (0, 1) or isinstance(label, float):
             raise ValueError(f'"label" must be 0 or 1, not {label!r}')
-        return Row(line, text, label=label, lang=lang)
+        return Row(line, text, label=label, **context)
     entities = obj.get("entities")
     if not isinstance(entities, list):
         raise ValueError('"entities" must be a list (the dataset is in the span schema)')
@@ -162,13 +187,13 @@ def parse_row(obj: Any, line: int, schema: Schema) -> Row:
         if not isinstance(kind, str) or not kind:
             raise ValueError(f'entity {i}: "type" must be a non-empty string')
         spans.append(Span(start, end, kind))
-    return Row(line, text, entities=tuple(spans), lang=lang)
+    return Row(line, text, entities=tuple(spans), **context)
 
 
-def read_rows(lines: Iterable[str], source: str = "<input>",
-              limit: int | None = None) -> tuple[Schema, list[Row]]:
-    """Rows from JSONL lines (blank lines skipped); the first row fixes the schema."""
-    schema: Schema | None = None
+def read_rows(lines: Iterable[str], source: str = "<input>", limit: int | None = None,
+              schema: Schema | None = None) -> tuple[Schema, list[Row]]:
+    """Rows from JSONL lines (blank lines skipped); the first row fixes the schema unless
+    one is given (a row with both ``label`` and ``entities`` is read as spans by default)."""
     rows: list[Row] = []
     for number, raw in enumerate(lines, start=1):
         if not raw.strip():
@@ -185,14 +210,15 @@ def read_rows(lines: Iterable[str], source: str = "<input>",
             rows.append(parse_row(obj, number, schema))
         except ValueError as exc:
             raise DatasetError(f"{source}:{number}: {exc}") from None
-    if schema is None:
+    if schema is None or not rows:
         raise DatasetError(f"{source}: no rows")
     return schema, rows
 
 
-def load_dataset(path: str | Path, limit: int | None = None) -> tuple[Schema, list[Row]]:
+def load_dataset(path: str | Path, limit: int | None = None,
+                 schema: Schema | None = None) -> tuple[Schema, list[Row]]:
     with open(path, encoding="utf-8") as fh:
-        return read_rows(fh, str(path), limit)
+        return read_rows(fh, str(path), limit, schema)
 
 
 # -- running ----------------------------------------------------------------------------
@@ -215,7 +241,8 @@ def timed(detector: Detector) -> TimedDetector:
 
 
 def context_for(row: Row) -> ScanContext:
-    return ScanContext(stage="input", source="prompt", language=row.lang)
+    return ScanContext(stage=row.stage, source=row.source, values=dict(row.values),
+                       language=row.lang)
 
 
 def run_rows(detector: TimedDetector, rows: Sequence[Row], warmup: bool = True) -> list[RowRun]:
@@ -716,8 +743,7 @@ def time_lengths(detector: TimedDetector, rows: Sequence[Row], lengths: Sequence
     """Latency on inputs of exact lengths: per length, ``samples`` inputs are each scanned
     once untimed (warm-up) and then ``repeats`` times, timed."""
     texts = [r.text for r in rows]
-    lang = next((r.lang for r in rows if r.lang), None)
-    ctx = ScanContext(stage="input", source="prompt", language=lang)
+    ctx = context_for(rows[0]) if rows else ScanContext()
     out: dict[int, LatencyStats] = {}
     for length in lengths:
         inputs = length_inputs(texts, length, samples)

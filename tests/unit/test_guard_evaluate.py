@@ -225,6 +225,34 @@ def test_malformed_rows_name_their_line(lines: list[str], message: str) -> None:
         ev.read_rows(lines, "data.jsonl")
 
 
+def test_row_context_reaches_the_detector() -> None:
+    seen: list[ScanContext] = []
+
+    def detector(text: str, ctx: ScanContext) -> list[Finding]:
+        seen.append(ctx)
+        return []
+
+    _, rows = ev.read_rows([
+        '{"text": "a", "label": 1, "stage": "output", "values": {"canary": "c4n4ry"}}',
+        '{"text": "b", "label": 0, "source": "document", "lang": "fr"}',
+    ])
+    ev.run_rows(ev.timed(detector), rows, warmup=False)
+    assert (seen[0].stage, seen[0].source, seen[0].values) == (
+        "output", "completion", {"canary": "c4n4ry"})
+    assert (seen[1].stage, seen[1].source, seen[1].language) == ("input", "document", "fr")
+    with pytest.raises(ev.DatasetError, match=r":1: \"source\" must be one of"):
+        ev.read_rows(['{"text": "a", "label": 1, "source": "email"}'])
+
+
+def test_a_row_with_label_and_entities_reads_as_either_schema() -> None:
+    line = '{"text": "key sk-1", "label": 1, "entities": [{"start": 4, "end": 8, "type": "S"}]}'
+    assert ev.read_rows([line])[0] == "spans"
+    schema, rows = ev.read_rows([line], schema="classification")
+    assert schema == "classification" and rows[0].label == 1
+    with pytest.raises(ev.DatasetError, match=r":1: missing \"label\""):
+        ev.read_rows(['{"text": "a", "entities": []}'], schema="classification")
+
+
 def test_limit_stops_reading_before_bad_rows() -> None:
     _, rows = ev.read_rows(['{"text": "a", "label": 0}', "{bad"], limit=1)
     assert len(rows) == 1
