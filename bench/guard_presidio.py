@@ -136,6 +136,7 @@ def ours(options: Mapping[str, Any]) -> ev.TimedDetector:
     return ev.timed(scanner.scan)
 
 
+STRUCTURED = ev.STRUCTURED_TYPES
 NOT_PII = frozenset({"SECRET"})  # span sets of other scanners (the secrets helper's)
 
 
@@ -193,6 +194,8 @@ def main() -> int:
     parser.add_argument("--samples", type=int, default=5)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--limit", type=int, default=None)
+    parser.add_argument("--all-types", action="store_true",
+                        help="per-type table for every type, not only structured ones")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
 
@@ -238,13 +241,13 @@ def main() -> int:
              "exact": r["exact"].to_dict(), "latency": r["latency"].to_dict()}
             for r in results]}, indent=2))
         return 0
-    print_tables(results, info, lengths)
+    print_tables(results, info, lengths, args.all_types)
     return 0
 
 
 def print_tables(results: list[dict[str, Any]], info: dict[str, Any],
-                 lengths: Sequence[int]) -> None:
-    console = Console(width=max(Console().width, 150))
+                 lengths: Sequence[int], all_types: bool = False) -> None:
+    console = Console(width=max(Console().width, 170))
     main_table = Table(title="PII: Presidio vs. Bastion (type-agnostic spans; latency ms "
                              "p50 / p95)", header_style="bold", pad_edge=False)
     for col in ("dataset", "system", "rows", "F2", "recall", "precision", "F2 exact",
@@ -263,7 +266,8 @@ def print_tables(results: list[dict[str, Any]], info: dict[str, Any],
         )
     console.print(main_table)
 
-    per_type = Table(title="structured types: recall / precision (overlap)",
+    per_type = Table(title=("per type" if all_types else "structured types")
+                     + ": recall / precision (overlap)",
                      header_style="bold", pad_edge=False)
     per_type.add_column("dataset", no_wrap=True)
     per_type.add_column("type", no_wrap=True)
@@ -276,7 +280,8 @@ def print_tables(results: list[dict[str, Any]], info: dict[str, Any],
         by_dataset.setdefault(r["dataset"], {})[r["system"]] = r["overlap"]
     for dataset, reports in by_dataset.items():
         types = sorted({t for rep in reports.values() for t in rep.per_type
-                        if t in rep.structured_types})
+                        if all_types or t in rep.structured_types},
+                       key=lambda t: (t not in STRUCTURED, t))
         for t in types:
             gold = max(rep.per_type[t].gold if t in rep.per_type else 0
                        for rep in reports.values())
