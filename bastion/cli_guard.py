@@ -245,8 +245,9 @@ def _span_tables(m: evaluate.SpanReport) -> list[Table]:
                          ",".join(evaluate.accepted(m.mapping, t)), str(c.gold),
                          _f(c.recall), str(c.predicted), _f(c.precision))
     s = m.structured
-    per_type.add_row("[cyan]structured[/]", "", str(s.gold), _f(s.recall), str(s.predicted),
-                     _f(s.precision))
+    if s.gold or s.predicted:
+        per_type.add_row("[cyan]structured[/]", "", str(s.gold), _f(s.recall),
+                         str(s.predicted), _f(s.precision))
     if m.unmapped_kinds:
         per_type.caption = "kinds no type maps to: " + ", ".join(
             f"{k} ({n})" for k, n in sorted(m.unmapped_kinds.items()))

@@ -247,11 +247,11 @@ def context_for(row: Row) -> ScanContext:
 
 def run_rows(detector: TimedDetector, rows: Sequence[Row], warmup: bool = True) -> list[RowRun]:
     """Each row through the detector, in order. An exception names the row's line."""
-    if warmup and rows:
-        detector(rows[0].text, context_for(rows[0]))
     runs = []
-    for row in rows:
+    for i, row in enumerate(rows):
         try:
+            if warmup and i == 0:
+                detector(row.text, context_for(row))
             findings, seconds = detector(row.text, context_for(row))
         except Exception as exc:
             raise RuntimeError(f"line {row.line}: the detector failed: {exc!r}") from exc
