@@ -79,7 +79,7 @@ WORDS: dict[str, dict[str, tuple[str, ...]]] = {
         "en": ("born", "birth", "dob", "d.o.b", "birthday", "b."),
         "de": ("geboren", "geb.", "geburt", "geburtsdatum", "geburtstag"),
         "fr": ("né le", "née le", "né", "née", "naissance", "date de naissance"),
-        "es": ("nacido", "nacida", "nació", "nacimiento", "fecha de nacimiento"),
+        "es": ("nacido", "nacida", "nació", "nací", "nacimiento", "fecha de nacimiento"),
         "it": ("nato", "nata", "nascita", "data di nascita"),
         "nl": ("geboren", "geboortedatum", "geb.", "geboorte"),
     },
@@ -98,6 +98,17 @@ WORDS: dict[str, dict[str, tuple[str, ...]]] = {
         "es": ("dirección", "direccion", "vive", "vivo", "domicilio", "envío", "envio"),
         "it": ("indirizzo", "abito", "abita", "residente", "domicilio", "consegna"),
         "nl": ("adres", "woon", "woont", "woonachtig", "bezorg"),
+    },
+    # numbers that pass a checksum by chance but are named as something else
+    "NOT_PII_NUMBER": {
+        "en": ("order", "tracking", "invoice", "ticket", "ref", "reference", "transaction",
+               "shipment", "parcel", "serial", "build", "version", "isbn", "sku"),
+        "de": ("bestellnummer", "bestellung", "sendungsnummer", "rechnungsnummer", "rechnung",
+               "auftrag", "ticket", "seriennummer"),
+        "fr": ("commande", "facture", "suivi", "colis", "référence", "ticket"),
+        "es": ("pedido", "factura", "seguimiento", "referencia", "envío"),
+        "it": ("ordine", "fattura", "spedizione", "riferimento"),
+        "nl": ("bestelling", "bestelnummer", "factuur", "zending", "referentie"),
     },
     "IP_ADDRESS": {
         "en": ("ip", "address", "host", "server", "client"),

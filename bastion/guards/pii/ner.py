@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from bastion.guards.base import Finding
+from bastion.guards.pii.context import WORDS
 
 # package -> (model directory inside it, {file: sha256}); only the files a pipeline
 # restricted to "ner" reads
@@ -132,8 +133,20 @@ waarom en maar niet ja nee met voor op
 # words the model tends to tag ORG that name a kind of identifier, not an organisation
 _NOT_ENTITIES = frozenset(str.split("""
 iban bic swift ssn ssns mac ip ipv4 ipv6 dni nie nif bsn nino cf plz zip dob url id pin cvv
-cvc tin vat nir insee email e-mail tel fax phone api sms otp gps ceo cto cfo hr
+cvc tin vat nir insee email e-mail tel fax phone api sms otp gps ceo cto cfo hr q1 q2 q3 q4
+eur usd gbp chf jpy
 """))
+# words an entity may not consist of alone: sentence words in the six languages and the
+# context words of the pattern recognizers (the English model tags "Meine Steuer-ID",
+# "Tarjeta de crédito" or "Sie mich" in other languages' text)
+_FILLER = _OPENERS | _NOT_ENTITIES | frozenset(
+    w for by_lang in WORDS.values() for words in by_lang.values() for w in words if " " not in w
+) | frozenset(str.split("""
+mich mir dich dir sich uns euch ihnen meine meinen meinem meiner deine seine ihre unsere
+sehr gut bitte nummer adresse konto karte me te se le nos al del lo ce cette ces sa son leur
+votre vos moi toi lui mi tu su sus mio tuo suo mij je jouw uw hun haar zijn
+"""))
+_TOKEN = re.compile(r"[^\s,;:()]+")
 _SEGMENT = re.compile(r"[^\n.!?]*(?:[.!?]+|\n|$)")
 _CAPWORD = re.compile(r"(?<![\w'])[^\W\d_][\w'\u2019\-]*")
 
@@ -185,8 +198,10 @@ class NerFinder:
                 kind, score = mapped
                 start, end = offset + ent.start_char, offset + ent.end_char
                 surface = ent.text
-                if (not any(c.isalpha() for c in surface) or len(surface.strip()) < 2
-                        or surface.lower() in _NOT_ENTITIES):
+                if not any(c.isalpha() for c in surface) or len(surface.strip()) < 2:
+                    continue
+                words = _TOKEN.findall(surface.lower())
+                if all(w.strip(".'\u2019") in _FILLER for w in words):
                     continue
                 if kind in ("PERSON", "ORGANIZATION") and surface.islower():
                     score -= 0.3

@@ -48,7 +48,10 @@ class PhoneFinder:
             digits = sum(c.isdigit() for c in raw)
             if not 7 <= digits <= 15 or _DATE_LIKE.match(raw) or _IPV4_LIKE.match(raw):
                 continue
-            score = self._score(raw, ctx.near("PHONE_NUMBER", m.start(), m.end()))
+            near = ctx.near("PHONE_NUMBER", m.start(), m.end())
+            score = self._score(raw, near)
+            if score and not near and ctx.near("NOT_PII_NUMBER", m.start(), m.end(), 32, 0):
+                score = min(score, 0.3)
             if score:
                 out.append(Finding("PHONE_NUMBER", m.start(), m.end(), score, "phone"))
         return out
