@@ -51,6 +51,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 import orjson
 
 from bastion.errors import NotFound
+from bastion.observe.pricing import PriceBook
 from bastion.observe.procs import pid_alive
 from bastion.observe.resources import Gpus, sample_process
 from bastion.server.types import Request, Response
@@ -502,6 +503,12 @@ def shared_dir_for(settings: Settings) -> SharedDir | None:
 
 
 # ---------------------------------------------------------------------- the metrics
+def _token_prices(settings: Settings) -> dict[str, tuple[float, float, float]]:
+    """Deployment -> (input, output, cached) USD per 1M tokens, for the cost counter."""
+    return {name: (p.input, p.output, p.cached)
+            for name, p in PriceBook.from_settings(settings).prices.items()}
+
+
 class Metrics:
     """This process's metrics: the request observer, the guard and cache hooks, the
     background snapshot task and the ``/metrics`` endpoint."""
@@ -521,6 +528,7 @@ class Metrics:
         self.state = State(os.urandom(8).hex())
         self._rows = self.state.rows
         self._providers = {spec.name: spec.backend for spec in settings.models}
+        self._prices = _token_prices(settings)
         self._guard = self.state.counters["bastion_guard_decisions_total"]
         self._cache = self.state.counters["bastion_cache_requests_total"]
         self._task: asyncio.Task[None] | None = None
@@ -528,7 +536,8 @@ class Metrics:
 
     # ------------------------------------------------------------------ hot path
     def observe(self, ctx: RequestContext) -> None:
-        """Adds one finished request to its row (see the module docstring)."""
+        """Adds one finished request to its row (see the module docstring). Written for
+        the interpreter: locals over attributes, no method calls but ``bisect``."""
         operation = ctx.operation or _OPERATIONS.get(ctx.endpoint)
         if operation is None:
             return  # health, admin, /metrics: not a GenAI operation
@@ -543,43 +552,58 @@ class Metrics:
         row = self._rows.get(key)
         if row is None:
             row = self._rows[key] = [0.0] * ROW_SIZE
+        received = ctx.received_at
         finished = ctx.finished_at or time.perf_counter()
         row[_REQUESTS] += 1
-        duration = finished - ctx.received_at
+        duration = finished - received
         row[_DUR + bisect_left(DURATION_BUCKETS, duration)] += 1
         row[_DUR_SUM] += duration
         stream = ctx.stream
-        overhead = ctx.overhead((ctx.backend_headers_at or finished) if stream else finished)
+        # ctx.overhead(), inlined: elapsed less the wait for the backend
+        started = ctx.backend_started_at
+        end = (ctx.backend_headers_at or finished) if stream else finished
+        if started is None:
+            overhead = end - received
+        else:
+            waited = (ctx.backend_headers_at if stream else ctx.backend_done_at) or end
+            overhead = max(0.0, end - received - (waited - started))
         row[_OVH + bisect_left(OVERHEAD_BUCKETS, overhead)] += 1
         row[_OVH_SUM] += overhead
         if ctx.attempts > 1:
             row[_RETRIES] += ctx.attempts - 1
         usage = ctx.usage
-        completion: Any = None
-        if usage:
-            prompt = usage.get("prompt_tokens")
-            if prompt.__class__ is int:
-                row[_TIN + bisect_left(TOKEN_BUCKETS, prompt)] += 1
-                row[_TIN_SUM] += prompt
-                details = usage.get("prompt_tokens_details")
-                if details.__class__ is dict and details.get("cached_tokens").__class__ is int:
-                    row[_CACHED] += details["cached_tokens"]
-            completion = usage.get("completion_tokens")
-            if completion.__class__ is int:
-                row[_TOUT + bisect_left(TOKEN_BUCKETS, completion)] += 1
-                row[_TOUT_SUM] += completion
+        if not usage:
+            return
+        prompt = usage.get("prompt_tokens")
+        cached = 0
+        if prompt.__class__ is int:
+            row[_TIN + bisect_left(TOKEN_BUCKETS, prompt)] += 1
+            row[_TIN_SUM] += prompt
+            details = usage.get("prompt_tokens_details")
+            if details.__class__ is dict and details.get("cached_tokens").__class__ is int:
+                cached = min(details["cached_tokens"], prompt)
+                row[_CACHED] += cached
+        else:
+            prompt = 0
+        completion = usage.get("completion_tokens")
+        if completion.__class__ is int:
+            row[_TOUT + bisect_left(TOKEN_BUCKETS, completion)] += 1
+            row[_TOUT_SUM] += completion
+        else:
+            completion = 0
         first = ctx.first_token_at
         if stream and not error and first is not None:
-            ttft = first - ctx.received_at
+            ttft = first - received
             row[_TTFT + bisect_left(TTFT_BUCKETS, ttft)] += 1
             row[_TTFT_SUM] += ttft
-            if completion.__class__ is int and completion > 1:
+            if completion > 1:
                 tpot = max(0.0, (ctx.last_token_at or finished) - first) / (completion - 1)
                 row[_TPOT + bisect_left(TPOT_BUCKETS, tpot)] += 1
                 row[_TPOT_SUM] += tpot
-        cost = getattr(ctx, "cost", None)
-        if cost:
-            row[_COST] += cost
+        price = self._prices.get(deployment)
+        if price is not None:  # the token part; a price per hour is the trace's (ingest)
+            row[_COST] += ((prompt - cached) * price[0] + cached * price[2]
+                           + completion * price[1]) / 1_000_000
 
     def guard_hit(self, scanner: str, action: str) -> None:
         """A guard scanner decided ``action`` (e.g. block, redact, flag)."""
@@ -600,6 +624,7 @@ class Metrics:
         if self.gateway is not None:
             self._sample_router(self.gateway.router)
             self._providers = {s.name: s.backend for s in self.gateway.settings.models}
+            self._prices = _token_prices(self.gateway.settings)
         proc = sample_process()
         me = (str(self.pid),)
         gauges["bastion_workers"][()] = 1

@@ -146,20 +146,23 @@ def test_stream_timings_use_the_first_and_last_token() -> None:
     assert value(got, overhead, overhead + "_sum") == pytest.approx(0.002)
 
 
-def test_cached_tokens_and_cost_when_the_context_has_them() -> None:
-    class CostedContext(RequestContext):  # until the pricing stage sets ctx.cost
-        cost: float
-
-    metrics = m.Metrics(settings())
-    ctx = CostedContext("r", "/v1/chat/completions", 1.0, model="chat", backend="gpu-a")
+def test_cached_tokens_and_cost_from_the_deployments_price() -> None:
+    models = [{"name": "gpu-a", "backend": "openai", "base_url": "http://127.0.0.1:9/v1",
+               "alias": "chat", "pricing": {"input": 10.0, "output": 30.0, "cached": 1.0}},
+              {"name": "free", "backend": "openai", "base_url": "http://127.0.0.1:9/v1",
+               "alias": "chat"}]
+    metrics = m.Metrics(load_settings(env={}, overrides={"models": models}))
+    ctx = RequestContext("r", "/v1/chat/completions", 1.0, model="chat", backend="gpu-a")
     ctx.finished_at = 1.2
     ctx.usage = {"prompt_tokens": 100, "completion_tokens": 3,
                  "prompt_tokens_details": {"cached_tokens": 64}}
-    ctx.cost = 0.0025
     metrics.observe(ctx)
-    metrics.observe(chat())  # no cost attribute at all
+    free = chat()
+    free.backend = "free"
+    metrics.observe(free)  # no price: no cost
     got = scrape(metrics)
-    assert value(got, "bastion_cost_usd", model="chat") == pytest.approx(0.0025)
+    # (100 - 64) * 10 + 64 * 1 + 3 * 30 = 514 USD per 1M tokens; the free one adds 0
+    assert value(got, "bastion_cost_usd", model="chat") == pytest.approx(514e-6)
     assert value(got, "bastion_cached_tokens", model="chat") == 64
 
 

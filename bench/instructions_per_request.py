@@ -1,0 +1,126 @@
+#!/usr/bin/env python3
+"""Gateway instructions per request, tracing/metrics on vs. off: a count that does not move
+with the machine's load (this machine has 2 noisy cores and no hardware counters).
+
+    .venv/bin/python bench/instructions_per_request.py [--modes off,tracing,metrics,on]
+        [--seconds 20] [--conc 8] [--annotate]
+
+Each mode starts ``bastion serve`` (bench/bastion-bench.yaml, the shared harness's fake
+upstream, as bench/tracing_overhead.py does) under ``valgrind --tool=callgrind
+--instr-atstart=no``, warms it up, turns instrumentation on with ``callgrind_control``,
+drives wrk at c=--conc for --seconds, turns it off and divides the instructions executed
+by the gateway process (every thread; not the ingest child, which valgrind does not
+follow) by the requests wrk completed. ``--annotate`` prints each mode's top functions
+(C level: the interpreter's own frames show up as _PyEval_EvalFrameDefault).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from cpu_per_request import HARNESS, ROOT, start, stop, wait_ok, wrk
+
+MODES = {
+    "off": {"BASTION_TRACING__ENABLED": "false", "BASTION_METRICS__ENABLED": "false"},
+    "tracing": {"BASTION_TRACING__ENABLED": "true", "BASTION_METRICS__ENABLED": "false"},
+    "metrics": {"BASTION_TRACING__ENABLED": "false", "BASTION_METRICS__ENABLED": "true"},
+    "on": {"BASTION_TRACING__ENABLED": "true", "BASTION_METRICS__ENABLED": "true"},
+}
+
+
+def control(pid: int, *args: str) -> None:
+    subprocess.run(["callgrind_control", *args, str(pid)], check=True,
+                   capture_output=True, timeout=120)
+
+
+def run(mode: str, args: argparse.Namespace, env: dict[str, str], tmp: Path,
+        key: str) -> tuple[float, int, Path]:
+    home = tmp / mode
+    home.mkdir()
+    out = home / "callgrind.out"
+    env = dict(env, BASTION_HOME=str(home), BASTION_TRACING__CONTENT=args.content,
+               **MODES[mode])
+    py = str(ROOT / ".venv/bin/python")
+    cmd = ["valgrind", "--tool=callgrind", "--instr-atstart=no", f"--callgrind-out-file={out}",
+           py, "-m", "bastion", "serve", "--config", str(ROOT / "bench/bastion-bench.yaml"),
+           "--port", str(args.port)]
+    gw = start(cmd, env, None, home / "bastion.log")
+    url = f"http://127.0.0.1:{args.port}/v1/chat/completions"
+    try:
+        wait_ok(url, key, timeout=300)
+        wrk(url, key, args.conc, 5, False, None)  # warm-up
+        control(gw.pid, "--instr=on")
+        result = wrk(url, key, args.conc, args.seconds, False, None)
+        control(gw.pid, "--instr=off")
+        control(gw.pid, "--dump")
+    finally:
+        if gw.poll() is None:
+            os.killpg(gw.pid, signal.SIGTERM)
+            try:
+                gw.wait(300)
+            except subprocess.TimeoutExpired:
+                stop(gw)
+    dumps = sorted(home.glob("callgrind.out*"))
+    total = 0
+    for dump in dumps:
+        text = dump.read_text(errors="replace")
+        counts = [int(v) for v in re.findall(r"^(?:summary|totals):\s+(\d+)", text, re.M)]
+        total = max([total, *counts])
+    n = max(int(result["requests"]) - int(result["errors"]), 1)
+    best = max(dumps, key=lambda p: p.stat().st_size)
+    return total / n, n, best
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--modes", default="off,tracing,metrics,on")
+    ap.add_argument("--seconds", type=float, default=20)
+    ap.add_argument("--conc", type=int, default=8)
+    ap.add_argument("--content", default="redacted")
+    ap.add_argument("--annotate", action="store_true")
+    ap.add_argument("--port", type=int, default=15400)
+    ap.add_argument("--upstream-port", type=int, default=18400)
+    args = ap.parse_args()
+    for tool in ("wrk", "valgrind", "callgrind_control"):
+        if shutil.which(tool) is None:
+            sys.exit(f"{tool} not found")
+    key = "sk-ipr-" + os.urandom(8).hex()
+    tmp = Path(tempfile.mkdtemp(prefix="bastion-ipr-"))
+    env = dict(os.environ, FAKE_PORT=str(args.upstream_port), FAKE_HOST="127.0.0.1",
+               UPSTREAM_BASE=f"http://127.0.0.1:{args.upstream_port}/v1",
+               BASTION_MASTER_KEY=key, PYTHONPATH=str(ROOT))
+    up = start([str(ROOT / ".venv/bin/python"), str(HARNESS / "fake_upstream.py")], env, None,
+               tmp / "upstream.log")
+    results: dict[str, float] = {}
+    try:
+        for mode in args.modes.split(","):
+            per, n, dump = run(mode, args, env, tmp, key)
+            results[mode] = per
+            print(f"{mode:<8} {per:12,.0f} instructions/request over {n} requests  ({dump})",
+                  flush=True)
+            if args.annotate:
+                ann = subprocess.run(["callgrind_annotate", "--threshold=90", str(dump)],
+                                     capture_output=True, text=True)
+                print("\n".join(ann.stdout.splitlines()[:45]))
+    finally:
+        stop(up)
+    base = results.get("off")
+    if base:
+        for mode, per in results.items():
+            print(f"{mode:<8} {per / base:6.3f}x of off  ({per - base:+,.0f} instructions)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
