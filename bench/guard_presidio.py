@@ -7,8 +7,9 @@
     .venv/bin/python bench/guard_presidio.py --json > out.json
 
 Data: ``../shared/data/pii_dev_en.jsonl`` and every ``bench/guard_data/*.jsonl`` in the span
-schema with PII entity types (classification sets and the secrets set are skipped), or the
-files given as arguments.
+schema with PII entity types or none at all (``pii_gen_neg.jsonl``: look-alikes, where the
+``false`` column counts false alarms); classification sets and the secrets sets are skipped.
+Or the files given as arguments.
 
 Presidio (``presidio-analyzer``, pinned below) runs in its own virtualenv
 (``.peerbench/presidio-venv``, created with pip on first use; never in .venv, never a
@@ -142,7 +143,8 @@ NOT_PII = frozenset({"SECRET"})  # span sets of other scanners (the secrets help
 
 def span_datasets(paths: Sequence[str]) -> list[Path]:
     """The files given, else the shared PII set and each generated span set whose entities
-    include a PII type."""
+    include a PII type, or that has no entities at all (look-alikes that must not be
+    flagged)."""
     if paths:
         return [Path(p) for p in paths]
     found = [SHARED_PII] if SHARED_PII.exists() else []
@@ -153,7 +155,7 @@ def span_datasets(paths: Sequence[str]) -> list[Path]:
             print(f"skipping {exc}", file=sys.stderr)
             continue
         types = {e.type for r in rows for e in r.entities}
-        if schema == "spans" and types - NOT_PII:
+        if schema == "spans" and (not types or types - NOT_PII):  # no types: look-alikes
             found.append(path)
     return found
 
@@ -250,8 +252,8 @@ def print_tables(results: list[dict[str, Any]], info: dict[str, Any],
     console = Console(width=max(Console().width, 170))
     main_table = Table(title="PII: Presidio vs. Bastion (type-agnostic spans; latency ms "
                              "p50 / p95)", header_style="bold", pad_edge=False)
-    for col in ("dataset", "system", "rows", "F2", "recall", "precision", "F2 exact",
-                "struct. R", "struct. P", "rows ms"):
+    for col in ("dataset", "system", "rows", "F2", "recall", "precision", "false",
+                "F2 exact", "struct. R", "struct. P", "rows ms"):
         main_table.add_column(col, justify="left" if col in ("dataset", "system") else "right",
                               no_wrap=True)
     for n in lengths:
@@ -260,7 +262,8 @@ def print_tables(results: list[dict[str, Any]], info: dict[str, Any],
         o, e, lat = r["overlap"], r["exact"], r["latency"]
         main_table.add_row(
             r["dataset"], r["system"], str(r["rows"]), _f(o.overall.f(2.0)),
-            _f(o.overall.recall), _f(o.overall.precision), _f(e.overall.f(2.0)),
+            _f(o.overall.recall), _f(o.overall.precision),
+            str(o.overall.predicted - o.overall.correct), _f(e.overall.f(2.0)),
             _f(o.structured.recall), _f(o.structured.precision), _ms(lat.overall),
             *(_ms(lat.by_length.get(n)) for n in lengths),
         )
