@@ -225,7 +225,7 @@ def test_plain_date_is_not_a_birth_date() -> None:
 ])
 def test_street_addresses(text: str, address: str) -> None:
     got = found(text, "STREET_ADDRESS")
-    assert len(got) == 1 and got[0].startswith(address)
+    assert got and got[0].startswith(address)
 
 
 def test_postcodes() -> None:
@@ -284,3 +284,39 @@ def test_detail_never_contains_the_value() -> None:
     text = "a@b.io 4111111111111111 DE89370400440532013000 192.168.0.1 +49 30 12345678"
     for f in scan(text):
         assert text[f.start:f.end] not in f.detail
+
+
+# --- cue phrases and generic address forms ------------------------------------------------
+
+@pytest.mark.parametrize("text, name", [
+    ("Please ask Mr. Leiva about it", "Mr. Leiva"),
+    ("Sehr geehrte Frau Schmidt,", "Frau Schmidt"),
+    ("my name is rubija", "rubija"),
+    ("Je m'appelle Claire Dubois.", "Claire Dubois"),
+    ("Hola, me llamo Lucía", "Lucía"),
+    ("Mijn naam is Sanne de Vries", "Sanne"),
+])
+def test_cued_names(text: str, name: str) -> None:
+    got = found(text, "PERSON")
+    assert got and got[0].startswith(name)
+
+
+def test_weak_cues_need_a_capitalised_name() -> None:
+    assert not found("I'm happy to help, this is fine", "PERSON")
+    assert found("Thanks, Maria", "PERSON") == ["Maria"]
+
+
+def test_ages() -> None:
+    assert found("This 74 year old female", "AGE") == ["74"]
+    assert found("He just turned 63 years old", "AGE") == ["63"]
+    assert found("Er ist 35 Jahre alt", "AGE") == ["35"]
+    assert not found("the 2019 report", "AGE")
+
+
+def test_units_boxes_and_numbered_streets() -> None:
+    text = "Billing address: 28245 Puruntie 82 Apt. 595, P.O. Box 242"
+    assert found(text, "STREET_ADDRESS") == ["28245 Puruntie 82", "Apt. 595", "P.O. Box 242"]
+    assert found("Kasimir-Bolnbach-Straße 12/73", "STREET_ADDRESS") == [
+        "Kasimir-Bolnbach-Straße 12/73"]
+    assert not found("In 2019 Windows 10 shipped", "STREET_ADDRESS")
+    assert not found("I have 3 cats and 4 dogs", "STREET_ADDRESS")

@@ -34,6 +34,7 @@ from bastion.guards.base import Finding, ScanContext, Scanner, merge_spans
 from bastion.guards.pii import structured
 from bastion.guards.pii.addresses import AddressFinder
 from bastion.guards.pii.context import LANGUAGES, ContextIndex, compile_patterns
+from bastion.guards.pii.cues import find_ages, find_cued_names
 from bastion.guards.pii.dates import find_dates
 from bastion.guards.pii.ner import DEFAULT_MODEL, MODELS, NER_KINDS, NerFinder
 from bastion.guards.pii.phones import PhoneFinder
@@ -43,7 +44,7 @@ STRUCTURED_KINDS = (
     "US_SSN", "DE_TAX_ID", "FR_NIR", "ES_NIF", "IT_FISCAL_CODE", "NL_BSN", "UK_NINO", "URL",
     "DATE_OF_BIRTH", "DATE_TIME", "ZIP_CODE", "STREET_ADDRESS",
 )
-KINDS = (*STRUCTURED_KINDS, "PERSON", "LOCATION", "ORGANIZATION", "NRP")
+KINDS = (*STRUCTURED_KINDS, "AGE", "PERSON", "LOCATION", "ORGANIZATION", "NRP")
 # national IDs only make sense with their language's context
 _ID_LANGUAGE = {"DE_TAX_ID": "de", "FR_NIR": "fr", "ES_NIF": "es", "IT_FISCAL_CODE": "it",
                 "NL_BSN": "nl", "UK_NINO": "en", "US_SSN": "en"}
@@ -76,6 +77,10 @@ class PiiScanner:
             steps.append((digit, find_dates))
         if wanted & {"STREET_ADDRESS", "ZIP_CODE"}:
             steps.append((digit, AddressFinder(languages, wanted)))
+        if "AGE" in wanted:
+            steps.append((digit, lambda text, _ctx: find_ages(text)))
+        if "PERSON" in wanted:
+            steps.append((None, lambda text, _ctx: find_cued_names(text)))
         self._steps = steps
         self._ner = (NerFinder(ner_model, ner_prefilter)
                      if ner and wanted & set(NER_KINDS[:4]) else None)

@@ -32,6 +32,8 @@ _STREETS: dict[str, str] = {
         r"|\b[A-ZÄÖÜ][a-zäöüß]+(?:er)?\s(?:Straße|Strasse|Str\.|Weg|Platz|Allee|Ring)"
         r"\s+\d{1,4}\s?[a-zA-Z]?\b"
         r"|\b(?:Am|An\sder|Im|In\sder|Auf\sdem|Zum|Zur)\s+[A-ZÄÖÜ][a-zäöüß]+\s+\d{1,4}[a-z]?\b"
+        r"|\b[A-ZÄÖÜ][a-zäöüß]+(?:-[A-Za-zäöüßÄÖÜ]+)*-(?:Straße|Strasse|Weg|Gasse|Platz|Allee"
+        r"|Ring|Damm)\s+\d{1,4}(?:[/\-]\d{1,4})?[a-z]?\b"
     ),
     "nl": (
         r"\b[A-Z][a-z\-]+(?:straat|laan|weg|plein|gracht|kade|singel|dijk|hof|steeg|dreef"
@@ -59,6 +61,21 @@ _TOWN_TAIL = re.compile(
     rf",?\s+(?:[A-Z]{{1,2}}-)?(?:\d{{4,5}}|\d{{4}}\s?[A-Z]{{2}})\s+{_CAP}(?:[\s\-]{_CAP})?"
     rf"|,\s+{_CAP}(?:\s{_CAP})?,\s+[A-Z]{{2}}\s+\d{{5}}(?:-\d{{4}})?"
 )
+
+# forms shared by every locale's addresses: a unit or box ("Apt. 595", "Suite 501",
+# "P.O. Box 242", "PSC 1437, Box 3833"), and "house number, street name, number" lines
+_UNIT_LINE = re.compile(
+    r"(?<![\w.])(?:(?:Apt|Apartment|Suite|Ste|Unit|Flat)\.?\s*#?\d{1,5}[A-Za-z]?"
+    r"|(?:P\.?\s?O\.?\s?Box|Postfach|Boîte postale|Apartado|Casella postale|Postbus"
+    r"|PSC|Box)\s+\d{1,6}(?:,\s*Box\s+\d{1,6})?)(?![\w])"
+)
+_NUMBERED_STREET = re.compile(
+    rf"(?<![\w.,\-])(?!(?:19|20)\d\d\b)\d{{1,6}}\s+(?:\d{{1,5}}\s+)?{_CAP}"
+    rf"(?:\s+(?:{_CAP}|do|da|de|del|la|le|van|der|den|von|u\.|rkp\.|ul\.)){{0,3}}"
+    r"\s+\d{1,5}[A-Za-z]?(?![\w\-]|[.,]\d)"
+)
+# a country or town and a postcode closing an address line: "Estonia 62488"
+_PLACE_POSTCODE = re.compile(rf"(?m)^[ \t>]*{_CAP}(?:[ \-]{_CAP})?[ \t]+(\d{{4,5}})[ \t]*$")
 
 _US_STATES = (
     "AL AK AZ AR CA CO CT DE FL GA HI ID IL IN IA KS KY LA ME MD MA MI MN MS MO MT NE NV NH NJ "
@@ -91,8 +108,15 @@ class AddressFinder:
                     end = tail.end()
                 score = 0.95 if ctx.near("STREET_ADDRESS", m.start(), end) else 0.85
                 out.append(Finding("STREET_ADDRESS", m.start(), end, score, "street form"))
+            for m in _UNIT_LINE.finditer(text):
+                out.append(Finding("STREET_ADDRESS", m.start(), m.end(), 0.8, "unit or box"))
+            for m in _NUMBERED_STREET.finditer(text):
+                score = 0.85 if ctx.near("STREET_ADDRESS", m.start(), m.end()) else 0.6
+                out.append(Finding("STREET_ADDRESS", m.start(), m.end(), score, "numbered street"))
         if self.zips:
             out.extend(self._postcodes(text, ctx))
+            for m in _PLACE_POSTCODE.finditer(text):
+                out.append(Finding("ZIP_CODE", m.start(1), m.end(1), 0.6, "place + postcode"))
         return out
 
     def _postcodes(self, text: str, ctx: ContextIndex) -> list[Finding]:

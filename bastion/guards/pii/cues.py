@@ -1,0 +1,78 @@
+"""Names and ages that a cue phrase announces: "Mr. Leiva", "Frau Schmidt", "my name is
+rubija", "je m'appelle Claire", "aged 74", "35 Jahre alt".
+
+The NER model misses a name written in lower case or standing alone after "my name is",
+and never reports ages; these phrases say what follows in any register.
+"""
+
+from __future__ import annotations
+
+import re
+
+from bastion.guards.base import Finding
+
+_NAME = r"[A-ZÄÖÜÀ-ÞŁŠŽ][\w'\u2019\-]+"
+_TITLES = (
+    r"Mr|Mrs|Ms|Miss|Mx|Dr|Prof|Sir|Herr|Frau|Hr|Fr|M|Mme|Mlle|Sr|Sra|Srta|Don|Doña|Sig"
+    r"|Sig\.ra|Dott|Dhr|Mevr|Mw"
+)
+_TITLED = re.compile(
+    rf"(?<![\w.])(?:{_TITLES})\.?\s+{_NAME}(?:\s+(?:van|von|de|der|den|la|le|di|da|del|ten"
+    rf"|ter|du|dos|das)?\s*{_NAME}){{0,2}}"
+)
+_WORD = r"[^\W\d_][\w'\u2019\-]+"
+_STOP = r"(?!(?i:and|und|et|y|e|en|from|at|in|I|is|was|but|or)\b)"
+# a cue that names what follows: the name may be written in lower case
+_CUE = re.compile(
+    r"(?i:my name is|my name's|i am called|call me|ich heiße|ich heisse|mein name ist"
+    r"|je m'appelle|je m\u2019appelle|mon nom est|me llamo|mi nombre es|mi chiamo"
+    r"|il mio nome è|ik heet|mijn naam is|(?:first|last|full|middle|sur|family|given) ?name"
+    r"(?: is|:)?|nombre:|nom:|name:)"
+    rf"\s+({_WORD}(?:[ \t]+{_STOP}{_WORD})?)"
+)
+# a weaker one ("I'm", "this is", a signature): only a capitalised name
+_WEAK_CUE = re.compile(
+    r"(?:\b(?i:i'm|i\u2019m|this is|regards,|thanks,|cheers,|signed)|^(?i:from:))"
+    rf"\s+({_NAME}(?:[ \t]+{_NAME})?)",
+    re.MULTILINE,
+)
+_NOT_NAMES = frozenset(str.split("""
+a an the not here there going sorry happy fine good glad ok okay sure just so very really
+from at in on with and looking writing calling trying interested new back done still also
+your his her their our my is was
+ein eine der die das nicht sehr gerade un une le la pas très un una el la no muy uno una il
+lo non molto een de het niet erg
+"""))
+_AGE = re.compile(
+    r"(?i)(?<![\w.])(?:(\d{1,3})[\s\-](?:years?|yrs?)[\s\-]old|aged\s+(\d{1,3})"
+    r"|age(?:\s+of)?:?\s+(\d{1,3})|turned\s+(\d{1,3})|(\d{1,3})\s+jahre\s+alt"
+    r"|(\d{1,3})\s+ans\b|(\d{1,3})\s+años|(\d{1,3})\s+anni\b|(\d{1,3})\s+jaar\s+oud)"
+    r"(?![\w])"
+)
+
+
+def find_cued_names(text: str) -> list[Finding]:
+    out = []
+    for m in _TITLED.finditer(text):
+        out.append(Finding("PERSON", m.start(), m.end(), 0.85, "title + name"))
+    for m in (*_CUE.finditer(text), *_WEAK_CUE.finditer(text)):
+        words = m.group(1).split()
+        while words and words[-1].lower() in _NOT_NAMES:
+            words.pop()
+        if not words or words[0].lower() in _NOT_NAMES:
+            continue
+        start = m.start(1)
+        end = start + len(" ".join(words)) if len(words) > 1 else start + len(words[0])
+        if text[start:end].split() != words:  # spacing other than one space: first word only
+            end = start + len(words[0])
+        out.append(Finding("PERSON", start, end, 0.75, "name cue"))
+    return out
+
+
+def find_ages(text: str) -> list[Finding]:
+    out = []
+    for m in _AGE.finditer(text):
+        group = next(i for i in range(1, 10) if m.group(i) is not None)
+        if 0 < int(m.group(group)) < 130:
+            out.append(Finding("AGE", m.start(group), m.end(group), 0.6, "age phrase"))
+    return out
