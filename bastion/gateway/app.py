@@ -181,7 +181,9 @@ class Gateway:
             endpoint = self._route(request)
             if request.path.startswith(("/v1/", "/api/")):
                 self._authenticate(request)
+                ctx.authenticated_at = time.perf_counter()
                 ctx.claim = self.admission.claim(request.header)
+                ctx.admitted_at = time.perf_counter()
             response = await endpoint(request, ctx)
         except BastionError as exc:
             ctx.status = exc.status

@@ -28,6 +28,11 @@ class RequestContext:
     request_id: str
     endpoint: str
     received_at: float  # time.perf_counter() when the request was parsed
+    # stage marks (perf_counter): three float stores instead of three Span objects; the
+    # trace builder turns them into the auth, admission and parse spans (stages())
+    authenticated_at: float | None = None
+    admitted_at: float | None = None
+    parsed_at: float | None = None  # the body is decoded and validated
     record_id: str = ""  # the trace's id when request_id is the client's (else request_id)
     model: str | None = None
     backend: str | None = None
@@ -63,6 +68,20 @@ class RequestContext:
     traceparent: str | None = None  # W3C trace context to propagate upstream
     trace_id: str | None = None  # OpenTelemetry ids of this request's span (hex)
     span_id: str | None = None
+
+    def stages(self) -> list[Span]:
+        """Every stage as a span: auth, admission and parse from their marks, then the
+        recorded ones (queue, each backend attempt, guards...), in time order."""
+        out: list[Span] = []
+        previous = self.received_at
+        for name, mark in (("auth", self.authenticated_at), ("admission", self.admitted_at),
+                           ("parse", self.parsed_at)):
+            if mark is not None:
+                out.append(Span(name, previous, mark))
+                previous = mark
+        out.extend(self.spans)
+        out.sort(key=lambda s: s.start)
+        return out
 
     @property
     def trace_key(self) -> str:

@@ -129,6 +129,7 @@ def prefixed(gw: Gateway) -> list[tuple[str, dict[str, Endpoint]]]:
 
 def _describe_request(ctx: RequestContext, operation: str, body: dict[str, Any]) -> None:
     """What the trace needs from a validated request (references, no copies)."""
+    ctx.parsed_at = time.perf_counter()
     ctx.operation = operation
     ctx.body = body
     user = body.get("user")

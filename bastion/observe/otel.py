@@ -8,7 +8,7 @@ Enabled by ``otel.enabled``. Each finished ``/v1/*`` model request becomes:
   conventions' ``gen_ai.*`` (operation, provider, request and response model, request
   parameters, usage, finish reasons, response id), ``server.address``/``server.port``,
   ``error.type`` on failure, and a few ``bastion.*`` ones (request id, deployment);
-- one child span per pipeline stage recorded on the context (``ctx.spans``: queue wait,
+- one child span per pipeline stage (``ctx.stages()``: auth, admission, parse, queue wait,
   each backend attempt);
 - with ``otel.capture_content`` and ``tracing.content`` other than ``metadata``: the
   conversation, as the conventions' opt-in span attributes ``gen_ai.input.messages`` and
@@ -253,7 +253,7 @@ class OtelExporter:
         def ns(t: float) -> int:
             return base + int((t - ctx.received_at) * 1e9)
 
-        for stage in ctx.spans:
+        for stage in ctx.stages():
             error = stage.attrs.get("error")
             self._spans.on_end(ReadableSpan(
                 stage.name,

@@ -83,7 +83,7 @@ def build_record(
         "output": None,
         "guards": [],
         "guard_action": None,
-        "spans": [_span(ctx, s) for s in ctx.spans],
+        "spans": [_span(ctx, s) for s in ctx.stages()],
         "metadata": _metadata(ctx, body),
         "trace_id": ctx.trace_id,
         "span_id": ctx.span_id,

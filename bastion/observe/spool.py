@@ -41,8 +41,10 @@ _FIELDS = (
     "backend_headers_at", "backend_done_at", "first_token_at", "last_token_at",
     "finished_at", "wall_time", "operation", "provider", "key_id", "team", "user", "session",
     "trace_id", "span_id", "queued_s", "stream_events",
+    "authenticated_at", "admitted_at", "parsed_at",
 )
-VERSION = 1
+VERSION = 2
+_FIELDS_BY_VERSION = {2: _FIELDS, 1: _FIELDS[:-3]}  # 1: before the stage marks
 
 
 def encode(ctx: RequestContext) -> bytes:
@@ -73,6 +75,7 @@ def encode(ctx: RequestContext) -> bytes:
         c.backend_headers_at, c.backend_done_at, c.first_token_at, c.last_token_at,
         c.finished_at, c.wall_time, c.operation, c.provider, c.key_id, c.team, c.user,
         c.session, c.trace_id, c.span_id, c.queued_s, c.stream_events,
+        c.authenticated_at, c.admitted_at, c.parsed_at,
         claim.priority, claim.tenant, spans, body, response, chunks,
     ], default=str, option=orjson.OPT_APPEND_NEWLINE)
 
@@ -90,10 +93,11 @@ def _embed(raw: bytes | None, parsed: Any) -> Any:
 def decode(line: bytes) -> RequestContext:
     """The context :func:`encode` wrote (enough of it to build the trace record)."""
     data: list[Any] = orjson.loads(line)
-    if not data or data[0] != VERSION:
+    fields = _FIELDS_BY_VERSION.get(data[0]) if data and isinstance(data[0], int) else None
+    if fields is None:
         raise ValueError(f"unknown spool event version {data[0] if data else None!r}")
-    n = len(_FIELDS)
-    values = dict(zip(_FIELDS, data[1 : n + 1], strict=True))
+    n = len(fields)
+    values = dict(zip(fields, data[1 : n + 1], strict=True))
     priority, tenant, spans, body, response, chunks = data[n + 1 :]
     ctx = RequestContext(values.pop("request_id"), values.pop("endpoint"),
                          values.pop("received_at"))

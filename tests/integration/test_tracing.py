@@ -93,8 +93,10 @@ def test_every_request_is_traced_with_its_details(up: FakeUpstream, tmp_path: Pa
             (trace["input_tokens"] * 1.0 + trace["output_tokens"] * 2.0) / 1e6)
         assert trace["params"]["temperature"] == 0.3
         assert trace["latency_ms"] > 0 and trace["overhead_ms"] >= 0
-        assert [s["name"] for s in trace["spans"]] == ["backend"]
-        assert trace["spans"][0]["attrs"]["deployment"] == "chat"
+        assert [s["name"] for s in trace["spans"]] == ["auth", "admission", "parse", "backend"]
+        assert trace["spans"][-1]["attrs"]["deployment"] == "chat"
+        starts = [s["start_ms"] for s in trace["spans"]]
+        assert starts == sorted(starts) and all(s["duration_ms"] >= 0 for s in trace["spans"])
 
         streamed = next(r for r in rows if r["stream"])
         status, streamed = gw.request("GET", f"/api/traces/{streamed['id']}")

@@ -141,3 +141,18 @@ def test_retention_deletes_old_traces(tmp_path: Path) -> None:
     (ingest.dir / "00000000000000000001-x-1.jsonl").write_bytes(encode(old) + encode(new))
     assert ingest.run_once()
     assert stored_ids(tmp_path) == ["t0002"] and ingest.deleted == 1
+
+
+def test_a_version_1_line_from_an_older_gateway_still_decodes() -> None:
+    from bastion.observe import spool as spool_module
+
+    c = ctx(7)
+    line = orjson.loads(encode(c))
+    assert line[0] == spool_module.VERSION == 2
+    n = len(spool_module._FIELDS)
+    v1 = [1, *line[1 : n - 2], *line[n + 1 :]]  # no stage marks
+    back = decode(orjson.dumps(v1))
+    assert back.request_id == c.request_id and back.parsed_at is None
+    assert back.body == c.body
+    with pytest.raises(ValueError, match="version"):
+        decode(orjson.dumps([99, 1, 2]))

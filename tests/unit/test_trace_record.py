@@ -159,3 +159,13 @@ def test_builtin_redaction(text: str, expected: str) -> None:
 @pytest.mark.parametrize("text", ["(415) 555-0123", "415-555-0123", "+44 20 7946 0958", "+33 1 23 45 67 89"])
 def test_phone_numbers_are_redacted(text: str) -> None:
     assert redact_text(f"ring {text} please") == "ring <PHONE> please"
+
+
+def test_stage_marks_become_spans_in_time_order() -> None:
+    c = RequestContext("r", "/v1/chat/completions", 100.0)
+    c.authenticated_at, c.admitted_at, c.parsed_at = 100.0001, 100.0002, 100.0005
+    c.spans.append(Span("backend", 100.001, 100.051, {"deployment": "d", "status": 200}))
+    c.spans.append(Span("queue", 100.0006, 100.001, {}))
+    r = build_record(c, "metadata", 100)
+    assert [s["name"] for s in r["spans"]] == ["auth", "admission", "parse", "queue", "backend"]
+    assert r["spans"][2] == {"name": "parse", "start_ms": 0.2, "duration_ms": 0.3}
