@@ -45,10 +45,12 @@ def test_verify_returns_the_model_folder() -> None:
 
 def test_prefilter_skips_sentences_without_capitalised_words() -> None:
     finder = ner.NerFinder()
-    text = "the weather is nice today. Please call Maria Rossi. It works."
+    text = "The weather is nice today. Please call Maria Rossi. It works."
     spans = finder.chunks(text)
     assert [text[a:b].strip() for a, b in spans] == ["Please call Maria Rossi."]
     assert ner.NerFinder(prefilter=False).chunks(text)[0][0] == 0
+    # text with no capitals at all keeps its names in lower case: it is sent
+    assert finder.chunks("call maria rossi tomorrow") == [(0, 25)]
 
 
 def test_offsets_map_back_into_long_text() -> None:
@@ -56,3 +58,31 @@ def test_offsets_map_back_into_long_text() -> None:
     text = filler + "Then Barack Obama spoke." + filler
     got = [f for f in make_scanner({}).scan(text, ScanContext()) if f.kind == "PERSON"]
     assert [text[f.start:f.end] for f in got] == ["Barack Obama"]
+
+
+def spans(text: str, kind: str) -> list[str]:
+    return [text[f.start:f.end] for f in make_scanner({}).scan(text, ScanContext())
+            if f.kind == kind and f.score >= 0.5]
+
+
+def test_a_found_name_is_found_again() -> None:
+    text = "The film was directed by Bryan Maclean and starring Maclean himself."
+    assert "Maclean" in spans(text, "PERSON")[-1]
+
+
+def test_lists_with_a_name_are_names() -> None:
+    text = "They had six children: Hleb, Sheila, Donna, Sherry, Donald and Shane."
+    assert {"Hleb", "Shane"} <= set(spans(text, "PERSON"))
+
+
+def test_address_block_lines_and_addressee() -> None:
+    text = "Maureen Thibault\n\n41086 Kiannonkatu 98\n Suite 464\n OULU\n\n Finland 80896"
+    assert spans(text, "PERSON") == ["Maureen Thibault"]
+    streets = spans(text, "STREET_ADDRESS")
+    assert "41086 Kiannonkatu 98" in streets and "OULU" in streets
+    assert not spans("Hauptstraße 5\nthanks for your help", "STREET_ADDRESS")[1:]
+
+
+def test_place_and_organisation_cues() -> None:
+    assert "RYSSBY" in spans("Ms. Austin flew to RYSSBY on Sunday morning.", "LOCATION")
+    assert spans("I work for Acme Widgets Ltd in town", "ORGANIZATION") == ["Acme Widgets Ltd"]

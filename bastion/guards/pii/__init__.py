@@ -36,6 +36,7 @@ from bastion.guards.pii.addresses import AddressFinder
 from bastion.guards.pii.context import LANGUAGES, ContextIndex, compile_patterns
 from bastion.guards.pii.cues import find_ages, find_cued_names
 from bastion.guards.pii.dates import find_dates
+from bastion.guards.pii.expand import expand
 from bastion.guards.pii.ner import DEFAULT_MODEL, MODELS, NER_KINDS, NerFinder
 from bastion.guards.pii.phones import PhoneFinder
 
@@ -96,13 +97,27 @@ class PiiScanner:
         if self._ner is not None:
             found.extend(self._ner(text))
         wanted = set(self.kinds)
+        found.extend(expand(text, found, wanted))
         kept = [f for f in found if f.kind in wanted and f.score >= self.min_score]
-        return merge_spans(kept)
+        return merge_spans(_inside_addresses(kept))
 
     def warm(self) -> None:
         """Loads the NER model now rather than on the first request."""
         if self._ner is not None:
             self._ner("Warm up with Ada Lovelace in London.")
+
+
+_NAMED = frozenset(("PERSON", "LOCATION", "ORGANIZATION", "NRP"))
+
+
+def _inside_addresses(found: list[Finding]) -> list[Finding]:
+    """Names inside a street address are part of it ("Karl-Marx-Straße 5", "808 Kálmán
+    Imre u. 12"): the address, not the name, is what an overlap keeps."""
+    streets = [f for f in found if f.kind == "STREET_ADDRESS" and f.score >= 0.5]
+    if not streets:
+        return found
+    return [f for f in found if f.kind not in _NAMED or not any(
+        s.start <= f.start < s.end or s.start < f.end <= s.end for s in streets)]
 
 
 def _names(value: Any, option: str) -> tuple[str, ...]:

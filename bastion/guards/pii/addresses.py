@@ -74,6 +74,10 @@ _NUMBERED_STREET = re.compile(
     rf"(?:\s+(?:{_CAP}|do|da|de|del|la|le|van|der|den|von|u\.|rkp\.|ul\.)){{0,3}}"
     r"\s+\d{1,5}[A-Za-z]?(?![\w\-]|[.,]\d)"
 )
+_LEADING_NUMBER = re.compile(r"(?<![\w.,\-])\d{1,6}(?:\s+\d{1,5})?[ \t]+$")
+_COMMON_WORDS = frozenset(str.split("""
+of the and for to in on with you your are is was my our this that from by at a an
+"""))
 # a country or town and a postcode closing an address line: "Estonia 62488"
 _PLACE_POSTCODE = re.compile(rf"(?m)^[ \t>]*{_CAP}(?:[ \-]{_CAP})?[ \t]+(\d{{4,5}})[ \t]*$")
 
@@ -102,15 +106,25 @@ class AddressFinder:
         out: list[Finding] = []
         if self.streets:
             for m in self.street.finditer(text):
-                end = m.end()
+                start, end = m.start(), m.end()
+                lead = _LEADING_NUMBER.search(text, max(0, start - 8), start)
+                if lead is not None:  # "3482 Via Franscini 71", "17151 2450 Crown St"
+                    start = lead.start()
                 tail = _TOWN_TAIL.match(text, end)
                 if tail is not None:
                     end = tail.end()
-                score = 0.95 if ctx.near("STREET_ADDRESS", m.start(), end) else 0.85
-                out.append(Finding("STREET_ADDRESS", m.start(), end, score, "street form"))
+                score = 0.95 if ctx.near("STREET_ADDRESS", start, end) else 0.85
+                out.append(Finding("STREET_ADDRESS", start, end, score, "street form"))
             for m in _UNIT_LINE.finditer(text):
-                out.append(Finding("STREET_ADDRESS", m.start(), m.end(), 0.8, "unit or box"))
+                lead = _LEADING_NUMBER.search(text, max(0, m.start() - 8), m.start())
+                start = m.start()
+                if lead is not None and not text[:lead.start()].rstrip(" \t>").endswith(
+                        tuple("abcdefghijklmnopqrstuvwxyz0123456789")):
+                    start = lead.start()  # "45818 P.O. Box 242" opening its line
+                out.append(Finding("STREET_ADDRESS", start, m.end(), 0.8, "unit or box"))
             for m in _NUMBERED_STREET.finditer(text):
+                if _COMMON_WORDS.intersection(m.group(0).lower().split()):
+                    continue  # "5 Musicians Of The 70s": a title, not a street
                 score = 0.85 if ctx.near("STREET_ADDRESS", m.start(), m.end()) else 0.6
                 out.append(Finding("STREET_ADDRESS", m.start(), m.end(), score, "numbered street"))
         if self.zips:

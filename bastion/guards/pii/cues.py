@@ -26,8 +26,8 @@ _STOP = r"(?!(?i:and|und|et|y|e|en|from|at|in|I|is|was|but|or)\b)"
 _CUE = re.compile(
     r"(?i:my name is|my name's|i am called|call me|ich heiße|ich heisse|mein name ist"
     r"|je m'appelle|je m\u2019appelle|mon nom est|me llamo|mi nombre es|mi chiamo"
-    r"|il mio nome è|ik heet|mijn naam is|(?:first|last|full|middle|sur|family|given) ?name"
-    r"(?: is|:)?|nombre:|nom:|name:)"
+    r"|il mio nome è|ik heet|mijn naam is|(?:first|last|full|middle|sur|family|given|maiden) ?name"
+    r"(?: is|:|\?)?|nombre:|nom:|name:)"
     rf"\s+({_WORD}(?:[ \t]+{_STOP}{_WORD})?)"
 )
 # a weaker one ("I'm", "this is", a signature): only a capitalised name

@@ -139,7 +139,7 @@ eur usd gbp chf jpy
 # words an entity may not consist of alone: sentence words in the six languages and the
 # context words of the pattern recognizers (the English model tags "Meine Steuer-ID",
 # "Tarjeta de crédito" or "Sie mich" in other languages' text)
-_FILLER = _OPENERS | _NOT_ENTITIES | frozenset(
+FILLER = _OPENERS | _NOT_ENTITIES | frozenset(
     w for by_lang in WORDS.values() for words in by_lang.values() for w in words if " " not in w
 ) | frozenset(str.split("""
 mich mir dich dir sich uns euch ihnen meine meinen meinem meiner deine seine ihre unsere
@@ -152,6 +152,10 @@ _CAPWORD = re.compile(r"(?<![\w'])[^\W\d_][\w'\u2019\-]*")
 
 
 def _has_candidate(segment: str) -> bool:
+    """A segment written without capitals at all (chat in lower case) keeps its names in
+    lower case too: the model still finds some, so it is sent."""
+    if not any(c.isupper() for c in segment):
+        return any(c.isalpha() for c in segment)
     first = True
     for m in _CAPWORD.finditer(segment):
         word = m.group(0)
@@ -201,8 +205,11 @@ class NerFinder:
                 if not any(c.isalpha() for c in surface) or len(surface.strip()) < 2:
                     continue
                 words = _TOKEN.findall(surface.lower())
-                if all(w.strip(".'\u2019") in _FILLER for w in words):
+                if all(w.strip(".'\u2019") in FILLER for w in words):
                     continue
+                if any(c.isdigit() for c in surface) and (kind == "PERSON" or any(
+                        len(w) >= 5 and any(c.isdigit() for c in w) for w in words)):
+                    continue  # "sha256 7ebf...": a hash the model took for a name
                 if kind in ("PERSON", "ORGANIZATION") and surface.islower():
                     score -= 0.3
                 if kind == "LOCATION" and any(c.isdigit() for c in surface):
