@@ -86,3 +86,12 @@ def test_address_block_lines_and_addressee() -> None:
 def test_place_and_organisation_cues() -> None:
     assert "RYSSBY" in spans("Ms. Austin flew to RYSSBY on Sunday morning.", "LOCATION")
     assert spans("I work for Acme Widgets Ltd in town", "ORGANIZATION") == ["Acme Widgets Ltd"]
+
+
+def test_cache_gives_the_same_findings() -> None:
+    text = "Ada Lovelace wrote to Charles Babbage from London."
+    cold = make_scanner({"ner_cache": False}).scan(text, ScanContext())
+    warm = make_scanner({}).scan(text, ScanContext())
+    assert cold == warm == make_scanner({}).scan(text, ScanContext())
+    with pytest.raises(ValueError, match="ner_cache"):
+        make_scanner({"ner_cache": 1})

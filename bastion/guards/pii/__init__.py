@@ -16,6 +16,10 @@ Options (a policy entry's ``options``):
     by SHA-256 at load).
 ``ner_prefilter``
     skip sentences with no capitalised word but a common opener (default true).
+``ner_cache``
+    remember the model's answer for the last 4,096 chunks of text (default true): a
+    conversation re-sends its earlier turns with each request. Turn off to time the
+    model cold (``bastion guard eval --lengths`` repeats the same inputs).
 ``min_score``
     drop findings scored below this (default 0.3): contextless weak matches (a bare
     date, nine digits that pass the 11-proef) are kept only for policies that ask for them.
@@ -49,7 +53,8 @@ KINDS = (*STRUCTURED_KINDS, "AGE", "PERSON", "LOCATION", "ORGANIZATION", "NRP")
 # national IDs only make sense with their language's context
 _ID_LANGUAGE = {"DE_TAX_ID": "de", "FR_NIR": "fr", "ES_NIF": "es", "IT_FISCAL_CODE": "it",
                 "NL_BSN": "nl", "UK_NINO": "en", "US_SSN": "en"}
-OPTIONS = ("entities", "languages", "ner", "ner_model", "ner_prefilter", "min_score")
+OPTIONS = ("entities", "languages", "ner", "ner_model", "ner_prefilter", "ner_cache",
+           "min_score")
 
 _Step = tuple[re.Pattern[str] | None, Callable[[str, ContextIndex], list[Finding]]]
 
@@ -60,7 +65,7 @@ class PiiScanner:
     def __init__(self, *, entities: tuple[str, ...] = KINDS,
                  languages: tuple[str, ...] = LANGUAGES, ner: bool = True,
                  ner_model: str = DEFAULT_MODEL, ner_prefilter: bool = True,
-                 min_score: float = 0.3) -> None:
+                 ner_cache: bool = True, min_score: float = 0.3) -> None:
         self.kinds = entities
         self.languages = languages
         self.min_score = min_score
@@ -83,7 +88,7 @@ class PiiScanner:
         if "PERSON" in wanted:
             steps.append((None, lambda text, _ctx: find_cued_names(text)))
         self._steps = steps
-        self._ner = (NerFinder(ner_model, ner_prefilter)
+        self._ner = (NerFinder(ner_model, ner_prefilter, cache=ner_cache)
                      if ner and wanted & set(NER_KINDS[:4]) else None)
 
     def scan(self, text: str, ctx: ScanContext) -> list[Finding]:
@@ -145,7 +150,7 @@ def make_scanner(options: Mapping[str, Any]) -> Scanner:
         if bad or not languages:
             raise ValueError(f"pii option 'languages': unknown {bad}; known: {list(LANGUAGES)}")
         kwargs["languages"] = languages
-    for flag in ("ner", "ner_prefilter"):
+    for flag in ("ner", "ner_prefilter", "ner_cache"):
         if flag in options:
             if not isinstance(options[flag], bool):
                 raise ValueError(f"pii option {flag!r} must be true or false")

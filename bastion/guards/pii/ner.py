@@ -14,6 +14,7 @@ model: a sentence or line whose only capitalised word is a common sentence opene
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib.util
 import re
@@ -171,6 +172,7 @@ class NerFinder:
     package: str = DEFAULT_MODEL
     prefilter: bool = True
     max_chunk: int = 1200
+    cache: bool = True
 
     def chunks(self, text: str) -> list[tuple[int, int]]:
         """Spans of text worth sending to the model, joined into chunks of at most
@@ -188,20 +190,16 @@ class NerFinder:
         return spans
 
     def __call__(self, text: str) -> list[Finding]:
-        spans = self.chunks(text)
-        if not spans:
-            return []
-        nlp = load(self.package)
         out: list[Finding] = []
-        for (offset, _), doc in zip(spans, nlp.pipe(text[a:b] for a, b in spans),
-                                    strict=True):
-            for ent in doc.ents:
-                mapped = LABELS.get(ent.label_)
+        entities = _entities if self.cache else _entities.__wrapped__
+        for offset, end_of_chunk in self.chunks(text):
+            for label, a, b in entities(self.package, text[offset:end_of_chunk]):
+                mapped = LABELS.get(label)
                 if mapped is None:
                     continue
                 kind, score = mapped
-                start, end = offset + ent.start_char, offset + ent.end_char
-                surface = ent.text
+                start, end = offset + a, offset + b
+                surface = text[start:end]
                 if not any(c.isalpha() for c in surface) or len(surface.strip()) < 2:
                     continue
                 words = _TOKEN.findall(surface.lower())
@@ -214,5 +212,13 @@ class NerFinder:
                     score -= 0.3
                 if kind == "LOCATION" and any(c.isdigit() for c in surface):
                     kind = "STREET_ADDRESS"
-                out.append(Finding(kind, start, end, score, f"ner {ent.label_}"))
+                out.append(Finding(kind, start, end, score, f"ner {label}"))
         return out
+
+
+@functools.lru_cache(maxsize=4096)
+def _entities(package: str, chunk: str) -> tuple[tuple[str, int, int], ...]:
+    """The model's entities in one chunk, cached: a conversation re-sends its earlier
+    turns with every request, and a system prompt repeats on all of them."""
+    doc = load(package)(chunk)
+    return tuple((ent.label_, ent.start_char, ent.end_char) for ent in doc.ents)
