@@ -249,7 +249,7 @@ def main() -> int:
 
 def print_tables(results: list[dict[str, Any]], info: dict[str, Any],
                  lengths: Sequence[int], all_types: bool = False) -> None:
-    console = Console(width=max(Console().width, 170))
+    console = Console(width=max(Console().width, 200))
     main_table = Table(title="PII: Presidio vs. Bastion (type-agnostic spans; latency ms "
                              "p50 / p95)", header_style="bold", pad_edge=False)
     for col in ("dataset", "system", "rows", "F2", "recall", "precision", "false",
