@@ -113,7 +113,8 @@ DEFAULT_SCANNER = {"spans": "pii", "classification": "injection"}
               help="also report the lowest threshold whose false-positive rate is at most this")
 @click.option("--sweep", is_flag=True, help="metrics at thresholds 0.1 ... 0.9")
 @click.option("--lengths", default=None, metavar="N1,N2",
-              help="also time inputs of these exact lengths, built from the rows")
+              help="also time inputs of these exact lengths, built from the rows (they "
+                   "repeat: turn scanner caches off to time cold, e.g. -o ner_cache=false)")
 @click.option("--repeat", type=click.IntRange(1), default=5, show_default=True,
               help="timed repetitions per input in --lengths")
 @click.option("--samples", type=click.IntRange(1), default=10, show_default=True,
