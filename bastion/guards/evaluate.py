@@ -27,6 +27,9 @@ told apart by the dataset's first row:
   ``LOCATION``, share its precision). The *structured* aggregate pools the structured types
   (:data:`STRUCTURED_TYPES`: identifiers with a fixed shape) the same way.
 
+A row may also carry ``lang``, ``stage``, ``source`` and ``values``: they reach the detector
+in its :class:`ScanContext` (a canary check needs its token, an output scanner its stage).
+
 Latency is the wall time of each row's call (after one untimed warm-up call, which pays for
 lazy loading), with p50/p95/p99 overall and p50/p95 by input length (<= 500, <= 4,000 and
 > 4,000 characters); :func:`time_lengths` times inputs of exact lengths built by
