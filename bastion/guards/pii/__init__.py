@@ -107,9 +107,10 @@ class PiiScanner:
         return merge_spans(_inside_addresses(kept))
 
     def warm(self) -> None:
-        """Loads the NER model now rather than on the first request."""
-        if self._ner is not None:
-            self._ner("Warm up with Ada Lovelace in London.")
+        """Loads the NER model and the phone metadata now rather than on the first
+        request."""
+        self.scan("Warm up with Ada Lovelace in London, +44 20 7946 0958, 030 1234567.",
+                  ScanContext())
 
 
 _NAMED = frozenset(("PERSON", "LOCATION", "ORGANIZATION", "NRP"))

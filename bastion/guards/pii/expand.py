@@ -21,6 +21,7 @@ _CAP = "[A-ZÄÖÜÀ-ÞŁŠŽ][\\w'\u2019\\-]*"
 _UPPER_OR_CAP = "[A-ZÄÖÜÀ-ÞŁŠŽ][\\w'\u2019\\-]*"
 
 _LIST_ITEM = re.compile(rf"{_CAP}")
+_WORD = re.compile(r"[^\W\d_]+")
 _LIST = re.compile(rf"{_CAP}(?:,\s+{_CAP})+,?\s+(?:and|und|et|y|e|en|or)\s+{_CAP}")
 
 _ADDRESS_LINE = re.compile(
@@ -87,9 +88,8 @@ def _repeat_names(text: str, persons: list[Finding]) -> list[Finding]:
                 tokens.add(word)
     if not tokens:
         return []
-    pattern = re.compile(r"(?<![\w])(?:" + "|".join(map(re.escape, sorted(tokens))) + r")(?![\w])")
     return [Finding("PERSON", m.start(), m.end(), 0.7, "repeated name")
-            for m in pattern.finditer(text)]
+            for m in _WORD.finditer(text) if m.group(0) in tokens]
 
 
 def _lists(text: str, persons: list[Finding]) -> list[Finding]:

@@ -67,11 +67,16 @@ class PhoneFinder:
                 return 0.7
             return 0.0
         possible = False
+        first = next(c for c in raw if c.isdigit())
         for region in self.regions:
+            # national forms in these countries open with the trunk prefix 0, except
+            # the NANP's (never 0), Spain's (none) and Italy's (0 kept, mobiles 3)
+            if (first == "0") == (region in _NO_TRUNK_ZERO) and region != "IT":
+                continue
             parsed = _parse(raw, region)
             if parsed is None:
                 continue
-            if phonenumbers.is_valid_number(parsed):
+            if phonenumbers.is_valid_number_for_region(parsed, region):
                 # short national numbers collide with house numbers, licence numbers...
                 # and a bare digit run is as often an order or ticket number
                 if raw.isdigit():
@@ -83,6 +88,9 @@ class PhoneFinder:
         if near and (possible or sum(c.isdigit() for c in raw) >= 7):
             return 0.6
         return 0.0
+
+
+_NO_TRUNK_ZERO = frozenset({"US", "ES"})
 
 
 def _parse(raw: str, region: str | None) -> phonenumbers.PhoneNumber | None:
