@@ -95,3 +95,12 @@ def test_cache_gives_the_same_findings() -> None:
     assert cold == warm == make_scanner({}).scan(text, ScanContext())
     with pytest.raises(ValueError, match="ner_cache"):
         make_scanner({"ner_cache": 1})
+
+
+def test_ner_max_chars_caps_what_the_model_reads() -> None:
+    text = "Barack Obama spoke. " + "nothing here at all. " * 20 + "Then Angela Merkel did."
+    got = {text[f.start:f.end] for f in make_scanner({"ner_max_chars": 100}).scan(
+        text, ScanContext()) if f.kind == "PERSON"}
+    assert "Barack Obama" in got and "Angela Merkel" not in got
+    with pytest.raises(ValueError, match="ner_max_chars"):
+        make_scanner({"ner_max_chars": -1})

@@ -16,6 +16,10 @@ Options (a policy entry's ``options``):
     by SHA-256 at load).
 ``ner_prefilter``
     skip sentences with no capitalised word but a common opener (default true).
+``ner_max_chars``
+    NER reads at most this many characters of a text, the first ones (default 0: all).
+    The model costs about 13 ms per 1,000 characters of name-dense text on a 2-core
+    machine; the pattern tier still reads everything. A latency cap for the input path.
 ``ner_cache``
     remember the model's answer for the last 4,096 chunks of text (default true): a
     conversation re-sends its earlier turns with each request. Turn off to time the
@@ -54,7 +58,7 @@ KINDS = (*STRUCTURED_KINDS, "AGE", "PERSON", "LOCATION", "ORGANIZATION", "NRP")
 _ID_LANGUAGE = {"DE_TAX_ID": "de", "FR_NIR": "fr", "ES_NIF": "es", "IT_FISCAL_CODE": "it",
                 "NL_BSN": "nl", "UK_NINO": "en", "US_SSN": "en"}
 OPTIONS = ("entities", "languages", "ner", "ner_model", "ner_prefilter", "ner_cache",
-           "min_score")
+           "ner_max_chars", "min_score")
 
 _Step = tuple[re.Pattern[str] | None, Callable[[str, ContextIndex], list[Finding]]]
 
@@ -65,10 +69,12 @@ class PiiScanner:
     def __init__(self, *, entities: tuple[str, ...] = KINDS,
                  languages: tuple[str, ...] = LANGUAGES, ner: bool = True,
                  ner_model: str = DEFAULT_MODEL, ner_prefilter: bool = True,
-                 ner_cache: bool = True, min_score: float = 0.3) -> None:
+                 ner_cache: bool = True, ner_max_chars: int = 0,
+                 min_score: float = 0.3) -> None:
         self.kinds = entities
         self.languages = languages
         self.min_score = min_score
+        self.ner_max_chars = ner_max_chars
         wanted = set(entities)
         self._patterns = compile_patterns(languages)
         digit = re.compile(r"\d")
@@ -100,7 +106,8 @@ class PiiScanner:
             if needs is None or needs.search(text) is not None:
                 found.extend(find(text, index))
         if self._ner is not None:
-            found.extend(self._ner(text))
+            cap = self.ner_max_chars
+            found.extend(self._ner(text[:cap] if cap and len(text) > cap else text))
         wanted = set(self.kinds)
         found.extend(expand(text, found, wanted))
         kept = [f for f in found if f.kind in wanted and f.score >= self.min_score]
@@ -161,6 +168,11 @@ def make_scanner(options: Mapping[str, Any]) -> Scanner:
             raise ValueError(f"pii option 'ner_model': unknown {options['ner_model']!r}; "
                              f"known: {sorted(MODELS)}")
         kwargs["ner_model"] = options["ner_model"]
+    if "ner_max_chars" in options:
+        cap = options["ner_max_chars"]
+        if isinstance(cap, bool) or not isinstance(cap, int) or cap < 0:
+            raise ValueError("pii option 'ner_max_chars' must be a whole number >= 0")
+        kwargs["ner_max_chars"] = cap
     if "min_score" in options:
         value = options["min_score"]
         if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1:
