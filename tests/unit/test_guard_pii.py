@@ -320,3 +320,24 @@ def test_units_boxes_and_numbered_streets() -> None:
         "Kasimir-Bolnbach-Straße 12/73"]
     assert not found("In 2019 Windows 10 shipped", "STREET_ADDRESS")
     assert not found("I have 3 cats and 4 dogs", "STREET_ADDRESS")
+
+
+@pytest.mark.parametrize("text, name", [
+    ("Mehrudin shouted at Todd: what are you doing here?", "Todd"),
+    ("I would like to remove my kid Lukas from the will.", "Lukas"),
+    ("Dexter lives on a quiet street", "Dexter"),
+    ("Ella: What a wife.\nDestiny: Remember me?", "Ella"),
+])
+def test_person_cues(text: str, name: str) -> None:
+    assert name in found(text, "PERSON")
+
+
+def test_dialogue_labels_are_not_people() -> None:
+    text = "User: hello\nAssistant: hi\nNote: none\nKreditkarte: 4111111111111111"
+    assert not found(text, "PERSON")
+
+
+def test_military_and_lowercase_boxes() -> None:
+    assert found("unit 1009 box 0219\ndpo ap 51065", "STREET_ADDRESS") == [
+        "unit 1009 box 0219", "dpo ap 51065"]
+    assert found("Meet me at PSC 1437, Box 3833", "STREET_ADDRESS") == ["PSC 1437, Box 3833"]

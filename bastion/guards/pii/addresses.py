@@ -62,15 +62,21 @@ _TOWN_TAIL = re.compile(
     rf"|,\s+{_CAP}(?:\s{_CAP})?,\s+[A-Z]{{2}}\s+\d{{5}}(?:-\d{{4}})?"
 )
 
+_ANY_CAP = "[A-ZÀ-ÞĀ-ŽΑ-ΩА-Я][\\w'\u2019\\-]*"
 # forms shared by every locale's addresses: a unit or box ("Apt. 595", "Suite 501",
 # "P.O. Box 242", "PSC 1437, Box 3833"), and "house number, street name, number" lines
 _UNIT_LINE = re.compile(
     r"(?<![\w.])(?:(?:Apt|Apartment|Suite|Ste|Unit|Flat)\.?\s*#?\d{1,5}[A-Za-z]?"
+    r"(?:,?\s*Box\s+\d{1,6})?"
     r"|(?:P\.?\s?O\.?\s?Box|Postfach|Boîte postale|Apartado|Casella postale|Postbus"
-    r"|PSC|Box)\s+\d{1,6}(?:,\s*Box\s+\d{1,6})?)(?![\w])"
+    r"|PSC|Box)\s+\d{1,6}(?:,?\s*Box\s+\d{1,6})?"
+    # US military post: "APO AE 09012", "DPO AP 40902"
+    r"|(?:APO|FPO|DPO)\s+(?:AA|AE|AP)\s+\d{5})(?![\w])",
+    re.IGNORECASE,
 )
 _NUMBERED_STREET = re.compile(
-    rf"(?<![\w.,\-])(?!(?:19|20)\d\d\b)\d{{1,6}}\s+(?:\d{{1,5}}\s+)?{_CAP}"
+    rf"(?<![\w.,\-])(?!(?:19|20)\d\d\b)\d{{1,6}}\s+(?:\d{{1,5}}\s+)?"
+    rf"(?:(?:ul|al|os|pl|av|Av|Avda|rue|Rue|via|Via|C/)\.?\s+)?{_ANY_CAP}"
     rf"(?:\s+(?:{_CAP}|do|da|de|del|la|le|van|der|den|von|u\.|rkp\.|ul\.)){{0,3}}"
     r"\s+\d{1,5}[A-Za-z]?(?![\w\-]|[.,]\d)"
 )

@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 
 from bastion.guards.base import Finding
+from bastion.guards.pii.ner import FILLER
 
 _NAME = r"[A-ZÄÖÜÀ-ÞŁŠŽ][\w'\u2019\-]+"
 _TITLES = (
@@ -36,6 +37,35 @@ _WEAK_CUE = re.compile(
     rf"\s+({_NAME}(?:[ \t]+{_NAME})?)",
     re.MULTILINE,
 )
+# a capitalised word that a person-only verb follows or a kinship word precedes
+_PERSON_VERB = re.compile(
+    rf"(?<![\w'])({_NAME}(?:[ \t]+{_NAME})?)[ \t]+(?:lives|lived|shouted|said|says|asked|told"
+    r"|wrote|replied|answered|smiled|laughed|cried|whispered|married|wohnt|sagte|habite|dit"
+    r"|vive|dijo|abita|disse|woont|zei)\b"
+)
+_PERSON_AFTER = re.compile(
+    r"\b(?i:shouted at|said to|spoke to|talking to|talked to|married|met with|was called"
+    r"|is called|named|my (?:kid|son|daughter|wife|husband|friend|brother|sister|mother"
+    r"|father|mom|mum|dad|boss|colleague|partner|grandfather|grandmother|uncle|aunt|cousin"
+    r"|nephew|niece|fiancée?|girlfriend|boyfriend)|mein(?:e)? (?:Sohn|Tochter|Frau|Mann"
+    r"|Bruder|Schwester|Freund|Freundin)|mon (?:fils|frère|mari|ami)|ma (?:fille|sœur|femme"
+    r"|amie)|mi (?:hijo|hija|hermano|hermana|esposa|marido|amigo|amiga)|mio (?:figlio"
+    r"|fratello|marito)|mia (?:figlia|sorella|moglie)|mijn (?:zoon|dochter|vrouw|man|broer"
+    r"|zus|vriend|vriendin))"
+    rf"[ \t]+({_NAME}(?:[ \t]+{_NAME})?)"
+)
+# a speaker's name opening a dialogue line: "Ella: What a wife."
+_SPEAKER = re.compile(rf"(?m)^[ \t>]*({_NAME}):[ \t]*[\"\w]")
+_LABELS = frozenset(str.split("""
+Note Notes Answer Question Subject Re Fw Fwd From To Cc Bcc Date Time Name Address Phone Email
+When Where Who What Why How Title Summary Example Examples Input Output User Assistant System
+Human AI Bot Warning Error Tip Step Update Edit Source Comment Response Reply Result Context
+Instruction Instructions Task Text Translation Prompt Query Important Caution Ingredients Usage
+Description Status Type Total Price Location Directions Tags Category Reason Goal Options Hint
+Solution Problem Draft Final Customer Agent Support Admin Moderator Me You Him Her Us Them
+Datum Antwort Frage Betreff Hinweis Réponse Objet Asunto Respuesta Pregunta Oggetto Risposta
+Domanda Onderwerp Antwoord Vraag Opmerking
+"""))
 _NOT_NAMES = frozenset(str.split("""
 a an the not here there going sorry happy fine good glad ok okay sure just so very really
 from at in on with and looking writing calling trying interested new back done still also
@@ -52,7 +82,7 @@ _AGE = re.compile(
 
 
 def find_cued_names(text: str) -> list[Finding]:
-    out = []
+    out = find_person_cues(text)
     for m in _TITLED.finditer(text):
         out.append(Finding("PERSON", m.start(), m.end(), 0.85, "title + name"))
     for m in (*_CUE.finditer(text), *_WEAK_CUE.finditer(text)):
@@ -66,6 +96,21 @@ def find_cued_names(text: str) -> list[Finding]:
         if text[start:end].split() != words:  # spacing other than one space: first word only
             end = start + len(words[0])
         out.append(Finding("PERSON", start, end, 0.75, "name cue"))
+    return out
+
+
+def find_person_cues(text: str) -> list[Finding]:
+    """Names that a verb, a kinship word or a dialogue layout marks as a person's."""
+    out = []
+    for pattern, score in ((_PERSON_VERB, 0.65), (_PERSON_AFTER, 0.7)):
+        for m in pattern.finditer(text):
+            words = m.group(1).split()
+            if words[0] in _LABELS or words[0].lower() in _NOT_NAMES:
+                continue
+            out.append(Finding("PERSON", m.start(1), m.end(1), score, "person cue"))
+    for m in _SPEAKER.finditer(text):
+        if m.group(1) not in _LABELS and m.group(1).lower() not in FILLER:
+            out.append(Finding("PERSON", m.start(1), m.end(1), 0.6, "dialogue speaker"))
     return out
 
 

@@ -20,9 +20,10 @@ from bastion.guards.pii.ner import FILLER
 _CAP = "[A-ZÄÖÜÀ-ÞŁŠŽ][\\w'\u2019\\-]*"
 _UPPER_OR_CAP = "[A-ZÄÖÜÀ-ÞŁŠŽ][\\w'\u2019\\-]*"
 
-_LIST_ITEM = re.compile(rf"{_CAP}")
 _WORD = re.compile(r"[^\W\d_]+")
-_LIST = re.compile(rf"{_CAP}(?:,\s+{_CAP})+,?\s+(?:and|und|et|y|e|en|or)\s+{_CAP}")
+_ITEM = rf"{_CAP}(?:[ \t]{_CAP}){{0,2}}"
+_LIST_ITEM = re.compile(_ITEM)
+_LIST = re.compile(rf"{_ITEM}(?:,\s+{_ITEM})+,?\s+(?:and|und|et|y|e|en|or)\s+{_ITEM}")
 
 _ADDRESS_LINE = re.compile(
     r"[ \t>?]*((?:[A-Z0-9ÄÖÜÀ-ÞŁŠŽ][\w'\u2019.\-]*|nan)(?:[ \t,]+[A-Z0-9ÄÖÜÀ-ÞŁŠŽ]"
@@ -60,7 +61,10 @@ def expand(text: str, found: list[Finding], want: set[str]) -> list[Finding]:
     persons = [f for f in found if f.kind == "PERSON" and f.score >= 0.5]
     if "PERSON" in want and persons:
         extra += _repeat_names(text, [f for f in persons if f.score >= 0.75])
-        extra += _lists(text, persons)
+        extra += _lists(text, persons, "PERSON")
+    orgs = [f for f in found if f.kind == "ORGANIZATION" and f.score >= 0.5]
+    if "ORGANIZATION" in want and orgs:
+        extra += _lists(text, orgs, "ORGANIZATION")
     streets = [f for f in found if f.kind == "STREET_ADDRESS" and f.score >= 0.5]
     if "STREET_ADDRESS" in want:
         extra += _address_blocks(text, streets)
@@ -92,15 +96,15 @@ def _repeat_names(text: str, persons: list[Finding]) -> list[Finding]:
             for m in _WORD.finditer(text) if m.group(0) in tokens]
 
 
-def _lists(text: str, persons: list[Finding]) -> list[Finding]:
+def _lists(text: str, members: list[Finding], kind: str) -> list[Finding]:
     out = []
     for m in _LIST.finditer(text):
-        if not any(p.start >= m.start() and p.end <= m.end() for p in persons):
+        if not any(p.start >= m.start() and p.end <= m.end() for p in members):
             continue
         for item in _LIST_ITEM.finditer(m.group(0)):
-            if item.group(0) not in _NOT_NAMES and item.group(0) not in ("and", "or"):
-                out.append(Finding("PERSON", m.start() + item.start(), m.start() + item.end(),
-                                   0.65, "list of names"))
+            if item.group(0).split()[0] not in _NOT_NAMES:
+                out.append(Finding(kind, m.start() + item.start(), m.start() + item.end(),
+                                   0.65, "list member"))
     return out
 
 

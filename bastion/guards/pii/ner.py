@@ -146,6 +146,7 @@ FILLER = _OPENERS | _NOT_ENTITIES | frozenset(
 mich mir dich dir sich uns euch ihnen meine meinen meinem meiner deine seine ihre unsere
 sehr gut bitte nummer adresse konto karte me te se le nos al del lo ce cette ces sa son leur
 votre vos moi toi lui mi tu su sus mio tuo suo mij je jouw uw hun haar zijn
+chiamami llámame llamame appelez-moi rufen bel mail schreib écrivez escríbeme scrivimi
 """))
 _TOKEN = re.compile(r"[^\s,;:()]+")
 _SEGMENT = re.compile(r"[^\n.!?]*(?:[.!?]+|\n|$)")
