@@ -175,7 +175,7 @@ def drop_text_index(store: Store, url: str | None, home: str) -> None:
     else:
         assert url is not None
         with psycopg.connect(url.replace("+psycopg", ""), autocommit=True) as pg:
-            pg.execute("DROP INDEX IF EXISTS ix_traces_search_fts")
+            pg.execute("DROP INDEX IF EXISTS ix_trace_bodies_search")
 
 
 def run(engine: str, args: argparse.Namespace, records: list[dict[str, Any]]) -> str:

@@ -8,6 +8,10 @@ another process dropped meanwhile); when a partition is created for a range that
 has rows in the default one, they move into it. An insert that fails because no partition
 (not even the default) takes its rows makes the store refresh the list, create and retry.
 
+``trace_bodies`` is partitioned the same way: each ``traces_p...`` has a
+``trace_bodies_p...`` with the same bounds (and ``trace_bodies_default``), created, filled
+from the default partition and dropped together with it.
+
 All partition DDL runs under one advisory transaction lock, after re-reading the catalog:
 worker processes racing to create the same partition create it once. Retention drops whole
 partitions that end before the cut-off (no row-by-row delete, no bloat).
@@ -29,6 +33,7 @@ from bastion.store.migrations import PARTITION_LOCK
 
 DAY_S = 86_400.0
 DEFAULT = "traces_default"
+PARENTS = ("traces", "trace_bodies")
 AHEAD = 2  # partitions created past the current one when the store opens
 _BOUND = re.compile(r"FROM \('?([^')]+)'?\) TO \('?([^')]+)'?\)")
 
@@ -67,6 +72,21 @@ class Partitions:
     def slot(self, ts: float) -> float:
         return math.floor(ts / self.span) * self.span
 
+    def ranges(self) -> list[tuple[float, float]]:
+        """``[lo, hi)`` ranges covering every ts, oldest first: each known partition, and
+        the gaps between (which only the default partition holds). A query limited to one
+        of them reads one partition (or the default one)."""
+        out: list[tuple[float, float]] = []
+        edge = -math.inf
+        for part in self._view[1]:
+            if part.lo > edge:
+                out.append((edge, part.lo))
+            out.append((part.lo, part.hi))
+            edge = max(edge, part.hi)
+        if edge < math.inf:
+            out.append((edge, math.inf))
+        return out
+
     def load(self, conn: Connection) -> None:
         parts, has_default = _read(conn)
         with self._lock:
@@ -94,9 +114,28 @@ class Partitions:
                 count = text(f"SELECT count(*) FROM {quoted}")  # noqa: S608 - a catalog name
                 removed += conn.execute(count).scalar_one()
                 conn.execute(text(f"DROP TABLE {quoted}"))
+                body = conn.dialect.identifier_preparer.quote(body_name(part.name))
+                conn.execute(text(f"DROP TABLE IF EXISTS {body}"))
         with self._lock:
             self._set([p for p in parts if p.hi > cutoff], has_default)
         return int(removed)
+
+    def merge_text_pending(self, conn: Connection, before: float) -> None:
+        """Merges the GIN pending list of the text index into the index proper on every
+        ``trace_bodies`` partition that ends by ``before`` (days no longer written): a
+        search reads each pending list whole, and only VACUUM merges a list below its
+        limit (autovacuum may be off). Quick when there is nothing to merge."""
+        closed = {body_name(p.name) for p in self._view[1] if p.hi <= before}
+        indexes = conn.execute(text(
+            "SELECT t.relname, h.inhrelid::regclass::text FROM pg_inherits h "
+            "JOIN pg_index i ON i.indexrelid = h.inhrelid JOIN pg_class t ON t.oid = i.indrelid "
+            "WHERE h.inhparent = to_regclass('ix_trace_bodies_search')"
+        )).all()
+        for table_name, index in indexes:
+            if table_name in closed:
+                conn.execute(text("SELECT gin_clean_pending_list(CAST(:i AS regclass))"),
+                             {"i": index})
+                conn.commit()
 
     def _create(self, conn: Connection, ts: float) -> None:
         conn.execute(select(func.pg_advisory_xact_lock(PARTITION_LOCK)))
@@ -151,6 +190,11 @@ def _float(bound: str) -> float:
     return float(bound)
 
 
+def body_name(name: str) -> str:
+    """The trace_bodies partition beside a traces partition (same bounds)."""
+    return "trace_bodies" + name.removeprefix("traces")
+
+
 def _name(lo: float, aligned: bool) -> str:
     stamp = "%Y%m%d" if aligned else "%Y%m%d_%H%M%S"
     return "traces_p" + time.strftime(stamp, time.gmtime(lo))
@@ -158,20 +202,41 @@ def _name(lo: float, aligned: bool) -> str:
 
 # the f-strings below splice constants and quoted catalog names, never input (S608)
 def _create_partition(conn: Connection, name: str, lo: float, hi: float, default: bool) -> None:
+    """The traces partition and its trace_bodies partition."""
+    for parent in PARENTS:
+        own = name if parent == "traces" else body_name(name)
+        _create_one(conn, parent, own, lo, hi, default)
+
+
+def _create_one(
+    conn: Connection, parent: str, name: str, lo: float, hi: float, default: bool
+) -> None:
     quoted = conn.dialect.identifier_preparer.quote(name)
-    create = text(f"CREATE TABLE {quoted} PARTITION OF traces FOR VALUES FROM ({lo!r}) TO ({hi!r})")
+    fallback = DEFAULT if parent == "traces" else parent + "_default"
+    if parent != "traces":  # its own default partition, whatever happened to traces'
+        default = conn.execute(select(func.to_regclass(fallback))).scalar() is not None
+    create = text(
+        f"CREATE TABLE IF NOT EXISTS {quoted} PARTITION OF {parent} "
+        f"FOR VALUES FROM ({lo!r}) TO ({hi!r})"
+    )
     window = {"lo": lo, "hi": hi}
     stranded = default and conn.execute(
-        text(f"SELECT EXISTS (SELECT 1 FROM {DEFAULT} WHERE ts >= :lo AND ts < :hi)"),  # noqa: S608
+        text(f"SELECT EXISTS (SELECT 1 FROM {fallback} WHERE ts >= :lo AND ts < :hi)"),  # noqa: S608
         window,
     ).scalar_one()
     if not stranded:
         conn.execute(create)
         return
     # rows of this range already sit in the default partition: move them in
-    conn.execute(text(f"ALTER TABLE traces DETACH PARTITION {DEFAULT}"))
+    conn.execute(text(f"ALTER TABLE {parent} DETACH PARTITION {fallback}"))
     conn.execute(create)
-    moved = f"SELECT * FROM {DEFAULT} WHERE ts >= :lo AND ts < :hi"  # noqa: S608
-    conn.execute(text(f"INSERT INTO traces {moved}"), window)
-    conn.execute(text(f"DELETE FROM {DEFAULT} WHERE ts >= :lo AND ts < :hi"), window)  # noqa: S608
-    conn.execute(text(f"ALTER TABLE traces ATTACH PARTITION {DEFAULT} DEFAULT"))
+    columns = ", ".join(
+        conn.dialect.identifier_preparer.quote(r[0]) for r in conn.execute(text(
+            "SELECT attname FROM pg_attribute WHERE attrelid = CAST(:t AS regclass) "
+            "AND attnum > 0 AND NOT attisdropped AND attgenerated = '' ORDER BY attnum"
+        ), {"t": parent})
+    )
+    moved = f"SELECT {columns} FROM {fallback} WHERE ts >= :lo AND ts < :hi"  # noqa: S608
+    conn.execute(text(f"INSERT INTO {parent} ({columns}) {moved}"), window)
+    conn.execute(text(f"DELETE FROM {fallback} WHERE ts >= :lo AND ts < :hi"), window)  # noqa: S608
+    conn.execute(text(f"ALTER TABLE {parent} ATTACH PARTITION {fallback} DEFAULT"))

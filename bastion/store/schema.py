@@ -3,18 +3,26 @@
 ``migrations.py`` creates and changes the database; this module only describes the result
 (a test checks that a freshly migrated database has exactly these columns, on both engines).
 
-``traces`` holds one row per request. Its time column ``ts`` is ``float8`` epoch seconds on
-both engines, as in the records (no time-zone conversions, the same arithmetic for buckets,
-and Postgres range partitions with plain numeric bounds). The engines differ in keys only:
+A trace is two rows. ``traces`` holds what filters, lists and aggregates read (a few hundred
+bytes); ``trace_bodies`` holds the large columns: ``input``, ``output``, ``spans`` and the
+three derived from the bodies, written by the store, never by callers: ``search`` (the text
+of input and output, the haystack of text search), ``preview_in`` and ``preview_out`` (short
+previews that trace lists return instead of the bodies). Split because a stats scan or a
+newest-first walk reads whole rows: with the bodies inline a row was ~3 KB, one per SQLite
+page, and 24 h of stats at 1M traces read 580 MB (docs/benchmarks.md).
 
-- SQLite: ``seq INTEGER PRIMARY KEY`` (a stable rowid, which the FTS5 index points at; a
-  VACUUM may renumber implicit rowids) and ``id`` unique;
-- Postgres: partitioned ``BY RANGE (ts)`` with primary key ``(id, ts)`` (a unique key has to
-  contain the partition key), plus a plain index on ``id`` for lookups by id.
+``ts`` is ``float8`` epoch seconds on both engines, as in the records (no time-zone
+conversions, the same arithmetic for buckets, and Postgres range partitions with plain
+numeric bounds). The engines differ in keys:
 
-Three derived columns are written by the store, never by callers: ``search`` (the text of
-input and output, the haystack of text search), ``preview_in`` and ``preview_out`` (short
-previews that trace lists return instead of the bodies).
+- SQLite: ``traces.seq INTEGER PRIMARY KEY`` (a stable rowid; a VACUUM may renumber implicit
+  rowids) and ``id`` unique; ``trace_bodies`` is keyed by the same ``seq`` (an append at the
+  end of its b-tree, no second index), which is also the rowid of the FTS5 index. Deleting
+  a trace deletes its body (trigger).
+- Postgres: both tables partitioned ``BY RANGE (ts)`` with the same bounds and primary key
+  ``(id, ts)`` (a unique key has to contain the partition key), plus a plain index on
+  ``traces.id`` for lookups by id. ``trace_bodies.search_tsv`` is the stored, stripped
+  ``tsvector`` of ``search`` (generated), with the GIN index text search uses.
 """
 
 from __future__ import annotations
@@ -26,6 +34,7 @@ from sqlalchemy import (
     JSON,
     Boolean,
     Column,
+    Computed,
     Double,
     Integer,
     MetaData,
@@ -36,7 +45,7 @@ from sqlalchemy import (
     column,
     table,
 )
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.dialects.postgresql import JSONB, TSVECTOR
 from sqlalchemy.sql.expression import TableClause
 from sqlalchemy.types import TypeEngine
 
@@ -60,6 +69,13 @@ BOOL_KEYS = frozenset({"stream", "fallback"})
 JSON_KEYS = frozenset({"params", "input", "output", "guards", "spans", "metadata"})
 # the columns a trace list leaves out (the bodies); it returns a ``preview`` instead
 HEAVY_KEYS = frozenset({"input", "output", "spans"})
+# the columns of trace_bodies after its key, previews first (a list page reads only them:
+# on SQLite they sit at the start of the row, before any overflow page)
+BODY_KEYS: tuple[str, ...] = ("preview_in", "preview_out", "search", "input", "output", "spans")
+# the record keys stored in traces
+TRACE_KEYS: tuple[str, ...] = tuple(k for k in RECORD_KEYS if k not in HEAVY_KEYS)
+# Postgres: the text search vector (immutable: the configuration is named by a constant)
+TSVECTOR_SQL = "strip(to_tsvector('bastion_text'::regconfig, coalesce(search, '')))"
 FEEDBACK_KEYS: tuple[str, ...] = ("request_id", "key", "value", "score", "comment", "user", "ts")
 
 
@@ -84,9 +100,10 @@ def column_type(key: str) -> TypeEngine[Any]:
 class Tables:
     metadata: MetaData
     traces: Table
+    bodies: Table
     feedback: Table
     migrations: Table
-    # SQLite's FTS5 index over traces.search (rowid = traces.seq); None elsewhere
+    # SQLite's FTS5 index over trace_bodies.search (rowid = seq); None elsewhere
     trace_text: TableClause | None
 
 
@@ -100,12 +117,20 @@ def build(dialect: str) -> Tables:
     keys.append(Column("id", String, nullable=False, primary_key=pg, unique=not pg))
     keys.append(Column("ts", Double, nullable=False, primary_key=pg))
     traces = Table(
-        "traces",
-        md,
-        *keys,
-        *(Column(k, column_type(k)) for k in RECORD_KEYS[2:]),
-        *(Column(k, Text) for k in DERIVED_KEYS),
+        "traces", md, *keys, *(Column(k, column_type(k)) for k in TRACE_KEYS[2:])
     )
+    body_keys: list[Column[Any]] = []
+    if pg:
+        body_keys.append(Column("id", String, primary_key=True))
+        body_keys.append(Column("ts", Double, primary_key=True))
+    else:
+        body_keys.append(Column("seq", Integer, primary_key=True, autoincrement=False))
+    body_columns = [
+        Column(k, Text if k in DERIVED_KEYS else column_type(k)) for k in BODY_KEYS
+    ]
+    if pg:
+        body_columns.append(Column("search_tsv", TSVECTOR, Computed(TSVECTOR_SQL, persisted=True)))
+    bodies = Table("trace_bodies", md, *body_keys, *body_columns)
     feedback = Table(
         "feedback",
         md,
@@ -121,7 +146,7 @@ def build(dialect: str) -> Tables:
     )
     migrations = migrations_table(md)
     trace_text = None if pg else table("trace_text", column("rowid"), column("search"))
-    return Tables(md, traces, feedback, migrations, trace_text)
+    return Tables(md, traces, bodies, feedback, migrations, trace_text)
 
 
 def migrations_table(md: MetaData) -> Table:

@@ -154,8 +154,9 @@ def _sqlite_percentiles(
     widest = max(levels, key=len)
     keys = _keys(t, widest, bucket_s, pg=False)
     query = select(*keys, c.latency_ms, c.ttft_ms).where(window)
-    if total > SAMPLE_MAX:
-        query = query.where(c.seq % math.ceil(total / SAMPLE_MAX) == 0)
+    if total > SAMPLE_MAX:  # the sample's seqs from the ts index alone, then those rows
+        sampled = select(c.seq).where(window, c.seq % math.ceil(total / SAMPLE_MAX) == 0)
+        query = select(*keys, c.latency_ms, c.ttft_ms).where(c.seq.in_(sampled))
     values: dict[tuple[str, ...], dict[Key, dict[str, list[float]]]] = {
         lv: defaultdict(lambda: {"latency_ms": [], "ttft_ms": []}) for lv in levels
     }

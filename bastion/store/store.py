@@ -9,11 +9,13 @@ one transaction, and any failure to reach or use the database leaves as
 from __future__ import annotations
 
 import contextlib
+import math
 import operator
 import re
 import sqlite3
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -23,10 +25,12 @@ from sqlalchemy import (
     ColumnElement,
     Connection,
     Engine,
-    Insert,
     Select,
+    and_,
+    any_,
     bindparam,
     delete,
+    exists,
     func,
     literal,
     literal_column,
@@ -37,6 +41,7 @@ from sqlalchemy import (
 )
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.types import ARRAY, Text
 
 from bastion.store import engine as engines
 from bastion.store import stats as aggregates
@@ -47,24 +52,32 @@ from bastion.store.query import (
     TraceQuery,
     after,
     conditions,
+    decode_cursor,
     encode_cursor,
     like_pattern,
 )
 from bastion.store.records import from_row, to_row
 from bastion.store.schema import (
-    DERIVED_KEYS,
+    BODY_KEYS,
     FEEDBACK_KEYS,
     HEAVY_KEYS,
     JSON_KEYS,
-    RECORD_KEYS,
+    TRACE_KEYS,
     Tables,
     build,
 )
 
 MAX_LIMIT = 1000
-# SQLite text search: below this many index candidates, read the candidates and sort them;
+_TEXT_ARRAY = ARRAY(Text())  # one array parameter for a page's ids (not 51 of them)
+# text search: below this many index candidates, read the candidates and sort them;
 # above it the term is common and the newest-first scan finds a page sooner
 PREFILTER_MAX = 5000
+# the same on Postgres, where the probe costs a heap read per match (~5 us) and the walk
+# ~7 us per trace it passes: at 2,000 a term at the line costs ~10 ms to probe and a walk
+# of ~25,000 traces at 1M (~180 ms); a 5 % term 10 ms + ~1,000 traces
+PG_PREFILTER_MAX = 2000
+# Postgres, rare terms: candidates fetched newest first, a page's worth first, then 4x more
+# each round while filters reject them
 _WORD = re.compile(r"\w+")
 DELETE_CHUNK = 5000
 FEEDBACK_VALUES = (None, "up", "down")
@@ -103,30 +116,36 @@ class Store:
         self._t: Tables = build(self.dialect)
         self._pg = self.dialect == "postgresql"
         self._partitions = Partitions(partition_days) if self._pg else None
+        self._merged_before = -math.inf  # text pending lists merged for days before this
         self.migrations_applied = applied  # by this open (empty when already up to date)
         self.text_search = "scan"  # "fts5", "tsvector" or "scan" (LIKE / ILIKE)
-        c = self._t.traces.c
-        self._full = [c[k] for k in RECORD_KEYS]
-        self._light = [c[k] for k in RECORD_KEYS if k not in HEAVY_KEYS]
-        self._light += [c.preview_in, c.preview_out]
+        c, b = self._t.traces.c, self._t.bodies.c
+        # the link of a trace to its body: seq on SQLite, (id, ts) on Postgres
+        self._link = [c.id, c.ts] if self._pg else [c.seq]
+        self._on = and_(b.id == c.id, b.ts == c.ts) if self._pg else b.seq == c.seq
+        self._full = [*(c[k] for k in TRACE_KEYS), *(b[k] for k in sorted(HEAVY_KEYS))]
+        self._light = [c[k] for k in TRACE_KEYS]
+        if not self._pg:
+            self._light.append(c.seq)
         self._feedback_cols = [self._t.feedback.c[k] for k in FEEDBACK_KEYS]
-        dialect_insert = postgresql.insert if self._pg else sqlite.insert
-        self._insert_traces: Insert = dialect_insert(self._t.traces).on_conflict_do_nothing()
-        # Postgres: the same statement, compiled once and run by psycopg's pipelined
+        # Postgres: the statements compiled once and run by psycopg's pipelined
         # executemany (3x SQLAlchemy's multi-VALUES rendering of 500 rows x 42 columns)
-        self._pg_insert_sql = str(self._insert_traces.compile(
-            dialect=engine.dialect, column_keys=[*RECORD_KEYS, *DERIVED_KEYS]
-        ))
+        self._pg_insert_sql = [
+            str(postgresql.insert(table).on_conflict_do_nothing().compile(
+                dialect=engine.dialect, column_keys=list(keys)))
+            for table, keys in ((self._t.traces, TRACE_KEYS),
+                                (self._t.bodies, ("id", "ts", *BODY_KEYS)))
+        ] if self._pg else []
         # SQLite: positional parameters straight to sqlite3's executemany, JSON by orjson
-        # (SQLAlchemy's per-row parameter processing was a third of the insert's time)
-        self._sqlite_keys = (*RECORD_KEYS, *DERIVED_KEYS)
-        self._sqlite_pick = operator.itemgetter(*self._sqlite_keys)
-        self._sqlite_json_at = [i for i, k in enumerate(self._sqlite_keys) if k in JSON_KEYS]
-        columns = ", ".join('"' + k + '"' for k in self._sqlite_keys)
-        marks = ", ".join("?" * len(self._sqlite_keys))
-        self._sqlite_insert_sql = (
-            f"INSERT INTO traces ({columns}) VALUES ({marks}) ON CONFLICT DO NOTHING"  # noqa: S608 - our column names
-        )
+        # (SQLAlchemy's per-row parameter processing was a third of the insert's time);
+        # the store gives each row its seq, so its body gets the same
+        self._sqlite_pick = operator.itemgetter(*TRACE_KEYS)
+        self._sqlite_json_at = [i for i, k in enumerate(TRACE_KEYS) if k in JSON_KEYS]
+        self._sqlite_body_pick = operator.itemgetter(*BODY_KEYS)
+        self._sqlite_body_json_at = [i for i, k in enumerate(BODY_KEYS) if k in JSON_KEYS]
+        self._sqlite_insert_sql = _sqlite_insert(
+            "traces", ("seq", *TRACE_KEYS), "ON CONFLICT DO NOTHING")
+        self._sqlite_body_sql = _sqlite_insert("trace_bodies", ("seq", *BODY_KEYS), "")
 
     def __enter__(self) -> Store:
         return self
@@ -144,7 +163,7 @@ class Store:
                 self._partitions.load(conn)
                 conn.commit()
                 self._partitions.ensure_ahead(conn)
-                found = conn.execute(select(func.to_regclass("ix_traces_search_fts")))
+                found = conn.execute(select(func.to_regclass("ix_trace_bodies_search")))
                 self.text_search = "tsvector" if found.scalar() is not None else "scan"
             else:
                 master = conn.exec_driver_sql(
@@ -176,6 +195,7 @@ class Store:
             if self._partitions is None:
                 return self._insert(rows)
             self._ensure_partitions(rows)
+            self._merge_text_pending(rows)
             try:
                 return self._insert(rows)
             except sa_exc.IntegrityError as exc:
@@ -194,27 +214,53 @@ class Store:
                      for k, v in row.items()}
                     for row in rows
                 ]
-                result = conn.exec_driver_sql(self._pg_insert_sql, params)
-            else:
-                last = conn.exec_driver_sql("SELECT coalesce(max(seq), 0) FROM traces").scalar()
-                result = conn.exec_driver_sql(self._sqlite_insert_sql, self._sqlite_params(rows))
-                if self.text_search == "fts5":  # the new rows' text, in one statement
-                    conn.exec_driver_sql(
-                        "INSERT INTO trace_text(rowid, search) SELECT seq, search FROM traces "
-                        "WHERE seq > ? AND search IS NOT NULL", (last,),
-                    )
-            return max(result.rowcount, 0)
+                result = conn.exec_driver_sql(self._pg_insert_sql[0], params)
+                # the same (id, ts) conflicts in both tables: a replay skips both rows
+                conn.exec_driver_sql(self._pg_insert_sql[1], params)
+                return max(result.rowcount, 0)
+            newest = conn.exec_driver_sql("SELECT coalesce(max(seq), 0) FROM traces")
+            last = int(newest.scalar_one())
+            traces, bodies = self._sqlite_params(rows, last + 1)
+            inserted = max(conn.exec_driver_sql(self._sqlite_insert_sql, traces).rowcount, 0)
+            if inserted < len(rows):  # some ids were stored already: bodies of the new only
+                new = {r[0] for r in conn.exec_driver_sql(
+                    "SELECT seq FROM traces WHERE seq > ?", (last,))}
+                bodies = [body for body in bodies if body[0] in new]
+            if bodies:
+                conn.exec_driver_sql(self._sqlite_body_sql, bodies)
+            if self.text_search == "fts5":  # the new rows' text, in one statement
+                conn.exec_driver_sql(
+                    "INSERT INTO trace_text(rowid, search) SELECT seq, search FROM trace_bodies "
+                    "WHERE seq > ? AND search IS NOT NULL", (last,),
+                )
+            return inserted
 
-    def _sqlite_params(self, rows: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
-        dumps, pick, json_at = engines.dumps, self._sqlite_pick, self._sqlite_json_at
-        params = []
-        for row in rows:
-            values = list(pick(row))
-            for i in json_at:
-                if values[i] is not None:
-                    values[i] = dumps(values[i])
-            params.append(tuple(values))
-        return params
+    def _sqlite_params(
+        self, rows: list[dict[str, Any]], first_seq: int
+    ) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+        """(traces rows, trace_bodies rows), positional, numbered from ``first_seq``."""
+        dumps = engines.dumps
+        out: tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]] = ([], [])
+        picks = ((self._sqlite_pick, self._sqlite_json_at, out[0]),
+                 (self._sqlite_body_pick, self._sqlite_body_json_at, out[1]))
+        for seq, row in enumerate(rows, first_seq):
+            for pick, json_at, params in picks:
+                values = [seq, *pick(row)]
+                for i in json_at:
+                    if values[i + 1] is not None:
+                        values[i + 1] = dumps(values[i + 1])
+                params.append(tuple(values))
+        return out
+
+    def _merge_text_pending(self, rows: list[dict[str, Any]]) -> None:
+        """Once a day a batch starts (and on the first batch): merge the text index's
+        pending lists of the days before into the index (see Partitions)."""
+        assert self._partitions is not None
+        day = self._partitions.slot(max(row["ts"] for row in rows))
+        if day > self._merged_before and self.text_search == "tsvector":
+            with self._engine.connect() as conn:
+                self._partitions.merge_text_pending(conn, day)
+            self._merged_before = day
 
     def _ensure_partitions(self, rows: list[dict[str, Any]]) -> None:
         assert self._partitions is not None
@@ -227,7 +273,11 @@ class Store:
         """The whole record, with ``feedback``: its feedback rows, oldest first."""
         t = self._t
         with unavailable_as_store_error("get_trace"), self._engine.connect() as conn:
-            query = select(*self._full).where(t.traces.c.id == trace_id)
+            query = (
+                select(*self._full)
+                .select_from(t.traces.outerjoin(t.bodies, self._on))
+                .where(t.traces.c.id == trace_id)
+            )
             row = conn.execute(query.order_by(t.traces.c.ts.desc()).limit(1)).mappings().first()
             if row is None:
                 return None
@@ -250,45 +300,64 @@ class Store:
         limit = min(limit, MAX_LIMIT)
         c = self._t.traces.c
         where = conditions(q, self._t.traces)
+        top = None
         if cursor:
             where.append(after(cursor, self._t.traces))
+            top = decode_cursor(cursor)[0]
         with unavailable_as_store_error("list_traces"), self._engine.connect() as conn:
-            if q.text:
-                where += self._text_terms(conn, q.text, where)
-            query = (
-                select(*self._light)
-                .where(*where)
-                .order_by(c.ts.desc(), c.id.desc())
-                .limit(limit + 1)
-            )
-            rows = conn.execute(query).mappings().all()
+            words = _WORD.findall(q.text.lower()) if q.text else []
+            if q.text and words and self.text_search == "tsvector":
+                window = Window(q.since, q.until, top)
+                rows = self._pg_text_page(conn, words, where, window, limit + 1)
+            else:
+                if q.text:
+                    where += self._text_terms(conn, q.text, words)
+                query = (
+                    select(*self._light)
+                    .where(*where)
+                    .order_by(c.ts.desc(), c.id.desc())
+                    .limit(limit + 1)
+                )
+                rows = [dict(r) for r in conn.execute(query).mappings()]
+            self._add_previews(conn, rows[:limit])
         page = [from_row(r, light=True) for r in rows[:limit]]
         more = len(rows) > limit
         return page, encode_cursor(page[-1]["ts"], page[-1]["id"]) if more else None
 
-    def _text_terms(
-        self, conn: Connection, term: str, where: list[ColumnElement[bool]]
-    ) -> list[ColumnElement[bool]]:
-        """The WHERE terms of a text search: every word of ``term`` must start a word of
-        the trace's text (full-text index). On Postgres the plan is chosen by how common
-        the words are: rare ones read the index's matches and sort them; common ones
-        (``PREFILTER_MAX`` matches or more) scan newest first and stop at a page. Either
-        plan alone is slow for the other case (seconds on a million traces)."""
-        c = self._t.traces.c
-        words = _WORD.findall(term.lower())
-        if not words or self.text_search == "scan":
-            match = c.search.ilike if self._pg else c.search.like
-            return [match(like_pattern(term), escape="\\")]
+    def _add_previews(self, conn: Connection, rows: list[dict[str, Any]]) -> None:
+        """A page's previews from trace_bodies, by the page's keys (one indexed read)."""
+        if not rows:
+            return
+        b = self._t.bodies.c
         if self._pg:
-            config: ColumnElement[Any] = literal_column("'bastion_text'")
-            vector = func.to_tsvector(config, func.coalesce(c.search, ""))
-            query = func.to_tsquery(config, " & ".join(f"{w}:*" for w in words))
-            found = vector.op("@@")(query)
-            _planner(conn, _BITMAP_ONLY)  # the probe may only use the text index
-            probe = select(literal(1)).where(*where, found).limit(PREFILTER_MAX)
-            if _count(conn, probe) >= PREFILTER_MAX:
-                _planner(conn, _ORDERED_SCAN)
-            return [found]
+            stamps = [r["ts"] for r in rows]
+            query = select(b.id, b.ts, b.preview_in, b.preview_out).where(
+                b.id == any_(literal([r["id"] for r in rows], _TEXT_ARRAY)),
+                b.ts >= min(stamps), b.ts <= max(stamps))
+        else:
+            query = select(b.seq, b.preview_in, b.preview_out).where(
+                b.seq.in_([r["seq"] for r in rows]))
+        width = len(self._link)
+        found = {tuple(p[:width]): p[width:] for p in conn.execute(query)}
+        for row in rows:
+            row["preview_in"], row["preview_out"] = found.get(
+                tuple(row[col.key] for col in self._link), (None, None))
+
+    def _text_terms(
+        self, conn: Connection, term: str, words: list[str]
+    ) -> list[ColumnElement[bool]]:
+        """The WHERE terms of a text search on SQLite (or without a text index): every word
+        of ``term`` must start a word of the trace's text. The plan is chosen by how common
+        the words are: rare ones read the index's matches and sort them; common ones
+        (``PREFILTER_MAX`` matches or more) walk newest first and stop at a page. Either plan
+        alone is slow for the other case (seconds on a million traces)."""
+        c, b = self._t.traces.c, self._t.bodies.c
+        if not words or self.text_search == "scan":
+            pattern = like_pattern(term)
+            if self._pg:
+                found = select(b.id, b.ts).where(b.search.ilike(pattern, escape="\\"))
+                return [tuple_(c.id, c.ts).in_(found)]
+            return [c.seq.in_(select(b.seq).where(b.search.like(pattern, escape="\\")))]
         fts = self._t.trace_text
         assert fts is not None
         expression = " ".join(f'"{w}"*' for w in words)
@@ -308,6 +377,81 @@ class Store:
         # SQLite from driving the query by the match list)
         return [literal_column("+traces.seq").in_(candidates)]
 
+    def _pg_text_page(
+        self, conn: Connection, words: list[str], where: list[ColumnElement[bool]],
+        window: Window, n: int,
+    ) -> list[dict[str, Any]]:
+        """Postgres text search: up to ``n`` traces, newest first, whose text has every
+        word (as a word prefix) and that pass ``where``.
+
+        A probe reads the GIN index of ``trace_bodies.search_tsv`` (bitmap scans only, so a
+        term with no match costs index lookups and nothing else) for up to
+        ``PG_PREFILTER_MAX`` matches in the window. Fewer: they are all the matches; the
+        newest are fetched by key, a page's worth at a time. More: the term is common, and
+        each partition's range, newest first, is walked in (ts, id) order checking each
+        trace's stored vector, until the page is full."""
+        b = self._t.bodies.c
+        query = func.to_tsquery(
+            literal_column("'bastion_text'::regconfig"), " & ".join(f"{w}:*" for w in words)
+        )
+        found = b.search_tsv.op("@@")(query)
+        _planner(conn, _BITMAP_ONLY)
+        probe = select(b.id, b.ts).where(found, *window.terms(b.ts)).limit(PG_PREFILTER_MAX)
+        matches = [(m[0], m[1]) for m in conn.execute(probe).all()]
+        if not matches:
+            return []
+        if len(matches) < PG_PREFILTER_MAX:
+            _planner(conn, _DEFAULTS)
+            return self._pg_fetch(conn, matches, where, n)
+        _planner(conn, _WALK)
+        out: list[dict[str, Any]] = []
+        c = self._t.traces.c
+        for lo, hi in window.clip(self._pg_ranges()):
+            span = [*Window(lo, hi, None).terms(c.ts)]
+            has_text = exists().where(
+                b.id == c.id, b.ts == c.ts, *Window(lo, hi, None).terms(b.ts), found)
+            page = (
+                select(*self._light)
+                .where(*where, *span, has_text)
+                .order_by(c.ts.desc(), c.id.desc())
+                .limit(n - len(out))
+            )
+            out += [dict(r) for r in conn.execute(page).mappings()]
+            if len(out) >= n:
+                break
+        return out
+
+    def _pg_ranges(self) -> list[tuple[float, float]]:
+        assert self._partitions is not None
+        return self._partitions.ranges()
+
+    def _pg_fetch(
+        self, conn: Connection, matches: list[tuple[str, float]],
+        where: list[ColumnElement[bool]], n: int,
+    ) -> list[dict[str, Any]]:
+        """The first ``n`` traces, newest first, among the (id, ts) ``matches`` that pass
+        ``where``: fetched by key in rounds, newest matches first (a round never splits
+        matches of one ts, so SQL's order within a ts holds across rounds)."""
+        c = self._t.traces.c
+        ordered = sorted(matches, key=operator.itemgetter(1), reverse=True)
+        out: list[dict[str, Any]] = []
+        start, size = 0, n
+        while start < len(ordered) and len(out) < n:
+            end = min(len(ordered), start + size)
+            while end < len(ordered) and ordered[end][1] == ordered[end - 1][1]:
+                end += 1
+            chunk = ordered[start:end]
+            keys = set(chunk)
+            query = (
+                select(*self._light)
+                .where(*where, c.id == any_(literal([k[0] for k in chunk], _TEXT_ARRAY)),
+                       c.ts >= chunk[-1][1], c.ts <= chunk[0][1])
+                .order_by(c.ts.desc(), c.id.desc())
+            )
+            out += [dict(r) for r in conn.execute(query).mappings() if (r["id"], r["ts"]) in keys]
+            start, size = end, size * 4
+        return out[:n]
+
     def count_traces(self) -> int:
         with unavailable_as_store_error("count_traces"), self._engine.connect() as conn:
             return int(conn.execute(select(func.count()).select_from(self._t.traces)).scalar_one())
@@ -322,9 +466,10 @@ class Store:
                 with self._write() as conn, conn.begin():
                     removed = self._partitions.drop_before(conn, ts)
                     removed += conn.execute(delete(t.traces).where(t.traces.c.ts < ts)).rowcount
+                    conn.execute(delete(t.bodies).where(t.bodies.c.ts < ts))
                     conn.execute(delete(t.feedback).where(t.feedback.c.ts < ts))
                 return removed
-            removed = 0
+            removed = 0  # each trace's body goes with it (trigger), its text index entry too
             old = select(t.traces.c.seq).where(t.traces.c.ts < ts).limit(DELETE_CHUNK)
             while True:
                 with self._write() as conn, conn.begin():
@@ -414,14 +559,54 @@ class Store:
             return _feedback_out(conn.execute(change).mappings().one()), False
 
 
-# Postgres planner settings for one transaction (SET LOCAL) of a text search
-_BITMAP_ONLY = ("enable_seqscan = off", "enable_indexscan = off", "enable_indexonlyscan = off")
-_ORDERED_SCAN = ("enable_indexscan = on", "enable_indexonlyscan = on", "enable_bitmapscan = off")
+# Postgres planner settings for one transaction (set_config(..., true) = SET LOCAL) of a
+# text search: the probe may only read the text index; the walk only walks (ts, id) order
+# and looks bodies up by key; the fetch by key gets the planner's usual choices
+_SCANS = ("seqscan", "indexscan", "indexonlyscan", "bitmapscan", "hashjoin", "mergejoin", "sort")
+_DEFAULTS = dict.fromkeys(_SCANS, "on")
+_BITMAP_ONLY = {**_DEFAULTS, "seqscan": "off", "indexscan": "off", "indexonlyscan": "off"}
+_WALK = {**_DEFAULTS, **dict.fromkeys(
+    ("bitmapscan", "seqscan", "hashjoin", "mergejoin", "sort"), "off")}
 
 
-def _planner(conn: Connection, settings: tuple[str, ...]) -> None:
-    for setting in settings:
-        conn.execute(text(f"SET LOCAL {setting}"))
+@dataclass(frozen=True, slots=True)
+class Window:
+    """The time bounds of a search: ``since <= ts < until`` and ``ts <= upto`` (a cursor's
+    ts; the cursor's own term orders ties). None is no bound."""
+
+    since: float | None
+    until: float | None
+    upto: float | None
+
+    def terms(self, ts: ColumnElement[float]) -> list[ColumnElement[bool]]:
+        out = []
+        if self.since is not None and self.since != -math.inf:
+            out.append(ts >= self.since)
+        if self.until is not None and self.until != math.inf:
+            out.append(ts < self.until)
+        if self.upto is not None:
+            out.append(ts <= self.upto)
+        return out
+
+    def clip(self, ranges: list[tuple[float, float]]) -> list[tuple[float, float]]:
+        """The ``[lo, hi)`` ranges that meet the window, newest first."""
+        since = -math.inf if self.since is None else self.since
+        until = math.inf if self.until is None else self.until
+        upto = math.inf if self.upto is None else self.upto
+        return [(lo, hi) for lo, hi in reversed(ranges)
+                if hi > since and lo < until and lo <= upto]
+
+
+def _planner(conn: Connection, settings: Mapping[str, str]) -> None:
+    """Sets planner switches for the rest of the transaction, in one statement."""
+    calls = ", ".join(f"set_config('enable_{k}', '{v}', true)" for k, v in settings.items())
+    conn.execute(text(f"SELECT {calls}"))
+
+
+def _sqlite_insert(table: str, keys: Sequence[str], conflict: str) -> str:
+    columns = ", ".join('"' + k + '"' for k in keys)
+    marks = ", ".join("?" * len(keys))
+    return f"INSERT INTO {table} ({columns}) VALUES ({marks}) {conflict}"  # noqa: S608 - our names
 
 
 def _count(conn: Connection, query: Select[Any]) -> int:

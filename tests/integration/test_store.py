@@ -4,6 +4,7 @@ reachable Postgres the Postgres half skips, or fails when CI=true."""
 
 from __future__ import annotations
 
+import json
 import math
 import sqlite3
 import threading
@@ -13,11 +14,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import create_engine, inspect
+from sqlalchemy import create_engine, inspect, text
 
 from bastion.store import Store, StoreUnavailable, TraceQuery, open_store
+from bastion.store import engine as engines
 from bastion.store import store as store_module
-from bastion.store.migrations import MIGRATIONS
+from bastion.store.migrations import MIGRATIONS, migrate
 from bastion.store.records import to_row
 from bastion.store.schema import RECORD_KEYS, build
 from bastion.store.stats import percentile
@@ -62,7 +64,7 @@ def url(engine: str, tmp_path: Path, request: pytest.FixtureRequest) -> str:
 def store(url: str, engine: str, tmp_path: Path) -> Iterator[Store]:
     s = open_store(url, tmp_path)
     if engine == "postgres":  # the database is shared by the run: start empty
-        psql(url, "TRUNCATE traces, feedback")
+        psql(url, "TRUNCATE traces, trace_bodies, feedback")
     yield s
     s.close()
 
@@ -147,12 +149,90 @@ def test_migrated_database_has_the_columns_the_queries_use(fresh_url: str, tmp_p
         with engine.connect() as conn:
             db = inspect(conn)
             tables = build(store.dialect)
-            for table in (tables.traces, tables.feedback, tables.migrations):
+            for table in (tables.traces, tables.bodies, tables.feedback, tables.migrations):
                 in_db = {c["name"] for c in db.get_columns(table.name)}
                 assert in_db == {c.name for c in table.columns}, table.name
     finally:
         engine.dispose()
         store.close()
+
+
+def _old_layout_rows() -> list[dict[str, Any]]:
+    """Traces as m002 stored them: bodies and derived columns inline in traces."""
+    rows = []
+    for i in range(6):
+        row = to_row(record(i, ts=T0 + i * DAY / 2, output=f"legacy answer {i}"))
+        row["seq"] = i + 1
+        rows.append(row)
+    return rows
+
+
+def test_m003_moves_the_bodies_of_existing_traces(fresh_url: str, tmp_path: Path) -> None:
+    engine = engines.create(engines.resolve_url(fresh_url, tmp_path), pool_size=1,
+                            busy_timeout_ms=5000)  # the store's (SQLite: its BEGIN handling)
+    try:
+        assert migrate(engine, MIGRATIONS[:2]) == NAMES[:2]
+        pg = engine.dialect.name == "postgresql"
+        rows = _old_layout_rows()
+        with engine.begin() as conn:
+            if pg:  # the partitions m002's store would have made (and the default one)
+                for day in sorted({math.floor(r["ts"] / DAY) * DAY for r in rows}):
+                    conn.execute(text(
+                        f"CREATE TABLE {partition_name(day)} PARTITION OF traces "
+                        f"FOR VALUES FROM ({day!r}) TO ({day + DAY!r})"))
+            keys = [*RECORD_KEYS, "search", "preview_in", "preview_out"] + ([] if pg else ["seq"])
+            columns = ", ".join(f'"{k}"' for k in keys)
+            marks = ", ".join(f":{k}" for k in keys)
+            json_keys = ("params", "input", "output", "guards", "spans", "metadata")
+            values = [{k: json.dumps(r[k]) if k in json_keys else r[k] for k in keys}
+                      for r in rows]
+            conn.execute(text(f"INSERT INTO traces ({columns}) VALUES ({marks})"), values)
+            if not pg:
+                conn.execute(text("INSERT INTO trace_text(trace_text) VALUES ('rebuild')"))
+    finally:
+        engine.dispose()
+    store = open_store(fresh_url, tmp_path)
+    try:
+        assert store.migrations_applied == ["m003_trace_bodies"]
+        for row in rows:
+            got = store.get_trace(row["id"])
+            assert got is not None
+            assert {k: got[k] for k in ("input", "output", "spans")} == {
+                k: row[k] for k in ("input", "output", "spans")}
+        listed, _ = store.list_traces(TraceQuery(), limit=100)
+        assert ids(listed) == [r["id"] for r in reversed(rows)]
+        assert [r["preview"] for r in listed] == [
+            {"input": r["preview_in"], "output": r["preview_out"]} for r in reversed(rows)]
+        found, _ = store.list_traces(TraceQuery(text="legacy answer"), limit=100)
+        assert ids(found) == ids(listed)
+        store.insert_traces([record(100, ts=T0 + 3 * DAY, output="legacy too")])
+        found, _ = store.list_traces(TraceQuery(text="legacy"), limit=100)
+        assert ids(found) == ["req-00100", *ids(listed)]
+        assert store.delete_before(T0 + DAY) == 2
+        assert body_count(fresh_url) == store.count_traces() == 5
+        if pg:  # each traces partition has its trace_bodies partition
+            bodies = {r[0] for r in psql(fresh_url, "SELECT c.relname FROM pg_inherits i JOIN "
+                      "pg_class c ON c.oid = i.inhrelid "
+                      "WHERE i.inhparent = 'trace_bodies'::regclass")}
+            assert bodies == {"trace_bodies" + n.removeprefix("traces") for n in partitions(
+                fresh_url)}
+            # the moved columns' data is gone from the traces rows, not only hidden
+            assert "search" not in {c[0] for c in psql(
+                fresh_url, "SELECT attname FROM pg_attribute WHERE attrelid = "
+                "'traces'::regclass AND NOT attisdropped")}
+    finally:
+        store.close()
+
+
+def body_count(url: str) -> int:
+    """Rows of trace_bodies (every trace has one; a deleted trace none)."""
+    if url.startswith("sqlite"):
+        check = sqlite3.connect(url.removeprefix("sqlite:///"))
+        try:
+            return int(check.execute("SELECT count(*) FROM trace_bodies").fetchone()[0])
+        finally:
+            check.close()
+    return int(psql(url, "SELECT count(*) FROM trace_bodies")[0][0])
 
 
 def test_default_url_is_sqlite_under_home(tmp_path: Path) -> None:
@@ -291,6 +371,7 @@ def test_text_search_finds_words_of_input_and_output(
     store: Store, monkeypatch: pytest.MonkeyPatch, prefilter_max: int
 ) -> None:
     monkeypatch.setattr(store_module, "PREFILTER_MAX", prefilter_max)
+    monkeypatch.setattr(store_module, "PG_PREFILTER_MAX", prefilter_max)
     assert store.text_search == ("tsvector" if store.dialect == "postgresql" else "fts5")
     texts = {**TEXTS, "h": {"input": [{"role": "user", "content": "Quantum Café"}], "output": None}}
     records = [record(i, id=key, **fields) for i, (key, fields) in enumerate(texts.items())]
@@ -302,6 +383,35 @@ def test_text_search_finds_words_of_input_and_output(
     assert sorted(ids(rows)) == ["e", "f", "h"]  # with another filter
     rows, _ = store.list_traces(TraceQuery(text="%_"), limit=100)  # no word: a LIKE scan
     assert ids(rows) == []
+
+
+@pytest.mark.parametrize("prefilter_max", [5000, 2], ids=["index", "common-term-scan"])
+def test_text_search_pages_across_days_and_filters(
+    store: Store, monkeypatch: pytest.MonkeyPatch, prefilter_max: int
+) -> None:
+    """Matches spread over four days (Postgres partitions), every third with another model:
+    one-row pages with a filter walk every day (or fetch matches in several rounds)."""
+    monkeypatch.setattr(store_module, "PREFILTER_MAX", prefilter_max)
+    monkeypatch.setattr(store_module, "PG_PREFILTER_MAX", prefilter_max)
+    day0 = math.floor(T0 / DAY) * DAY
+    data = [record(i, ts=day0 + (i % 4) * DAY + i * 60, model="beta" if i % 3 else "alpha",
+                   output="needle here" if i % 2 else "hay")
+            for i in range(40)]
+    data.append(record(99, ts=day0 + DAY + 5, output="needle"))  # a tie on ts ...
+    data.append(record(98, ts=day0 + DAY + 5, output="needle"))  # ... the id orders it
+    store.insert_traces(data)
+    for query in (TraceQuery(text="needle"), TraceQuery(text="needle", model="beta"),
+                  TraceQuery(text="needle", model="beta", since=day0 + DAY,
+                             until=day0 + 3 * DAY)):
+        def keep(r: dict[str, Any], q: TraceQuery = query) -> bool:
+            return ("needle" in r["output"] and (q.model is None or r["model"] == q.model)
+                    and (q.since is None or r["ts"] >= q.since)
+                    and (q.until is None or r["ts"] < q.until))
+        expected = newest_first([r for r in data if keep(r)])
+        assert expected
+        for limit in (1, 3, 100):
+            seen, _ = page_through(store, query, limit, lambda _page: None)
+            assert seen == expected, (query, limit)
 
 
 # -------------------------------------------------------------------------- pagination
@@ -475,6 +585,7 @@ def test_delete_before_removes_old_traces_and_their_feedback(store: Store, url: 
     assert kept is not None
     assert [f["request_id"] for f in kept["feedback"]] == ["req-00413"]
     assert store.delete_before(cutoff) == 0
+    assert body_count(url) == 3  # the bodies went with their traces
     if store.dialect == "postgresql":
         names = partitions(url)
         days = [partition_name(day0 + d * DAY) for d in range(5)]
