@@ -1,14 +1,16 @@
 """Precision, recall, false-positive rate and latency of one scanner on a labelled JSONL set.
 
     python bench/guard_data/eval_guards.py SCANNER DATA.jsonl [--options JSON]
-        [--threshold 0.5] [--values-field values] [--latency]
+        [--threshold 0.5] [--latency] [--latency-from all|negatives]
 
 A row is ``{"text", "label": 0/1, ...}``; it counts as flagged when the scanner reports a
 finding with score >= threshold. Rows with ``entities`` are also scored by span: an entity
 is found when a flagged finding overlaps it. A row may carry ``values`` (put into
 ScanContext.values: canary, system_prompt, json_schema) and ``options`` (a per-row scanner,
 e.g. banned_topics with its own topic list). ``--latency`` times the scanner on 200, 2,000
-and 8,000 characters built from the set's own texts (p50/p95 over repeated runs).
+and 8,000 characters built from the set's own texts (p50/p95 over repeated runs);
+``--latency-from negatives`` builds them from the rows without findings only (ordinary
+text, where most requests are; the default mixes in every positive, a worst case).
 """
 
 from __future__ import annotations
@@ -114,12 +116,14 @@ def main() -> None:
     p.add_argument("--options", default="{}")
     p.add_argument("--threshold", type=float, default=0.5)
     p.add_argument("--latency", action="store_true")
+    p.add_argument("--latency-from", choices=["all", "negatives"], default="all")
     args = p.parse_args()
     rows = load(args.data)
     options = json.loads(args.options)
     report: dict[str, Any] = evaluate(args.scanner, rows, options, args.threshold)
     if args.latency:
-        report["latency"] = latency(args.scanner, rows, options)
+        pool = [r for r in rows if not r["label"]] if args.latency_from == "negatives" else rows
+        report["latency"] = latency(args.scanner, pool, options)
     print(json.dumps(report, indent=1))
 
 

@@ -27,16 +27,23 @@ LEXICON: dict[str, dict[float, str]] = {
               "|encule|enculee|hijo de puta|hija de puta|vete a la mierda|gilipollas"
               "|chinga tu madre|figlio di puttana|vaffanculo|fanculo|stronzo|stronza"
               "|klootzak|kankerlijer|kankerhoer|tyfuslijer|krijg de kanker|krijg kanker"
-              "|kut wijf",
+              "|kut wijf|waste of space|waste of oxygen|waste of air|nobody likes you"
+              "|no one likes you|everyone hates you|nobody loves you|no one loves you"
+              "|you disgust me|ashamed to exist|you should not exist|you shouldn't exist"
+              "|nothing but trash|nothing but garbage|nothing but a loser|shut the fuck up"
+              "|kiss my ass|lick my ass|lick my balls|suck my balls|die in a fire"
+              "|drop dead|go die in a hole",
         0.6: "asshole*|arsehole*|dickhead*|dipshit*|shithead*|douchebag*|douche bag"
              "|jackass|dumbass*|fatass|scumbag*|bastard|bastards|bitch|bitches|whore|whores"
              "|slut|sluts|wanker*|twat|twats|prick|pricks|retard|retards|retarded|moron"
              "|morons|imbecile*|arschloch|drecksau|schlampe|spast|spasti|vollidiot|salope"
              "|pute|batard|abruti|pendejo|pendeja|cabron|cabrona|imbecil|puta|puto|coglione"
-             "|cretino|puttana|mongool|debiel|hoer|kutwijf|rot op|val dood",
+             "|cretino|puttana|mongool|debiel|hoer|kutwijf|rot op|val dood|a disgrace"
+             "|pathetic excuse",
         0.35: "idiot|idiots|idiotic|stupid|scum|garbage human|fat pig|worthless|brainless"
               "|dimwit*|nitwit*|halfwit*|numbnuts|dummkopf|trottel|idiota|estupido|estupida"
               "|stupide|idiote|debile|scemo|scema|stupido|stupida|eikel|sukkel|troia",
+        0.3: "coward|cowards|liar|liars|spineless|psycho|lunatic|creep|creepy",
         0.2: "dumb|loser|losers|pathetic|ugly|jerk|clown|freak|disgusting|useless|tonto"
              "|tonta",
     },
@@ -87,15 +94,16 @@ LEXICON: dict[str, dict[float, str]] = {
               "|hardcore porn|blas mir einen|suce ma bite|chupame la|succhiamelo|pijpen",
         0.5: "porn*|pornhub|xvideos|hentai|milf*|dildo*|masturbat*|orgasm*|horny|nudes"
              "|titties|tits|boobs|jizz|boner|naked pics|sexting|bdsm|camgirl*|onlyfans"
-             "|fuck me|fuck her|fuck him|polla",
+             "|fuck me|fuck her|fuck him",
         0.3: "dick|dicks|cock|cocks|pussy|pussies|balls|nude|naked|sexy|sex|seduce|kinky"
              "|stripper*|escort*|hooker*|prostitut*|booty|butt|ass|cum|cumming|penis"
-             "|vagina|clit|clitoris|erection|nipples|vibrator|fetish|figa",
+             "|vagina|clit|clitoris|erection|nipples|vibrator|fetish|figa|polla",
     },
     "self_harm": {
         0.9: "kill yourself|kill urself|kys|go kill yourself|you should kill yourself"
              "|hang yourself|slit your wrists|go die|you should die|drink bleach"
              "|jump off a bridge|nobody would miss you|the world would be better without you"
+             "|better off without you|better off dead|you'd be better off dead"
              "|how to kill myself|best way to kill myself|painless way to die"
              "|how to commit suicide|ways to commit suicide|i want to kill myself"
              "|i'm going to kill myself|end my life|i want to die|bring dich um|toi dich"

@@ -27,6 +27,7 @@ class _FoldTable(dict[int, str]):
 
 _TABLE = _FoldTable()
 _Trie: TypeAlias = dict[str, "_Trie"]
+_NON_ASCII = re.compile(r"[^\x00-\x7f]")
 
 
 def fold_char(ch: str) -> str:
@@ -43,10 +44,17 @@ def fold(text: str) -> tuple[str, list[int] | None]:
         return folded, None
     pieces: list[str] = []
     offsets: list[int] = []
-    for i, ch in enumerate(text):
-        f = fold_char(ch)
+    pos = 0
+    for m in _NON_ASCII.finditer(text):  # ASCII runs in one piece, the rest one by one
+        i = m.start()
+        pieces.append(text[pos:i].lower())
+        offsets.extend(range(pos, i))
+        f = _TABLE[ord(text[i])].lower()
         pieces.append(f)
         offsets.extend([i] * len(f))
+        pos = i + 1
+    pieces.append(text[pos:].lower())
+    offsets.extend(range(pos, len(text)))
     return "".join(pieces), offsets
 
 

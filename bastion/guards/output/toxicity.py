@@ -44,13 +44,17 @@ THIRD_PERSON_BOOST = 0.15
 _PERSON = r"(?:you|u|ya|him|her|them|your (?:\w+)|y(?:ou)?r family|all of you|every one of you)"
 _HARM_VERBS = (r"(?:kill|murder|stab|shoot|strangle|choke|rape|slaughter|butcher|behead"
                r"|hang|burn|torture|hurt|gut|skin|bury|drown|beat the shit out of)")
+_HARM_WORDS = ("kill", "murder", "stab", "shoot", "strangl", "chok", "rape", "slaughter",
+               "butcher", "behead", "hang", "burn", "tortur", "hurt", "gut", "skin", "bury",
+               "drown", "beat the")
 _GROUPS = (
     r"(?:jews?|muslims?|christians?|blacks?|black people|whites?|white people|asians?"
     r"|mexicans?|immigrants?|migrants?|refugees?|gays?|gay people|lesbians?"
     r"|trans(?:gender)? people|women|females|arabs?|africans?|indians?|chinese|gypsies|roma"
     r"|latinos?|hispanics?|foreigners?|juden|auslander|fluchtlinge|muslime|schwule|frauen"
     r"|juifs?|arabes?|noirs?|etrangers?|femmes|judios|moros|inmigrantes|negros|mujeres"
-    r"|ebrei|negri|immigrati|donne|joden|moslims|buitenlanders|vrouwen)"
+    r"|immigres|musulmans|homosexuels|ebrei|negri|immigrati|donne|joden|moslims"
+    r"|buitenlanders|vrouwen)"
 )
 _DEHUMANIZING = (
     r"(?:animals|vermin|parasites|cockroaches|rats|subhumans?|savages|scum|filth|trash"
@@ -58,27 +62,61 @@ _DEHUMANIZING = (
     r"|ungeziefer|parasiten|untermenschen|des animaux|de la vermine|des parasites"
     r"|animales|parasitos|animali|parassiti|dieren|ongedierte)"
 )
-THREAT_PATTERNS: list[tuple[str, float, re.Pattern[str]]] = [
-    ("threat", 0.9, re.compile(
+# a group called stupid, dirty, criminal...: an insult aimed at a group is hate
+_GROUP_INSULTS = (
+    r"(?:stupid|dumb|disgusting|dirty|filthy|evil|criminals|freaks|worthless|ugly|lazy"
+    r"|thieves|rapists|terrorists|inferior|a mistake|dangerous|sick|perverts|retarded)"
+)
+# (category, weight, needles: one must occur for the pattern to run; None: a group name)
+THREAT_PATTERNS: list[tuple[str, float, tuple[str, ...] | None, re.Pattern[str]]] = [
+    ("threat", 0.9, _HARM_WORDS, re.compile(
         rf"\b(?:i|we)\s*(?:'ll|will|'m going to|am going to|'m gonna|am gonna|are going to"
-        rf"|are gonna|gonna|ll|m going to|m gonna)\s+(?:\w+\s+)?{_HARM_VERBS}\s+{_PERSON}\b")),
-    ("threat", 0.85, re.compile(
+        rf"|are gonna|gonna|ll|m going to|m gonna)\s+(?:\w+\s+){{0,4}}{_HARM_VERBS}"
+        rf"\s+{_PERSON}\b")),
+    ("threat", 0.8, ("hope", "wish", "pray"), re.compile(
+        r"\bi\s+(?:hope|wish|pray)\s+(?:that\s+)?(?:you|u)\s+(?:\w+\s+){0,4}"
+        r"(?:die|dies|get raped|get cancer|burn|suffer|rot|get shot|get killed)\b")),
+    ("threat", 0.8, ("them all", "em all", "those all"), re.compile(
+        r"\b(?:gas|kill|exterminate|shoot|hang|burn|nuke|slaughter)\s+(?:them|em|those)"
+        r"\s+all\b")),
+    ("threat", 0.85, ("beat", "kick", "punch"), re.compile(
+        r"\b(?:beat|kick|punch)\s+(?:you|u|him|her|them)\s+(?:up|senseless|to death|until"
+        r"|bloody|black and blue|half to death)")),
+    ("threat", 0.85, ("throat", "wrist", "neck"), re.compile(
+        r"\b(?:slit|cut|slice)\s+(?:your|ur|his|her|their)\s+(?:throat|wrists|neck)")),
+    ("threat", 0.8, ("should be", "must be", "ought to be", "need to be"), re.compile(
+        r"\b(?:you|u|people like you|they|them|he|she)\s+(?:should|must|ought to|need to)"
+        r"\s+be\s+(?:put down|shot|hanged|killed|executed|lynched|gassed|burned)")),
+    # the other languages' threats with a few words between the parts
+    ("threat", 0.9, ("dich", "je vais", "te voy", "ti ", "ik ga", "ik zal"), re.compile(
+        r"\bich\s+(?:werde|will|wurde)\s+dich\s+(?:\w+\s+){0,3}(?:umbringen|toten"
+        r"|kaltmachen|abstechen|erschiessen|abknallen)\b"
+        r"|\bje\s+vais\s+te\s+(?:\w+\s+){0,2}(?:tuer|buter|crever|egorger)\b"
+        r"|\bte\s+voy\s+a\s+(?:\w+\s+){0,2}(?:matar|apunalar|reventar)\b"
+        r"|\bti\s+(?:\w+\s+){0,2}(?:ammazzo|uccido|sgozzo)\b"
+        r"|\bik\s+(?:ga|zal)\s+je\s+(?:\w+\s+){0,2}(?:vermoorden|afmaken|doodmaken"
+        r"|neersteken)\b")),
+    ("threat", 0.85, ("someone", "somebody"), re.compile(
         rf"\b(?:someone|somebody)\s+(?:should|needs to|ought to)\s+{_HARM_VERBS}\s+{_PERSON}\b")),
-    ("threat", 0.8, re.compile(
+    ("threat", 0.8, ("deserve", "need to", "ought to"), re.compile(
         r"\b(?:you|u)\s+(?:deserve|need|ought)\s+to\s+(?:die|be killed|be shot|be raped"
         r"|suffer|be hanged|burn)\b")),
-    ("hate", 0.9, re.compile(
+    ("hate", 0.9, None, re.compile(
         rf"\b{_GROUPS}\s+(?:are|r|is|sind|sont|son|sono|zijn)\s+(?:all\s+|just\s+|only\s+"
         rf"|nothing but\s+|like\s+|alle\s+|nur\s+|wie\s+|como\s+|come\s+)?{_DEHUMANIZING}\b")),
-    ("hate", 0.9, re.compile(
+    ("hate", 0.9, None, re.compile(
         rf"\b{_GROUPS}\s+(?:should|must|need to|deserve to|ought to|sollten|mussen|doivent"
         rf"|deben|devono|moeten)\s+(?:all\s+)?(?:die|be killed|be exterminated|be gassed"
         rf"|be shot|be hanged|burn|be wiped out|be eradicated|sterben|vergast werden"
         rf"|mourir|morir|morire|dood)\b")),
-    ("hate", 0.85, re.compile(
+    ("hate", 0.85, None, re.compile(
         rf"\b(?:kill|gas|exterminate|shoot|hang|burn|eradicate|wipe out|genocide)\s+"
         rf"(?:all\s+)?(?:the\s+|those\s+|these\s+)?{_GROUPS}\b")),
-    ("hate", 0.7, re.compile(rf"\bi\s+(?:hate|despise)\s+(?:all\s+)?(?:the\s+)?{_GROUPS}\b")),
+    ("hate", 0.7, None, re.compile(rf"\bi\s+(?:hate|despise)\s+(?:all\s+)?(?:the\s+)?{_GROUPS}\b")),
+    ("hate", 0.75, None, re.compile(
+        rf"\b{_GROUPS}\s+(?:are|r|is)\s+(?:all\s+|just\s+|so\s+|too\s+|such\s+|naturally\s+"
+        rf"|inherently\s+)*{_GROUP_INSULTS}\b")),
+    ("self_harm", 0.85, ("bring",), re.compile(r"\bbring\s+dich\s+(?:\w+\s+){1,3}um\b")),
 ]
 _TARGET = re.compile(
     r"(?:^|[^\w'])(?:you|u|ya|ur|your|you'?re|yourself|du|dich|dir|tu|toi|vous|t'?es|eres"
@@ -88,16 +126,13 @@ _THIRD_PERSON = re.compile(
     r"(?:^|[^\w'])(?:he|she|they|he'?s|she'?s|they'?re|this guy|that guy|er|sie|il|elle|el"
     r"|ella|lui|lei|hij|zij)\s+(?:is|are|was|were|ist|est|es|e|is)(?:\s+\w+){0,2}[^\w]*$"
 )
-# cheap tests before the phrase patterns: a harm verb, a group name
-_HARM_STEMS = ("kill", "murder", "stab", "shoot", "strangl", "chok", "rape", "slaughter",
-               "butcher", "behead", "hang", "burn", "tortur", "hurt", "gut", "skin", "bury",
-               "drown", "beat", "die", "suffer")
+# cheap test before the group patterns: a group name
 _GROUP_STEMS = ("jew", "muslim", "christian", "black", "white", "asian", "mexican", "migra",
                 "refug", "gay", "lesbian", "trans", "women", "female", "arab", "africa",
                 "indian", "chinese", "gyps", "roma", "latin", "hispan", "foreign", "jude",
                 "auslander", "fluchtling", "muslime", "schwul", "frauen", "juif", "noir",
                 "etranger", "femme", "judio", "moro", "negr", "mujer", "ebre", "immigra",
-                "donne", "joden", "moslim", "buitenland", "vrouw")
+                "donne", "joden", "moslim", "buitenland", "vrouw", "immigr")
 
 # ---------------------------------------------------------------------- skeleton
 
@@ -186,12 +221,16 @@ class ToxicityScanner:
             for term in extra:
                 terms[term].append((category, 0.7))
         self._matcher = TermMatcher(terms, fuzzy=True)
-        # single words for masked tokens ("f*ck"): normalized term -> (category, weight)
-        self._words: list[tuple[str, bool, list[tuple[str, float]]]] = []
+        # single words for masked tokens ("f*ck"), by length; prefixes ("fuck*") apart
+        self._words: dict[int, list[str]] = defaultdict(list)
+        self._prefixes: list[tuple[str, list[tuple[str, float]]]] = []
         for raw, pairs in terms.items():
             word = normalize_term(raw.rstrip("*"))
-            if " " not in word and word.isalpha():
-                self._words.append((word, raw.endswith("*"), pairs))
+            if " " in word or not word.isalpha():
+                continue
+            if raw.endswith("*"):
+                self._prefixes.append((word, pairs))
+            self._words[len(word)].append(word)
 
     def scan(self, text: str, ctx: ScanContext) -> list[Finding]:
         sk, offsets = skeleton(text)
@@ -199,10 +238,9 @@ class ToxicityScanner:
         if "*" in sk or "#" in sk:
             sk, masked = self._unmask(sk)
         hits = self._matcher.hits(sk) + masked
-        harm = any(v in sk for v in _HARM_STEMS)
         groups = any(g in sk for g in _GROUP_STEMS)
-        for i, (category, weight, pattern) in enumerate(THREAT_PATTERNS):
-            if (harm if category == "threat" else groups):
+        for i, (category, weight, needles, pattern) in enumerate(THREAT_PATTERNS):
+            if groups if needles is None else any(n in sk for n in needles):
                 hits.extend(Hit(category, weight, f"pattern {i}", m.start(), m.end())
                             for m in pattern.finditer(sk))
         hits = [h for h in hits if h.label in self.categories]
@@ -243,14 +281,15 @@ class ToxicityScanner:
             visible = sum(c.isalpha() for c in token)
             if visible < 2 or visible < len(token) - visible:
                 continue
-            for word, is_prefix, pairs in self._words:
-                if _fits(token, word):
-                    if chars is None:
-                        chars = list(sk)
-                    chars[m.start() : m.end()] = word
-                    break
-                if is_prefix and len(token) > len(word) and _fits(token[: len(word)], word):
-                    key = signature(word) + "*"
+            word = next((w for w in self._words.get(len(token), ()) if _fits(token, w)), None)
+            if word is not None:
+                if chars is None:
+                    chars = list(sk)
+                chars[m.start() : m.end()] = word
+                continue
+            for prefix, pairs in self._prefixes:
+                if len(token) > len(prefix) and _fits(token[: len(prefix)], prefix):
+                    key = signature(prefix) + "*"
                     out.extend(Hit(label, w, key, m.start(), m.end()) for label, w in pairs)
                     break
         return ("".join(chars) if chars is not None else sk), out
