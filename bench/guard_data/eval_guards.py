@@ -6,9 +6,10 @@
 A row is ``{"text", "label": 0/1, ...}``; it counts as flagged when the scanner reports a
 finding with score >= threshold. Rows with ``entities`` are also scored by span: an entity
 is found when a flagged finding overlaps it. A row may carry ``values`` (put into
-ScanContext.values: canary, system_prompt, json_schema) and ``options`` (a per-row scanner,
-e.g. banned_topics with its own topic list). ``--latency`` times the scanner on 200, 2,000
-and 8,000 characters built from the set's own texts (p50/p95 over repeated runs);
+ScanContext.values: canary, system_prompt, json_schema) and ``options`` (merged over
+``--options`` for that row's scanner, e.g. banned_topics with its own topic list).
+``--latency`` times the scanner on 200, 2,000 and 8,000 characters built from the set's
+own texts (p50/p95 over repeated runs);
 ``--latency-from negatives`` builds them from the rows without findings only (ordinary
 text, where most requests are; the default mixes in every positive, a worst case).
 """
@@ -35,19 +36,17 @@ def load(path: Path) -> list[dict[str, Any]]:
 def evaluate(name: str, rows: list[dict[str, Any]], options: dict[str, Any],
              threshold: float) -> dict[str, Any]:
     factory = _lazy(BUILTIN_SCANNERS[name])
-    default = factory(options)
     scanners: dict[str, Scanner] = {}
     tp = fp = tn = fn = 0
     ent_total = ent_found = 0
     misses: Counter[str] = Counter()
     alarms: Counter[str] = Counter()
     for r in rows:
-        scanner = default
-        if "options" in r:
-            key = json.dumps(r["options"], sort_keys=True)
-            if key not in scanners:
-                scanners[key] = factory({**options, **r["options"]})
-            scanner = scanners[key]
+        row_options = {**options, **r.get("options", {})}
+        key = json.dumps(row_options, sort_keys=True)
+        if key not in scanners:
+            scanners[key] = factory(row_options)
+        scanner = scanners[key]
         ctx = ScanContext(stage="output", source="completion", values=dict(r.get("values", {})))
         findings = [f for f in scanner.scan(r["text"], ctx) if f.score >= threshold]
         flagged = bool(findings)
@@ -123,7 +122,9 @@ def main() -> None:
     report: dict[str, Any] = evaluate(args.scanner, rows, options, args.threshold)
     if args.latency:
         pool = [r for r in rows if not r["label"]] if args.latency_from == "negatives" else rows
-        report["latency"] = latency(args.scanner, pool, options)
+        # the scanner timed: --options if given, else the first row's own options
+        timed = options if options else dict(rows[0].get("options", {}))
+        report["latency"] = latency(args.scanner, pool, timed)
     print(json.dumps(report, indent=1))
 
 

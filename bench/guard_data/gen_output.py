@@ -518,6 +518,34 @@ def toxicity_holdout_rows() -> list[dict[str, Any]]:
                for lang, t in BENIGN_HOLDOUT])
 
 
+def substring_rows() -> list[dict[str, Any]]:
+    """300 banned entries (random words and a few real names); positives carry one in
+    another case or with accents dropped or added, negatives only as part of a longer word
+    (the set is scanned with ``whole_words``) or not at all."""
+    banned = ["".join(R.choice(string.ascii_lowercase) for _ in range(R.randint(5, 10)))
+              for _ in range(290)]
+    banned += ["Globex", "Initech", "Project Aurora", "café crème", "Müller AG", "Umbrella Corp",
+               "codename falcon", "Hooli", "Vandelay", "Señor Frogs"]
+    options = {"substrings": banned, "whole_words": True}
+    variants = {"Globex": "GLOBEX", "Initech": "initech", "Project Aurora": "project aurora",
+                "café crème": "Cafe Creme", "Müller AG": "Muller AG",
+                "Umbrella Corp": "umbrella corp", "codename falcon": "Codename Falcon",
+                "Hooli": "HOOLI", "Vandelay": "Vandelay", "Señor Frogs": "senor frogs"}
+    rows = []
+    for i in range(60):
+        entry = R.choice(banned[-10:]) if i % 2 else R.choice(banned[:290])
+        shown = variants.get(entry, entry.upper() if R.random() < 0.5 else entry)
+        rows.append({"text": f"{R.choice(ANSWERS)} By the way, {shown} was mentioned.",
+                     "label": 1, "lang": "en", "shape": "banned", "options": options})
+    for i in range(60):
+        entry = R.choice(banned[:290])
+        text = (f"{R.choice(ANSWERS)} See {entry}ing and pre{entry} for details." if i % 2
+                else R.choice(ANSWERS) + " " + R.choice(TOPIC_NEGATIVES))
+        rows.append({"text": text, "label": 0, "lang": "en", "shape": "inside_word" if i % 2
+                     else "clean", "options": options})
+    return rows
+
+
 def write(name: str, rows: list[dict[str, Any]]) -> None:
     path = HERE / f"output_{name}.jsonl"
     with path.open("w") as f:
@@ -533,6 +561,7 @@ def main() -> None:
     write("topics", topic_rows())
     write("canary", canary_rows())
     write("schema", schema_rows())
+    write("substrings", substring_rows())
 
 
 if __name__ == "__main__":

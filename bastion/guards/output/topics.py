@@ -56,7 +56,7 @@ BUILTIN_TOPICS: dict[str, dict[float, str]] = {
         0.5: "election*|democrat*|republican*|liberal*|conservative*|parliament*|congress*"
              "|senat*|president*|prime minister|campaign*|ballot*|partisan*|politic*"
              "|government*|legislat*|referendum*|immigration policy|abortion|gun control"
-             "|wahlen|wahlkampf|bundestag|regierung*|partei*|gouvernement*|eleccion*|elezion*"
+             "|wahl|wahlen|wahlkampf|bundestag*|landtagswahl*|regierung*|partei*|gouvernement*|eleccion*|elezion*"
              "|gobierno*|governo*|verkiezing*|regering*",
         0.3: "policy|policies|vote*|voter*|minister*|mayor*|tax|taxes|protest*",
     },
