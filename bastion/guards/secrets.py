@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import bisect
 import json
 import math
 import re
@@ -38,7 +39,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-from bastion.guards.base import Finding, ScanContext, merge_spans
+from bastion.guards.base import Finding, ScanContext
 
 KIND = "SECRET"
 
@@ -52,6 +53,12 @@ class _Rule:
     group: int | str = 0  # the group that is the secret (the span reported)
     # body -> adjusted score (None: not a secret after all)
     check: Callable[[str], float | None] | None = None
+    # the needles are where a match starts: the pattern is tried only there (a regex that
+    # begins with \b or (?i) gets no literal-prefix search from the engine: finditer would
+    # try every position)
+    anchored: bool = True
+    # the span grows over the surrounding non-space characters (a whole connection string)
+    expand: bool = False
 
 
 # --------------------------------------------------------------------------- entropy
@@ -222,7 +229,7 @@ _PROVIDER_RULES: list[_Rule] = [
           ("sk-ant-",), 0.92, check=_random_body()),
     _Rule("openai_api_key", re.compile(
         rf"\bsk-(?:(?:proj|svcacct|admin)-)?[{_URLSAFE}]{{20,}}T3BlbkFJ[{_URLSAFE}]{{20,}}{_END}"),
-        ("t3blbkfj",), 0.99),
+        ("sk-",), 0.99),
     _Rule("openai_api_key", re.compile(
         rf"\bsk-(?!ant-)(?:(?:proj|svcacct|admin)-)?[{_URLSAFE}]{{32,}}{_END}"),
         ("sk-",), 0.93, check=_random_body()),
@@ -248,7 +255,7 @@ _PROVIDER_RULES: list[_Rule] = [
     _Rule("slack_token", re.compile(r"\bxapp-\d-[A-Z0-9]+-\d+-[a-z0-9]{32,}"), ("xapp-",), 0.97),
     _Rule("slack_webhook", re.compile(
         r"https://hooks\.slack\.com/(?:services|workflows|triggers)/[A-Za-z0-9_/\-]{20,}"),
-        ("hooks.slack.com",), 0.95),
+        ("hooks.slack.com",), 0.95, anchored=False),
     _Rule("stripe_secret_key", re.compile(rf"\b(?:sk|rk)_live_[A-Za-z0-9]{{20,}}{_END}"),
           ("sk_live_", "rk_live_"), 0.98, check=_random_body()),
     _Rule("stripe_test_key", re.compile(rf"\b(?:sk|rk)_test_[A-Za-z0-9]{{20,}}{_END}"),
@@ -273,12 +280,11 @@ _PROVIDER_RULES: list[_Rule] = [
     _Rule("huggingface_token", re.compile(rf"\b(?:hf|api_org)_[A-Za-z0-9]{{30,}}{_END}"),
           ("hf_", "api_org_"), 0.94, check=_random_body()),
     _Rule("azure_connection_string", re.compile(
-        r"(?i)(?:DefaultEndpointsProtocol=\w+;)?(?:[A-Za-z]+=[^;\s\"']*;)*?"
-        r"(?:AccountKey|SharedAccessKey|SharedAccessSignature)=[A-Za-z0-9+/=%&:\-]{20,}"
-        r"(?:;[A-Za-z]+=[^;\s\"']*)*"),
-        ("accountkey=", "sharedaccesskey=", "sharedaccesssignature="), 0.96),
+        r"(?i)(?:AccountKey|SharedAccessKey|SharedAccessSignature)=[A-Za-z0-9+/=%&:\-]{20,}"),
+        ("accountkey=", "sharedaccesskey=", "sharedaccesssignature="), 0.96, expand=True),
     _Rule("azure_sas_token", re.compile(
-        r"[?&]sv=\d{4}-\d\d-\d\d&[^\s\"'<>]*?\bsig=[A-Za-z0-9%+/=]{20,}"), ("sig=",), 0.9),
+        r"[?&]sv=\d{4}-\d\d-\d\d&[^\s\"'<>]*?\bsig=[A-Za-z0-9%+/=]{20,}"), ("sig=",), 0.9,
+        anchored=False),
     _Rule("jwt", re.compile(
         rf"\beyJ[{_URLSAFE}]{{8,}}\.eyJ[{_URLSAFE}]{{8,}}\.[{_URLSAFE}]{{8,}}{_END}"),
         ("eyj",), 0.93, check=_jwt_check),
@@ -287,13 +293,13 @@ _PROVIDER_RULES: list[_Rule] = [
         ("bearer",), 0.9, "v", _bearer_check),
     _Rule("basic_auth", re.compile(
         r"(?i)\bauthorization[\"']?\s*[:=]\s*[\"']?basic\s+(?P<v>[A-Za-z0-9+/]{8,}=*)"),
-        ("basic",), 0.9, "v", _basic_check),
+        ("authorization",), 0.9, "v", _basic_check),
     _Rule("private_key", re.compile(
         r"-----BEGIN (?P<t>(?:RSA |DSA |EC |OPENSSH |ENCRYPTED |PGP )?PRIVATE KEY(?: BLOCK)?)-----"
         # the whole block; a truncated one (no END line) up to the end of its base64 lines
         r"(?:[\s\S]{16,}?-----END (?P=t)-----"
         r"|(?:(?:\\[rn]|\s)+(?:[A-Za-z0-9+/=]{16,}|[A-Za-z\-]+: [^\n\\]*))+)"),
-        ("private key",), 0.99),
+        ("private key",), 0.99, anchored=False),
     _Rule("private_key", re.compile(r"PuTTY-User-Key-File-\d: [\s\S]{20,}?Private-MAC: [0-9a-f]+"),
           ("putty-user-key-file",), 0.99),
     _Rule("private_key", re.compile(r"\bAGE-SECRET-KEY-1[QPZRY9X8GF2TVDW0S3JN54KHCE6MUA7L]{58}\b"),
@@ -320,7 +326,6 @@ _ASSIGN = re.compile(
     rf"(?P<op>:=|=>|==|=|:|\s(?:is|ist|est|es|è|is:)\s)[ \t]{{0,4}}"
     r"(?:(?P<q>[\"'`])(?P<qv>[^\"'`\n]{1,256})(?P=q)|(?P<uv>[^\s\"'`,;)}\]]{1,256}))"
 )
-_NAME_CHARS = re.compile(r"[\w.\-]*$")
 _CODE_VALUE = re.compile(
     r"(?i)^(?:os\.|process\.env|env\(|getenv|environ|config\.|settings\.|self\.|this\.|\$|%"
     r"|request\.|req\.|args\.|kwargs|params|input\(|vault:|secret:|ref\+|arn:aws:secretsmanager)"
@@ -381,8 +386,12 @@ def _assignment_findings(text: str, lower: str) -> Iterable[Finding]:
         value = m.group("qv") if quoted else m.group("uv")
         vstart = m.start("qv") if quoted else m.start("uv")
         # the whole identifier, e.g. DB_PASSWORD, stripeSecretKey, aws.secret_key
-        prefix = _NAME_CHARS.search(text, max(0, m.start() - 40), m.start())
-        full_name = (prefix.group(0) if prefix else "") + name
+        begin = m.start()
+        while begin > max(0, m.start() - 40) and (text[begin - 1].isalnum()
+                                                   or text[begin - 1] in "_.-"):
+            begin -= 1
+        prefix_text = text[begin : m.start()]
+        full_name = prefix_text + name
         if _NOT_SECRET_WORD.search(full_name):
             continue
         if _NOT_CREDENTIAL_WORDS.search(full_name.rstrip(".-_")) and not _PASSWORDISH.search(
@@ -405,7 +414,7 @@ def _assignment_findings(text: str, lower: str) -> Iterable[Finding]:
                 continue
         elif not quoted:
             line_start = text.rfind("\n", 0, m.start()) + 1
-            lead = text[line_start : m.start() - len(prefix.group(0) if prefix else "")]
+            lead = text[line_start:begin]
             at_line_start = lead.strip() in ("", "export", "-", "set", "ENV", "env", "#")
             # an env or YAML line (DB_PASSWORD=hunter, password: hunter) takes bare words;
             # code (password = password_from_form) assigns a variable
@@ -643,15 +652,17 @@ class SecretsScanner:
         for rule in self._rules:
             if present.isdisjoint(rule.needles):
                 continue
-            for m in rule.pattern.finditer(text):
+            for m in _rule_matches(rule, text, lower, present):
                 score = rule.score
                 if rule.check is not None:
                     delta = rule.check(m.group(rule.group))
                     if delta is None:
                         continue
                     score += delta
-                found.append(Finding(KIND, m.start(rule.group), m.end(rule.group),
-                                     round(score, 3), rule.name))
+                start, end = m.start(rule.group), m.end(rule.group)
+                if rule.expand:
+                    start, end = _expand(text, start, end)
+                found.append(Finding(KIND, start, end, round(score, 3), rule.name))
         if "aws_access_key_id" in {f.detail for f in found}:
             found.extend(_aws_secret_near(text, found))
         extra: list[Finding] = []
@@ -661,13 +672,64 @@ class SecretsScanner:
             extra.extend(_assignment_findings(text, lower))
         if self._entropy:
             extra.extend(_entropy_findings(text, self._min_length))
-        # the lower tiers only where no provider rule already matched
-        for f in sorted(extra, key=lambda f: -f.score):
-            if all(f.end <= g.start or f.start >= g.end for g in found):
-                found.append(f)
         if self._allow:
             found = [f for f in found if text[f.start : f.end] not in self._allow]
-        return merge_spans(found)
+            extra = [f for f in extra if text[f.start : f.end] not in self._allow]
+        # where findings overlap the best one stays; the lower tiers only where no provider
+        # rule matched
+        return _merge(found, extra)
+
+
+def _rule_matches(rule: _Rule, text: str, lower: str,
+                  present: set[str]) -> Iterable[re.Match[str]]:
+    if not rule.anchored or len(lower) != len(text):
+        yield from rule.pattern.finditer(text)
+        return
+    starts: list[int] = []
+    for needle in rule.needles:
+        if needle in present:
+            i = lower.find(needle)
+            while i >= 0:
+                starts.append(i)
+                i = lower.find(needle, i + 1)
+    end = -1
+    for i in sorted(starts):
+        if i < end:
+            continue
+        m = rule.pattern.match(text, i)
+        if m is not None:
+            end = m.end()
+            yield m
+
+
+_NOT_SPAN = frozenset(" \t\r\n\"'`<>")
+
+
+def _expand(text: str, start: int, end: int) -> tuple[int, int]:
+    while start > 0 and text[start - 1] not in _NOT_SPAN:
+        start -= 1
+    while end < len(text) and text[end] not in _NOT_SPAN:
+        end += 1
+    return start, end
+
+
+def _merge(first: list[Finding], second: list[Finding]) -> list[Finding]:
+    """Non-overlapping findings: ``first`` by score (then length), then ``second`` where
+    nothing in ``first`` is; sorted by position. O(n log n), for texts full of tokens."""
+    starts: list[int] = []
+    ends: list[int] = []  # of the kept findings, both sorted by start (they do not overlap)
+    kept: list[Finding] = []
+    for tier in (first, second):
+        for f in sorted(tier, key=lambda f: (-f.score, f.start - f.end, f.start)):
+            if f.end <= f.start:
+                continue
+            i = bisect.bisect_right(starts, f.start)
+            if (i > 0 and ends[i - 1] > f.start) or (i < len(starts) and starts[i] < f.end):
+                continue
+            starts.insert(i, f.start)
+            ends.insert(i, f.end)
+            kept.append(f)
+    return sorted(kept, key=lambda f: f.start)
 
 
 _AWS_SECRET_TOKEN = re.compile(r"(?<![A-Za-z0-9+/=])[A-Za-z0-9+/]{40}(?![A-Za-z0-9+/=])")
