@@ -396,6 +396,88 @@ class OtelSettings(_Strict):
     export_interval: float = Field(10.0, gt=0, description="seconds between metric exports")
 
 
+GuardAction = Literal["block", "redact", "pseudonymize", "flag", "log"]
+
+
+class GuardRule(_Strict):
+    """One scanner in a policy: what it looks for, from which score on, and what then."""
+
+    scanner: str = Field(min_length=1, description="a registered scanner (pii, secrets...)")
+    action: GuardAction = Field(
+        "flag", description="block (400), redact ([KIND]), pseudonymize (<KIND_1>, restored "
+        "in the answer), flag (allow, record) or log"
+    )
+    threshold: float = Field(0.5, ge=0, le=1, description="findings scoring below are ignored")
+    kinds: list[str] | None = Field(
+        None, description="only these kinds of finding (e.g. [EMAIL_ADDRESS, PERSON])"
+    )
+    sources: list[Literal["prompt", "system", "document", "tool", "completion"]] | None = Field(
+        None, description="input only: which message sources (user/system prompts, tool "
+        "output, documents); default all"
+    )
+    options: dict[str, Any] = Field(default_factory=dict, description="the scanner's options")
+    reask: bool = Field(
+        False, description="json_schema on output: on a violation, ask the model once more"
+    )
+
+
+class GuardPolicy(_Strict):
+    input: list[GuardRule] = Field(default_factory=list, description="scanners on the request")
+    output: list[GuardRule] = Field(default_factory=list, description="scanners on the answer")
+
+
+class GuardAttach(_Strict):
+    """Which policy applies to a request: the most specific attachment wins (key, then team,
+    tenant, model alias, route), else ``guards.default``."""
+
+    keys: dict[str, str] = Field(default_factory=dict, description="API key id -> policy")
+    teams: dict[str, str] = Field(default_factory=dict, description="team -> policy")
+    tenants: dict[str, str] = Field(default_factory=dict, description="tenant -> policy")
+    models: dict[str, str] = Field(default_factory=dict, description="model alias -> policy")
+    routes: dict[str, str] = Field(
+        default_factory=dict, description="path (e.g. /v1/embeddings) -> policy"
+    )
+
+
+class GuardSettings(_Strict):
+    default: str | None = Field(
+        None, description="policy for requests nothing else attaches one to (none: no guards)"
+    )
+    policies: dict[str, GuardPolicy] = Field(
+        default_factory=dict, description="named policies; 'standard' is built in"
+    )
+    attach: GuardAttach = Field(default_factory=GuardAttach)
+    vault_ttl: float = Field(
+        3600.0, gt=0, description="seconds a session's pseudonyms (and originals) are kept"
+    )
+    vault_key: SecretStr | None = Field(
+        None, description="base64 of a 32-byte AES-256-GCM key for the vault, e.g. "
+        "${BASTION_VAULT_KEY} (default: a random key per process)"
+    )
+    refusal: str = Field(
+        "I can't help with that.", description="the answer's text when an output is blocked"
+    )
+
+    @model_validator(mode="after")
+    def _check(self) -> GuardSettings:
+        known = set(self.policies) | {"standard", "none"}
+        attached = [("guards.default", self.default)] if self.default else []
+        for group in ("keys", "teams", "tenants", "models", "routes"):
+            for name, policy in getattr(self.attach, group).items():
+                attached.append((f"guards.attach.{group}.{name}", policy))
+        for where, policy in attached:
+            if policy not in known:
+                raise ValueError(f"{where}: unknown policy {policy!r} (known: {sorted(known)})")
+        for name, policy in self.policies.items():
+            for i, rule in enumerate(policy.output):
+                if rule.action == "pseudonymize":
+                    raise ValueError(f"guards.policies.{name}.output[{i}]: pseudonymize is "
+                                     "for input (the answer's placeholders are restored)")
+                if rule.sources is not None:
+                    raise ValueError(f"guards.policies.{name}.output[{i}].sources: input only")
+        return self
+
+
 def _default_models() -> list[ModelSpec]:
     return [
         EmbeddedModel(name="smollm2", backend="llama_cpp"),
@@ -412,6 +494,7 @@ class Settings(_Strict):
     tracing: TracingSettings = Field(default_factory=TracingSettings)
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)
     otel: OtelSettings = Field(default_factory=OtelSettings)
+    guards: GuardSettings = Field(default_factory=GuardSettings)
     home: str = Field(".bastion", description="data directory")
 
     @model_validator(mode="after")

@@ -10,6 +10,10 @@ from pydantic import BaseModel
 from bastion.config import (
     AdmissionSettings,
     EmbeddedModel,
+    GuardAttach,
+    GuardPolicy,
+    GuardRule,
+    GuardSettings,
     LocalEmbeddingModel,
     MetricsSettings,
     OtelSettings,
@@ -38,6 +42,10 @@ _SECTIONS: list[tuple[str, type[BaseModel]]] = [
     ("tracing", TracingSettings),
     ("metrics", MetricsSettings),
     ("otel", OtelSettings),
+    ("guards", GuardSettings),
+    ("guards.policies.<name>", GuardPolicy),
+    ("guards.policies.<name>.input[] and .output[]", GuardRule),
+    ("guards.attach", GuardAttach),
 ]
 
 

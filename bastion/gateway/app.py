@@ -17,7 +17,7 @@ import os
 import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pluggy
 
@@ -36,7 +36,12 @@ from bastion.observe.metrics import Metrics
 from bastion.observe.setup import IngestProcess, StoreHandle, build_spool, keeps_content
 from bastion.observe.spool import Spool
 from bastion.observe.traceparent import start_trace
-from bastion.plugins import backend_factories, plugin_manager, routing_strategies
+from bastion.plugins import (
+    backend_factories,
+    plugin_manager,
+    routing_strategies,
+    scanner_factories,
+)
 from bastion.routing.admission import Admission
 from bastion.routing.router import Router
 from bastion.server.types import (
@@ -47,6 +52,9 @@ from bastion.server.types import (
     StreamingResponse,
     aclose,
 )
+
+if TYPE_CHECKING:
+    from bastion.guards.stage import GuardStage
 
 log = logging.getLogger("bastion.gateway")
 access_log = logging.getLogger("bastion.access")
@@ -62,6 +70,8 @@ class Gateway:
         self.pm = pm or plugin_manager()
         self._factories = backend_factories(self.pm)
         self.strategies = routing_strategies(self.pm)
+        self.scanners = scanner_factories(self.pm)
+        self.guards: GuardStage | None = None
         backends = {spec.name: self.build_backend(spec) for spec in settings.models}
         self._id_prefix = os.urandom(6).hex()
         self._ids = itertools.count(1)
@@ -104,8 +114,35 @@ class Gateway:
         backend: Backend = factory(spec)
         return backend
 
-    def apply(self, settings: Settings, backends: dict[str, Backend], router: Router) -> None:
-        """Switches to a configuration in one step (no await: no request sees half of it)."""
+    def build_guards(self, settings: Settings) -> GuardStage | None:
+        """The guard stage for ``settings`` (None when no policy applies to anything).
+        Builds every attached policy's scanners now: a bad one fails here, named."""
+        g = settings.guards
+        a = g.attach
+        if g.default in (None, "none") and not any(
+            p != "none" for t in (a.keys, a.teams, a.tenants, a.models, a.routes)
+            for p in t.values()
+        ):
+            return None
+        from bastion.guards.engine import GuardEngine
+        from bastion.guards.stage import GuardStage
+
+        vault = self.guards.engine.vault if self.guards is not None else None
+        return GuardStage(GuardEngine(g, self.scanners, vault), g.refusal,
+                          on_decision=lambda scanner, action: self.metrics.guard_hit(
+                              scanner, action))
+
+    def apply(self, settings: Settings, backends: dict[str, Backend], router: Router,
+              guards: GuardStage | bool | None = True) -> None:
+        """Switches to a configuration in one step (no await: no request sees half of it).
+        ``guards``: the stage built for ``settings`` (True: build it here if they changed)."""
+        previous = getattr(self, "settings", None)
+        if guards is True:
+            guards = self.guards if previous is not None and previous.guards == settings.guards \
+                else self.build_guards(settings)
+        if guards is not self.guards and self.guards is not None:
+            self.guards.close()
+        self.guards = guards or None
         self.settings = settings
         self.backends = backends
         self.router = router
@@ -166,6 +203,8 @@ class Gateway:
             await asyncio.to_thread(self.ingest.drain, self.settings.tracing.drain_timeout)
         if self.otel is not None:  # drains its queue, flushes spans and metrics (bounded)
             await asyncio.to_thread(self.otel.close)
+        if self.guards is not None:
+            self.guards.close()
         await asyncio.to_thread(self.store.close)
 
     @property
@@ -243,6 +282,21 @@ class Gateway:
         scheme, _, token = header.partition(b" ")
         if scheme.lower() != b"bearer" or not hmac.compare_digest(token.strip(), self._master_key):
             raise AuthenticationFailed("Invalid API key")
+
+    async def guard_output(self, result: Result, ctx: RequestContext) -> tuple[Result, str | None]:
+        """The output guards over an answer (a stream is wrapped, scanned as it goes), and a
+        violation to re-ask about (json_schema with ``reask``), if any."""
+        guards = self.guards
+        if guards is None or not guards.wants_output(ctx):
+            return result, None
+        if isinstance(result, Completion):
+            if result.status != 200:
+                return result, None
+            body, reask = await guards.check_completion(ctx, result.body)
+            return Completion(body, result.status, result.headers), reask
+        inner = result.events
+        result.events = ClosingStream(guards.watch_stream(ctx, inner), lambda: aclose(inner))
+        return result, None
 
     def respond(self, result: Result, ctx: RequestContext) -> Response | StreamingResponse:
         if isinstance(result, Completion):

@@ -68,6 +68,15 @@ class RequestContext:
     traceparent: str | None = None  # W3C trace context to propagate upstream
     trace_id: str | None = None  # OpenTelemetry ids of this request's span (hex)
     span_id: str | None = None
+    # guards (bastion.guards.stage): the policy applied, its decisions (as dicts) and the
+    # strongest action, the body sent upstream when they changed it, the session whose
+    # pseudonyms the answer gets back, and per-request values (canary, json schema...)
+    guard_policy: str | None = None
+    guards: list[dict[str, Any]] | None = None
+    guard_action: str | None = None
+    guarded_body: dict[str, Any] | None = None
+    guard_session: str | None = None
+    guard_values: dict[str, Any] | None = None
 
     def stages(self) -> list[Span]:
         """Every stage as a span: auth, admission and parse from their marks, then the

@@ -13,6 +13,7 @@ from urllib.parse import unquote
 
 import orjson
 
+from bastion.backends.base import Completion
 from bastion.errors import ConfigError, InvalidRequest
 from bastion.gateway import observe_routes
 from bastion.protocol.requests import (
@@ -36,24 +37,38 @@ def table(gw: Gateway) -> dict[str, dict[str, Endpoint]]:
         body = decode_json_object(request.body, request.header(b"content-type"))
         ctx.stream = stream = check_chat_request(body)
         _describe_request(ctx, "chat", body)
+        sent = await gw.guards.check_input(ctx, body) if gw.guards is not None else body
         result = await gw.router.call(
-            body["model"], body, lambda backend, b: backend.chat(b, stream, ctx), ctx
+            body["model"], sent, lambda backend, b: backend.chat(b, stream, ctx), ctx
         )
+        result, reask = await gw.guard_output(result, ctx)
+        if reask is not None and isinstance(result, Completion):  # once, json_schema
+            again = {**sent, "messages": [*sent["messages"], *_reask_turn(result.body, reask)]}
+            result = await gw.router.call(
+                body["model"], again, lambda backend, b: backend.chat(b, False, ctx), ctx
+            )
+            result, _ = await gw.guard_output(result, ctx)
         return gw.respond(result, ctx)
 
     async def completions(request: Request, ctx: RequestContext) -> Response | StreamingResponse:
         body = decode_json_object(request.body, request.header(b"content-type"))
         ctx.stream = stream = check_completion_request(body)
         _describe_request(ctx, "text_completion", body)
+        sent = await gw.guards.check_input(ctx, body) if gw.guards is not None else body
         result = await gw.router.call(
-            body["model"], body, lambda backend, b: backend.completion(b, stream, ctx), ctx
+            body["model"], sent, lambda backend, b: backend.completion(b, stream, ctx), ctx
         )
+        result, _ = await gw.guard_output(result, ctx)
         return gw.respond(result, ctx)
 
     async def embeddings(request: Request, ctx: RequestContext) -> Response | StreamingResponse:
         body = decode_json_object(request.body, request.header(b"content-type"))
         inputs = check_embedding_request(body)
         _describe_request(ctx, "embeddings", body)
+        if gw.guards is not None:
+            sent = await gw.guards.check_input(ctx, body)
+            if sent is not body:
+                body, inputs = sent, check_embedding_request(sent)
         result = await gw.router.call(
             body["model"], body, lambda backend, b: backend.embeddings(b, inputs, ctx), ctx
         )
@@ -144,6 +159,18 @@ def _describe_request(ctx: RequestContext, operation: str, body: dict[str, Any])
             session = metadata.get("session_id")
             if isinstance(session, str) and session:
                 ctx.session = session[:256]
+
+
+def _reask_turn(answer: bytes, detail: str) -> list[dict[str, Any]]:
+    """The model's answer and the one-shot request to fix it (json_schema violations)."""
+    from bastion.guards.output.schema import reask_message
+
+    try:
+        data = orjson.loads(answer)
+        content = data["choices"][0]["message"]["content"] or ""
+    except (orjson.JSONDecodeError, KeyError, IndexError, TypeError):
+        content = ""
+    return [{"role": "assistant", "content": content}, reask_message(detail)]
 
 
 def _describe(route: Route) -> dict[str, Any]:

@@ -7,8 +7,8 @@ off the event loop. The record is a flat dict whose keys are the store's columns
 tokens, cost, status, and the input and output as the content mode allows:
 
 - ``full``: as sent (truncated to ``tracing.max_body_chars`` per text);
-- ``redacted``: after redaction (the guards' verdict once they run; until then the built-in
-  patterns of :mod:`bastion.observe.redact`);
+- ``redacted``: the request as the input guards passed it on (their redactions and
+  pseudonyms), then the built-in patterns of :mod:`bastion.observe.redact` over it all;
 - ``metadata``: no bodies at all.
 """
 
@@ -81,8 +81,8 @@ def build_record(
         "params": {k: body[k] for k in _PARAMS if k in body},
         "input": None,
         "output": None,
-        "guards": [],
-        "guard_action": None,
+        "guards": ctx.guards or [],
+        "guard_action": ctx.guard_action,
         "spans": [_span(ctx, s) for s in ctx.stages()],
         "metadata": _metadata(ctx, body),
         "trace_id": ctx.trace_id,
@@ -91,7 +91,9 @@ def build_record(
     if "tools" in body and isinstance(body["tools"], list):
         record["params"]["tools"] = len(body["tools"])
     if mode != "metadata":
-        record["input"] = _input(ctx, body, mode, max_chars)
+        # redacted: what the guards let through (placeholders, [KIND]), then the patterns
+        sent = ctx.guarded_body if mode == "redacted" and ctx.guarded_body else body
+        record["input"] = _input(ctx, sent, mode, max_chars)
         record["output"] = _clip(output, max_chars) if mode == "full" else (
             redact_value(_clip(output, max_chars))
         )
@@ -168,6 +170,8 @@ def _metadata(ctx: RequestContext, body: dict[str, Any]) -> dict[str, Any]:
         out.update({str(k)[:64]: v for k, v in list(given.items())[:16]})
     if ctx.record_id:
         out["client_request_id"] = ctx.request_id
+    if ctx.guard_policy:
+        out["guard_policy"] = ctx.guard_policy
     return out
 
 

@@ -42,9 +42,11 @@ _FIELDS = (
     "finished_at", "wall_time", "operation", "provider", "key_id", "team", "user", "session",
     "trace_id", "span_id", "queued_s", "stream_events",
     "authenticated_at", "admitted_at", "parsed_at",
+    "guard_policy", "guards", "guard_action", "guarded_body",
 )
-VERSION = 2
-_FIELDS_BY_VERSION = {2: _FIELDS, 1: _FIELDS[:-3]}  # 1: before the stage marks
+VERSION = 3
+# 2: before the guards; 1: before the stage marks
+_FIELDS_BY_VERSION = {3: _FIELDS, 2: _FIELDS[:-4], 1: _FIELDS[:-7]}
 
 
 def encode(ctx: RequestContext) -> bytes:
@@ -76,6 +78,7 @@ def encode(ctx: RequestContext) -> bytes:
         c.finished_at, c.wall_time, c.operation, c.provider, c.key_id, c.team, c.user,
         c.session, c.trace_id, c.span_id, c.queued_s, c.stream_events,
         c.authenticated_at, c.admitted_at, c.parsed_at,
+        c.guard_policy, c.guards, c.guard_action, c.guarded_body,
         claim.priority, claim.tenant, spans, body, response, chunks,
     ], default=str, option=orjson.OPT_APPEND_NEWLINE)
 

@@ -349,6 +349,9 @@ class HTTPProtocol(asyncio.Protocol):
                 completed = await self._send_stream(response, keep_alive)
             except asyncio.CancelledError:
                 return
+            except Exception:  # a body that raised mid-way: the client must not hang
+                log.exception("stream body failed for %s %s", request.method, request.path)
+                completed = False
             # A body that ended abnormally leaves the chunked framing unterminated: close,
             # so the client sees a truncated response rather than a well-formed partial one.
             keep_alive = keep_alive and completed

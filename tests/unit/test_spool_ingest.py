@@ -143,16 +143,21 @@ def test_retention_deletes_old_traces(tmp_path: Path) -> None:
     assert stored_ids(tmp_path) == ["t0002"] and ingest.deleted == 1
 
 
-def test_a_version_1_line_from_an_older_gateway_still_decodes() -> None:
+def test_lines_of_older_gateways_still_decode() -> None:
     from bastion.observe import spool as spool_module
 
     c = ctx(7)
+    c.parsed_at = 10.001
+    c.guards, c.guard_action = [{"scanner": "pii", "action": "redact"}], "redact"
     line = orjson.loads(encode(c))
-    assert line[0] == spool_module.VERSION == 2
+    assert line[0] == spool_module.VERSION == 3
+    assert decode(orjson.dumps(line)).guard_action == "redact"
     n = len(spool_module._FIELDS)
-    v1 = [1, *line[1 : n - 2], *line[n + 1 :]]  # no stage marks
-    back = decode(orjson.dumps(v1))
-    assert back.request_id == c.request_id and back.parsed_at is None
-    assert back.body == c.body
+    for version, fields in spool_module._FIELDS_BY_VERSION.items():
+        old = [version, *line[1 : len(fields) + 1], *line[n + 1 :]]  # fewer fields
+        back = decode(orjson.dumps(old))
+        assert back.request_id == c.request_id and back.body == c.body
+        assert (back.parsed_at is None) == (version < 2)
+        assert (back.guards is None) == (version < 3)
     with pytest.raises(ValueError, match="version"):
         decode(orjson.dumps([99, 1, 2]))
