@@ -37,6 +37,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
+from itertools import pairwise
 from typing import Any
 
 from bastion.guards.base import Finding, ScanContext
@@ -328,7 +329,8 @@ _ASSIGN = re.compile(
 )
 _CODE_VALUE = re.compile(
     r"(?i)^(?:os\.|process\.env|env\(|getenv|environ|config\.|settings\.|self\.|this\.|\$|%"
-    r"|request\.|req\.|args\.|kwargs|params|input\(|vault:|secret:|ref\+|arn:aws:secretsmanager)"
+    r"|request\.|req\.|args\.|kwargs|params|input\(|vault:|secret:|ref\+|arn:aws:secretsmanager"
+    r"|![a-z]+$)"
     r"|[()\[\]{}]"
 )
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*")
@@ -500,6 +502,13 @@ _PUBLIC_BLOCK = re.compile(
 )
 
 
+def _sequential(s: str) -> bool:
+    """An alphabet or a keyboard run ("ABCDEF...", "0123456789"): as varied as a key, but
+    half its neighbours are consecutive characters."""
+    steps = sum(ord(b) - ord(a) == 1 for a, b in pairwise(s))
+    return steps * 2 > len(s)
+
+
 def _wordiness(s: str) -> float:
     """Share of ``s`` in runs that read like words (paths, identifiers, slugs score high;
     random tokens low)."""
@@ -544,7 +553,7 @@ def _entropy_score(token: str, before: str, min_length: int) -> tuple[float, str
         return None
     hashy = _HASH_WORD.search(word) is not None
     ratio = randomness(core)
-    if ratio < 0.85:
+    if ratio < 0.85 or _sequential(core):
         return None
     digits = any(c.isdigit() for c in core)
     if alphabet == "hex":

@@ -173,6 +173,14 @@ def test_hard_negatives(scanner) -> None:  # type: ignore[no-untyped-def]
         f"Wallet 0x{rand('0123456789abcdef', 40)} got 1 ETH",
         "kill the process, then rotate the keys and reset the token cache",
         "function getUserAuthenticationTokenFromSessionStorage() {}",
+        "password: !vault |\n  $ANSIBLE_VAULT;1.1;AES256",
+        'B64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"',
+        'SECRET_KEY = os.getenv("SECRET_KEY", "")',
+        "client_secret: ${{ secrets.CLIENT_SECRET }}",
+        'password: "{{ vault_db_password }}"',
+        "secret = secrets.token_urlsafe(32)",
+        'headers = {"Authorization": f"Bearer {token}"}',
+        'integrity="sha384-oqVuAfXRKap7fdgcCY5uykM6+R9GqQ8K/uxy9rx7HNQlGYl1kPzQho1wx4JwY8wC"',
     ]
     for text in negatives:
         assert found(scanner, text) == [], text
