@@ -15,7 +15,7 @@ Three tiers, in order of confidence:
    (``os.environ[...]``) and identifiers are skipped.
 3. **Entropy**: runs of base64/hex/alphanumeric characters whose Shannon entropy per
    character is close to what a random string of that length and alphabet has (the
-   expectation is estimated once per length, so short tokens are not held to the
+   expectation is computed exactly, once per length, so short tokens are not held to the
    log2(alphabet) ceiling they cannot reach). Hex-only runs (git SHAs, SHA-256 digests,
    UUIDs) and base64 that decodes to text are reported only with a credential keyword
    just before them; a hash keyword (``sha256``, ``commit``, ``digest``) suppresses.
@@ -213,10 +213,6 @@ def _bearer_check(token: str) -> float | None:
     if token.count(".") == 2 and token.startswith("eyJ"):
         return 0.0  # a JWT; the JWT rule reports it too, the merge keeps one
     return 0.0 if randomness(token) >= 0.7 else None
-
-
-def _strict(body: str) -> float | None:
-    return None if is_placeholder(body) else 0.0
 
 
 _B64 = r"A-Za-z0-9+/"
@@ -643,12 +639,13 @@ class SecretsScanner:
 
     def __init__(self, *, disabled_rules: Iterable[str] = (), entropy: bool = True,
                  min_entropy_length: int = 20, allowlist: Iterable[str] = ()) -> None:
-        disabled = set(disabled_rules)
+        disabled = frozenset(disabled_rules)
+        self._disabled = disabled
         self._rules = [r for r in _PROVIDER_RULES if r.name not in disabled]
         self._needles = frozenset(n for r in self._rules for n in r.needles)
-        self._assignments = "password_assignment" not in disabled
+        self._assignments = not disabled.issuperset(_ASSIGNMENT_RULES)
         self._urls = "url_password" not in disabled
-        self._entropy = entropy and "high_entropy_string" not in disabled
+        self._entropy = entropy and not disabled.issuperset(_ENTROPY_RULES)
         self._min_length = min_entropy_length
         self._allow = frozenset(allowlist)
 
@@ -681,6 +678,8 @@ class SecretsScanner:
             extra.extend(_assignment_findings(text, lower))
         if self._entropy:
             extra.extend(_entropy_findings(text, self._min_length))
+        if self._disabled:
+            extra = [f for f in extra if f.detail not in self._disabled]
         if self._allow:
             found = [f for f in found if text[f.start : f.end] not in self._allow]
             extra = [f for f in extra if text[f.start : f.end] not in self._allow]
@@ -759,9 +758,10 @@ def _aws_secret_near(text: str, found: list[Finding]) -> Iterable[Finding]:
                 yield Finding(KIND, m.start(), m.end(), 0.93, "aws_secret_access_key")
 
 
+_ASSIGNMENT_RULES = frozenset({"password_assignment", "secret_assignment", "connection_string"})
+_ENTROPY_RULES = frozenset({"high_entropy_string", "high_entropy_hex"})
 RULE_NAMES = frozenset(
-    {r.name for r in _PROVIDER_RULES}
-    | {"password_assignment", "url_password", "high_entropy_string"}
+    {r.name for r in _PROVIDER_RULES} | _ASSIGNMENT_RULES | _ENTROPY_RULES | {"url_password"}
 )
 _OPTIONS = {"disabled_rules", "entropy", "min_entropy_length", "allowlist"}
 
