@@ -127,20 +127,38 @@ DEFAULT_SCANNER = {"spans": "pii", "classification": "injection"}
 @click.option("--errors", type=click.IntRange(0), default=0, metavar="N",
               help="list up to N misses and false alarms (line numbers)")
 @click.option("--json", "as_json", is_flag=True, help="print the report as JSON")
+@click.option("--policy", "policy_name", default=None,
+              help="evaluate a policy's rules instead of one scanner (--stage; thresholds "
+                   "are the policy's, so --threshold defaults to 0)")
+@click.option("--stage", type=click.Choice(["input", "output"]), default="input",
+              show_default=True, help="with --policy: which of its stages")
+@click.option("--config", "config_path", default=None, type=click.Path(dir_okay=False),
+              help="with --policy: configuration file (default: $BASTION_CONFIG or "
+                   "./bastion.yaml)")
 def guard_eval(dataset: str, scanner_name: str | None, option_pairs: tuple[str, ...],
                threshold: float, kinds: str | None, strict: bool, map_pairs: tuple[str, ...],
                structured: str | None, target_fpr: float | None, sweep: bool,
                lengths: str | None, repeat: int, samples: int,
                schema_name: evaluate.Schema | None, limit: int | None, errors: int,
-               as_json: bool) -> None:
+               as_json: bool, policy_name: str | None = None, stage: str = "input",
+               config_path: str | None = None) -> None:
     """Precision, recall, F1/F2, balanced accuracy, false-positive rate and latency of a
     scanner on labelled JSONL: {"text", "label"} rows or {"text", "entities"} rows."""
     try:
         schema, rows = evaluate.load_dataset(dataset, limit, schema_name)
     except evaluate.DatasetError as exc:
         raise click.ClickException(str(exc)) from exc
-    name = scanner_name or DEFAULT_SCANNER[schema]
-    detector = scanner_detector(name, _options(option_pairs))
+    if policy_name is not None:
+        settings, engine = _engine(config_path)
+        policy = _policy(engine, settings, policy_name)
+        name = f"policy {policy.name} ({stage})"
+        detector = policy_detector(engine, policy, stage)
+        if click.get_current_context().get_parameter_source("threshold") is not (
+                click.core.ParameterSource.COMMANDLINE):
+            threshold = 0.0
+    else:
+        name = scanner_name or DEFAULT_SCANNER[schema]
+        detector = scanner_detector(name, _options(option_pairs))
     structured_types = _csv(structured)
     options = evaluate.EvalOptions(
         threshold=threshold, kinds=_csv(kinds), strict=strict, target_fpr=target_fpr,
@@ -285,3 +303,105 @@ def _latency_table(lat: evaluate.LatencyReport) -> Table:
     for length, stats in lat.by_length.items():
         row(f"{length} chars", stats)
     return table
+
+
+# ---------------------------------------------------------------------- policies
+def _engine(config_path: str | None) -> Any:
+    """The guard engine of a configuration (its policies, plus the built-in 'standard')."""
+    from pathlib import Path
+
+    from bastion.config import config_path as default_config_path
+    from bastion.config import load_settings
+    from bastion.errors import ConfigError
+    from bastion.guards.engine import GuardEngine
+    from bastion.plugins import plugin_manager, scanner_factories
+
+    path = Path(config_path) if config_path else default_config_path()
+    try:
+        settings = load_settings(path)
+        return settings, GuardEngine(settings.guards, scanner_factories(plugin_manager()))
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+def _policy(engine: Any, settings: Any, name: str | None) -> Any:
+    from bastion.errors import ConfigError
+
+    try:
+        return engine.policy(name or settings.guards.default or "standard")
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+def policy_detector(engine: Any, policy: Any, stage: str) -> evaluate.Detector:
+    """What a policy's rules of one stage find in a text, each rule on the text as given
+    (no actions applied), with the rule's threshold and kinds: a policy as a detector."""
+    from bastion.guards.base import Finding
+
+    rules = policy.input if stage == "input" else policy.output
+
+    def detect(text: str, ctx: Any) -> list[Finding]:
+        out: list[Finding] = []
+        for rule in rules:
+            spec = rule.spec
+            if stage == "input" and spec.sources is not None and ctx.source not in spec.sources:
+                continue
+            out.extend(f for f in rule.scanner.scan(text, ctx)
+                       if f.score >= spec.threshold
+                       and (rule.kinds is None or f.kind in rule.kinds))
+        return out
+
+    return detect
+
+
+@guard.command("scan")
+@click.argument("text")
+@click.option("--policy", "policy_name", default=None,
+              help="policy name (default: guards.default, else the built-in 'standard')")
+@click.option("--stage", type=click.Choice(["input", "output"]), default="input",
+              show_default=True, help="scan as a request (input) or as an answer (output)")
+@click.option("--source", type=click.Choice(["prompt", "system", "document", "tool"]),
+              default="prompt", show_default=True,
+              help="input: what the text is (document/tool: indirect injection)")
+@click.option("--config", "config_path", default=None, type=click.Path(dir_okay=False),
+              help="configuration file (default: $BASTION_CONFIG or ./bastion.yaml)")
+@click.option("--json", "as_json", is_flag=True, help="print the verdict as JSON")
+def guard_scan(text: str, policy_name: str | None, stage: str, source: str,
+               config_path: str | None, as_json: bool) -> None:
+    """What a policy would do to TEXT (a string, a file path, or - for stdin): each
+    decision, and the text as it would go on. Exit status 1 when the policy blocks."""
+    import sys
+    from pathlib import Path
+
+    if text == "-":
+        text = sys.stdin.read()
+    elif len(text) < 4096 and Path(text).is_file():
+        text = Path(text).read_text(encoding="utf-8", errors="replace")
+    settings, engine = _engine(config_path)
+    policy = _policy(engine, settings, policy_name)
+    scanned = engine.scan(policy, stage, text, source="completion" if stage == "output"
+                          else source, where="text", session="cli")
+    originals = engine.vault.originals("cli")
+    if as_json:
+        click.echo(json.dumps({
+            "policy": policy.name, "stage": stage, "blocked": scanned.blocked is not None,
+            "decisions": [d.as_dict() for d in scanned.decisions], "text": scanned.text,
+            "pseudonyms": sorted(originals),
+        }, indent=2))
+    else:
+        console = Console()
+        table = Table(title=f"policy {policy.name!r}, {stage}")
+        for column in ("scanner", "action", "kinds", "score", "count", "ms"):
+            table.add_column(column, justify="right" if column in ("score", "count", "ms")
+                             else "left")
+        for d in scanned.decisions:
+            table.add_row(d.scanner, d.action, ", ".join(d.kinds), f"{d.score:.3f}",
+                          str(d.count), f"{d.ms:.2f}")
+        console.print(table if scanned.decisions else f"policy {policy.name!r}: nothing found")
+        if scanned.blocked is not None:
+            console.print(f"[bold red]blocked[/] by {scanned.blocked.scanner} "
+                          f"({', '.join(scanned.blocked.kinds)})")
+        else:
+            console.print(scanned.text, markup=False, highlight=False)
+    if scanned.blocked is not None:
+        sys.exit(1)

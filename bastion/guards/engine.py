@@ -149,6 +149,8 @@ class GuardEngine:
                 raise ConfigError(f"{where}.options: {exc}") from exc
             except ImportError as exc:
                 raise ConfigError(f"{where}: scanner {spec.scanner!r} cannot load: {exc}") from exc
+            # a first scan loads what loads lazily (an NER pipeline: ~1 s), before traffic
+            scanner.scan("Warm-up: Alice Martin wrote from Paris.", ScanContext())
             self._scanners[key] = scanner
         return Rule(spec, scanner, frozenset(spec.kinds) if spec.kinds else None)
 

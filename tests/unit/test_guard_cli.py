@@ -1,0 +1,60 @@
+"""bastion guard scan and guard eval --policy, with the built-in scanners."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import yaml
+from click.testing import CliRunner
+
+from bastion.cli import main
+
+POLICY = {"guards": {"default": "p", "policies": {"p": {"input": [
+    {"scanner": "secrets", "action": "redact"},
+    {"scanner": "pii", "action": "block", "kinds": ["CREDIT_CARD"], "options": {"ner": False}},
+    {"scanner": "pii", "action": "pseudonymize", "options": {"ner": False}},
+]}}}}
+
+
+def config(tmp_path: Path) -> str:
+    path = tmp_path / "bastion.yaml"
+    path.write_text(yaml.safe_dump(POLICY))
+    return str(path)
+
+
+def test_scan_shows_decisions_and_the_text_that_goes_on(tmp_path: Path) -> None:
+    result = CliRunner().invoke(main, ["guard", "scan", "--config", config(tmp_path), "--json",
+                                       "write to ana@example.org"])
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.output)
+    assert out["policy"] == "p" and not out["blocked"]
+    assert out["text"] == "write to <EMAIL_ADDRESS_1>"
+    assert [d["action"] for d in out["decisions"]] == ["pseudonymize"]
+
+
+def test_scan_of_a_file_that_the_policy_blocks_exits_1(tmp_path: Path) -> None:
+    text = tmp_path / "in.txt"
+    text.write_text("card 4111 1111 1111 1111")
+    result = CliRunner().invoke(main, ["guard", "scan", "--config", config(tmp_path),
+                                       "--policy", "p", str(text)])
+    assert result.exit_code == 1 and "blocked" in result.output
+    assert "4111" not in result.output.split("blocked")[0].split("policy")[0]
+
+
+def test_eval_of_a_policy_on_labelled_rows(tmp_path: Path) -> None:
+    rows = [{"text": "mail ana@example.org", "label": 1}, {"text": "good morning", "label": 0},
+            {"text": "card 4111 1111 1111 1111", "label": 1}, {"text": "a b c", "label": 0}]
+    data = tmp_path / "rows.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    result = CliRunner().invoke(main, ["guard", "eval", str(data), "--policy", "p", "--config",
+                                       config(tmp_path), "--json"])
+    assert result.exit_code == 0, result.output
+    metrics = json.loads(result.output)["metrics"]
+    assert metrics["recall"] == 1.0 and metrics["fpr"] == 0.0
+
+
+def test_unknown_policy_is_a_clear_error(tmp_path: Path) -> None:
+    result = CliRunner().invoke(main, ["guard", "scan", "--config", config(tmp_path),
+                                       "--policy", "nope", "x"])
+    assert result.exit_code != 0 and "unknown guard policy 'nope'" in result.output
