@@ -250,6 +250,8 @@ class FakeUpstream:
         self.api_key = api_key
         self.model_ids: list[str] = ["fake-model"]
         self.behaviour = Behaviour()
+        # replies for the next requests, in order (then behaviour.content again)
+        self.contents: list[str] = []
         self.requests: list[dict[str, Any]] = []
         self.connections_opened = 0
         self.errors: list[BaseException] = []
@@ -310,6 +312,7 @@ class FakeUpstream:
         self.requests.clear()
         self.errors.clear()
         self.behaviour = Behaviour()
+        self.contents = []
         self.connections_opened = 0
 
     def __enter__(self) -> FakeUpstream:
@@ -494,6 +497,8 @@ class FakeUpstream:
                 overrides[name] = _parse_field(name, value)
             except ValueError as exc:
                 raise _HTTPError(400, f"bad value for {key!r}: {exc}") from None
+        if self.contents and "content" not in overrides:
+            overrides["content"] = self.contents.pop(0)
         return dataclasses.replace(self.behaviour, **overrides)
 
     async def _serve(self, req: _Request, writer: asyncio.StreamWriter) -> bool:
