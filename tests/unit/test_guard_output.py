@@ -103,8 +103,10 @@ def test_benign_uses_stay_low(tox, text: str) -> None:  # type: ignore[no-untype
 
 
 def test_evidence_adds_up_and_targets_count(tox) -> None:  # type: ignore[no-untyped-def]
-    lone = top(tox.scan("this is fucking great", CTX))
-    assert 0.3 < lone < 0.5  # one profanity is not an attack
+    # one strong profanity just passes 0.5; a mild one, or one mild insult, does not
+    assert 0.5 <= top(tox.scan("this is fucking great", CTX)) < 0.6
+    assert top(tox.scan("what the hell", CTX)) < 0.5
+    assert top(tox.scan("this sucks", CTX)) < 0.5
     assert top(tox.scan("stupid bug", CTX)) < top(tox.scan("you are stupid", CTX))
     assert top(tox.scan("idiot", CTX)) < top(tox.scan("you fucking idiot", CTX))
 

@@ -39,16 +39,17 @@ LEXICON: dict[str, dict[float, str]] = {
              "|morons|imbecile*|arschloch|drecksau|schlampe|spast|spasti|vollidiot|salope"
              "|pute|batard|abruti|pendejo|pendeja|cabron|cabrona|imbecil|puta|puto|coglione"
              "|cretino|puttana|mongool|debiel|hoer|kutwijf|rot op|val dood|a disgrace"
-             "|pathetic excuse",
+             "|pathetic excuse|screw you|piss off|you suck|go to hell|i hate you"
+             "|you make me sick",
         0.35: "idiot|idiots|idiotic|stupid|scum|garbage human|fat pig|worthless|brainless"
               "|dimwit*|nitwit*|halfwit*|numbnuts|dummkopf|trottel|idiota|estupido|estupida"
               "|stupide|idiote|debile|scemo|scema|stupido|stupida|eikel|sukkel|troia",
         0.3: "coward|cowards|liar|liars|spineless|psycho|lunatic|creep|creepy",
-        0.2: "dumb|loser|losers|pathetic|ugly|jerk|clown|freak|disgusting|useless|tonto"
-             "|tonta",
+        0.2: "shut up|get lost|sucks|dumb|loser|losers|pathetic|ugly|jerk|clown|freak"
+             "|disgusting|useless|tonto|tonta",
     },
     "profanity": {
-        0.45: "fuck|fucks|fucked|fucker*|fucking|fuckin|shit|shits|shitty|bullshit"
+        0.55: "fuck|fucks|fucked|fucker*|fucking|fuckin|shit|shits|shitty|bullshit"
               "|horseshit|scheisse|scheiss|merde|putain|mierda|joder|cazzo|minchia"
               "|porca puttana|godverdomme|kut",
         0.2: "damn|damned|dammit|goddamn*|crap|crappy|hell|bloody hell|wtf|omfg|piss|pissed"

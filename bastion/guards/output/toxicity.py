@@ -15,7 +15,8 @@ What makes a lexicon usable on model output:
   toxic; terms combine as independent evidence (noisy-OR: ``1 - prod(1 - w)``), a repeated
   term adding a quarter of its weight, the other categories' evidence counting half. An
   insult aimed at "you" weighs 0.3 more, at "he/she is" 0.15 more. A single strong
-  profanity ("this is fucking great", 0.45) stays under 0.5; "you fucking idiot" does not.
+  profanity ("this is fucking great") scores 0.55, a mild one ("what the hell") 0.2, a
+  lone mild insult ("stupid bug") 0.35; "you fucking idiot" 0.75.
 
 Findings are one per matched term (so a redact action can mask each), kind ``TOXICITY``,
 ``detail`` the category, score the category's score.
