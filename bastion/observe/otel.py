@@ -377,6 +377,11 @@ def response_attributes(ctx: RequestContext, reply: Reply) -> dict[str, Any]:
             attrs[name] = value
     if ctx.stream and ctx.first_token_at is not None:
         attrs["gen_ai.response.time_to_first_chunk"] = ctx.first_token_at - ctx.received_at
+    if ctx.guard_policy:  # the guards' verdict (no finding's content)
+        attrs["bastion.guard.policy"] = ctx.guard_policy
+        if ctx.guard_action:
+            attrs["bastion.guard.action"] = ctx.guard_action
+            attrs["bastion.guard.scanners"] = sorted({g["scanner"] for g in ctx.guards or []})
     if ctx.status >= 400:
         attrs["error.type"] = str(ctx.status)
     elif ctx.error:

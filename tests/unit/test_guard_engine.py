@@ -166,3 +166,19 @@ def test_round_trip_restore_of_pseudonymize_is_identity() -> None:
     for text in ["alice and bob and x42", "ALICE x42x42 alice", "no findings at all", ""]:
         out = e.scan(e.policy("p"), "input", text, session="rt")
         assert restore(out.text, e.vault.originals("rt")) == text
+
+
+def test_otel_attributes_carry_the_guard_verdict_not_the_findings() -> None:
+    from bastion.gateway.context import RequestContext
+    from bastion.observe.otel import response_attributes
+    from bastion.observe.reply import Reply
+
+    ctx = RequestContext("r", "/v1/chat/completions", 1.0)
+    assert not any(k.startswith("bastion.guard") for k in response_attributes(ctx, Reply()))
+    ctx.guard_policy, ctx.guard_action = "standard", "pseudonymize"
+    ctx.guards = [{"scanner": "pii", "action": "pseudonymize"}, {"scanner": "secrets",
+                                                                 "action": "redact"}]
+    attrs = response_attributes(ctx, Reply())
+    assert attrs["bastion.guard.policy"] == "standard"
+    assert attrs["bastion.guard.action"] == "pseudonymize"
+    assert attrs["bastion.guard.scanners"] == ["pii", "secrets"]
