@@ -341,3 +341,17 @@ def test_military_and_lowercase_boxes() -> None:
     assert found("unit 1009 box 0219\ndpo ap 51065", "STREET_ADDRESS") == [
         "unit 1009 box 0219", "dpo ap 51065"]
     assert found("Meet me at PSC 1437, Box 3833", "STREET_ADDRESS") == ["PSC 1437, Box 3833"]
+
+
+@pytest.mark.parametrize("text", [
+    "Ab-" * 2700, "A'" * 4000, "1234567890" * 800, "1 " * 4000, ", ".join(["Alpha"] * 1300),
+    "Mr. " * 2000, "a1:" * 2600, "12 Main " * 1000, "Ab Cd\n12 Main Street\n" * 300,
+])
+def test_pathological_input_stays_linear(text: str) -> None:
+    """No pattern may backtrack catastrophically: 8,000 hostile characters in well under a
+    second (typically tens of milliseconds)."""
+    import time
+
+    start = time.perf_counter()
+    scan(text)
+    assert time.perf_counter() - start < 1.0

@@ -16,7 +16,8 @@ from collections.abc import Iterable
 from bastion.guards.base import Finding
 from bastion.guards.pii.context import ContextIndex
 
-_CAP = "[A-ZÄÖÜÀÂÉÈÊÎÔÛÇÁÍÓÚÑ][\\w'\u2019\\-]*"
+# hyphenated parts bounded: see expand._CAP
+_CAP = "[A-ZÄÖÜÀÂÉÈÊÎÔÛÇÁÍÓÚÑ][\\w'\u2019]*(?:-[\\w'\u2019]+){0,3}"
 _EN_STREET = (
     r"Street|St|Avenue|Ave|Road|Rd|Lane|Ln|Drive|Dr|Boulevard|Blvd|Court|Ct|Place|Pl|Way"
     r"|Terrace|Square|Sq|Parkway|Pkwy|Circle|Cir|Highway|Hwy|Trail|Crescent|Close|Row|Walk"
@@ -27,22 +28,22 @@ _UNIT = r"(?:,?\s+(?:Apt|Apartment|Suite|Ste|Unit|Flat|Fl|Floor|#)\.?\s*#?\w{1,6
 _STREETS: dict[str, str] = {
     "en": rf"\b\d{{1,5}}[A-Za-z]?,?\s+(?:{_CAP}\.?\s+){{1,4}}(?:{_EN_STREET})\b\.?{_UNIT}",
     "de": (
-        r"\b[A-ZÄÖÜ][a-zäöüß\-]+(?:straße|strasse|str\.|weg|gasse|platz|allee|ring|damm|ufer"
+        r"(?<![\w\-'])[A-ZÄÖÜ][a-zäöüß\-]+(?:straße|strasse|str\.|weg|gasse|platz|allee|ring|damm|ufer"
         r"|chaussee|steig|pfad|markt)\s+\d{1,4}\s?[a-zA-Z]?\b"
-        r"|\b[A-ZÄÖÜ][a-zäöüß]+(?:er)?\s(?:Straße|Strasse|Str\.|Weg|Platz|Allee|Ring)"
+        r"|(?<![\w\-'])[A-ZÄÖÜ][a-zäöüß]+(?:er)?\s(?:Straße|Strasse|Str\.|Weg|Platz|Allee|Ring)"
         r"\s+\d{1,4}\s?[a-zA-Z]?\b"
         r"|\b(?:Am|An\sder|Im|In\sder|Auf\sdem|Zum|Zur)\s+[A-ZÄÖÜ][a-zäöüß]+\s+\d{1,4}[a-z]?\b"
-        r"|\b[A-ZÄÖÜ][a-zäöüß]+(?:-[A-Za-zäöüßÄÖÜ]+)*-(?:Straße|Strasse|Weg|Gasse|Platz|Allee"
+        r"|(?<![\w\-'])[A-ZÄÖÜ][a-zäöüß]+(?:-[A-Za-zäöüßÄÖÜ]+){0,4}-(?:Straße|Strasse|Weg|Gasse|Platz|Allee"
         r"|Ring|Damm)\s+\d{1,4}(?:[/\-]\d{1,4})?[a-z]?\b"
     ),
     "nl": (
-        r"\b[A-Z][a-z\-]+(?:straat|laan|weg|plein|gracht|kade|singel|dijk|hof|steeg|dreef"
+        r"(?<![\w\-'])[A-Z][a-z\-]+(?:straat|laan|weg|plein|gracht|kade|singel|dijk|hof|steeg|dreef"
         r"|pad|markt|wal)\s+\d{1,4}\s?[a-zA-Z]?\b"
     ),
     "fr": (
         r"\b\d{1,4}(?:\s?(?:bis|ter))?,?\s+(?i:rue|avenue|av\.|boulevard|bd|place|chemin|allée"
         r"|allee|impasse|quai|route|cours|square|passage|voie)\s+(?:(?i:de\s+la|de\s+l'|du|des"
-        rf"|de|d'|l'|la|le)\s*)?{_CAP}(?:[\s\-]+(?:{_CAP}|de|du|des|la|le|l'|d')){{0,4}}"
+        rf"|de|d'|l'|la|le)\s*)?{_CAP}(?:\s+(?:{_CAP}|de|du|des|la|le|l'|d')){{0,4}}"
     ),
     "es": (
         r"\b(?:Calle|C/|Avenida|Avda\.?|Av\.|Plaza|Pza\.|Paseo|Camino|Carretera|Ronda|Travesía"
@@ -58,11 +59,11 @@ _STREETS: dict[str, str] = {
 }
 # postcode and town after a street: "10115 Berlin", "1012 AB Amsterdam", "75002 Paris"
 _TOWN_TAIL = re.compile(
-    rf",?\s+(?:[A-Z]{{1,2}}-)?(?:\d{{4,5}}|\d{{4}}\s?[A-Z]{{2}})\s+{_CAP}(?:[\s\-]{_CAP})?"
+    rf",?\s+(?:[A-Z]{{1,2}}-)?(?:\d{{4,5}}|\d{{4}}\s?[A-Z]{{2}})\s+{_CAP}(?:\s{_CAP})?"
     rf"|,\s+{_CAP}(?:\s{_CAP})?,\s+[A-Z]{{2}}\s+\d{{5}}(?:-\d{{4}})?"
 )
 
-_ANY_CAP = "[A-ZÀ-ÞĀ-ŽΑ-ΩА-Я][\\w'\u2019\\-]*"
+_ANY_CAP = "[A-ZÀ-ÞĀ-ŽΑ-ΩА-Я][\\w'\u2019]*(?:-[\\w'\u2019]+){0,3}"
 # forms shared by every locale's addresses: a unit or box ("Apt. 595", "Suite 501",
 # "P.O. Box 242", "PSC 1437, Box 3833"), and "house number, street name, number" lines
 _UNIT_LINE = re.compile(
@@ -85,14 +86,14 @@ _COMMON_WORDS = frozenset(str.split("""
 of the and for to in on with you your are is was my our this that from by at a an
 """))
 # a country or town and a postcode closing an address line: "Estonia 62488"
-_PLACE_POSTCODE = re.compile(rf"(?m)^[ \t>]*{_CAP}(?:[ \-]{_CAP})?[ \t]+(\d{{4,5}})[ \t]*$")
+_PLACE_POSTCODE = re.compile(rf"(?m)^[ \t>]*{_CAP}(?:[ ]{_CAP})?[ \t]+(\d{{4,5}})[ \t]*$")
 
 _US_STATES = (
     "AL AK AZ AR CA CO CT DE FL GA HI ID IL IN IA KS KY LA ME MD MA MI MN MS MO MT NE NV NH NJ "
     "NM NY NC ND OH OK OR PA RI SC SD TN TX UT VT VA WA WV WI WY DC PR"
 )
 _US_ZIP = re.compile(rf"\b(?:{'|'.join(_US_STATES.split())})\s(\d{{5}}(?:-\d{{4}})?)\b")
-_UK_POSTCODE = re.compile(r"\b[A-Z]{1,2}\d[A-Z\d]?\s?\d[ABD-HJLNP-UW-Z]{2}\b")
+_UK_POSTCODE = re.compile(r"(?<![\w\-'])[A-Z]{1,2}\d[A-Z\d]?\s?\d[ABD-HJLNP-UW-Z]{2}\b")
 _NL_POSTCODE = re.compile(r"\b[1-9]\d{3}\s?(?!SA|SD|SS|AD|BC)[A-Z]{2}\b")
 _BARE_POSTCODE = re.compile(r"(?<![\w\-.,])(?:\d{5}(?:-\d{4})?|\d{4}|\d{2}-\d{3})(?![\w\-]|[.,]\d)")
 

@@ -39,7 +39,7 @@ _WEAK_CUE = re.compile(
 )
 # a capitalised word that a person-only verb follows or a kinship word precedes
 _PERSON_VERB = re.compile(
-    rf"(?<![\w'])({_NAME}(?:[ \t]+{_NAME})?)[ \t]+(?:lives|lived|shouted|said|says|asked|told"
+    rf"(?<![\w'\u2019\-])({_NAME}(?:[ \t]+{_NAME})?)[ \t]+(?:lives|lived|shouted|said|says|asked|told"
     r"|wrote|replied|answered|smiled|laughed|cried|whispered|married|wohnt|sagte|habite|dit"
     r"|vive|dijo|abita|disse|woont|zei)\b"
 )

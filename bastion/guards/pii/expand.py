@@ -17,13 +17,15 @@ import re
 from bastion.guards.base import Finding
 from bastion.guards.pii.ner import FILLER
 
-_CAP = "[A-ZÄÖÜÀ-ÞŁŠŽ][\\w'\u2019\\-]*"
-_UPPER_OR_CAP = "[A-ZÄÖÜÀ-ÞŁŠŽ][\\w'\u2019\\-]*"
+# a capitalised word, hyphenated parts included (a bounded number: patterns that repeat
+# words must not be able to split one long hyphenated run in many ways)
+_CAP = "[A-ZÄÖÜÀ-ÞŁŠŽ][\\w'\u2019]*(?:-[\\w'\u2019]+){0,3}"
+_UPPER_OR_CAP = _CAP
 
 _WORD = re.compile(r"[^\W\d_]+")
 _ITEM = rf"{_CAP}(?:[ \t]{_CAP}){{0,2}}"
 _LIST_ITEM = re.compile(_ITEM)
-_LIST = re.compile(rf"{_ITEM}(?:,\s+{_ITEM})+,?\s+(?:and|und|et|y|e|en|or)\s+{_ITEM}")
+_LIST = re.compile(rf"(?<![\w'\u2019\-]){_ITEM}(?:,\s+{_ITEM})+,?\s+(?:and|und|et|y|e|en|or)\s+{_ITEM}")
 
 _ADDRESS_LINE = re.compile(
     r"[ \t>?]*((?:[A-Z0-9ÄÖÜÀ-ÞŁŠŽ][\w'\u2019.\-]*|nan)(?:[ \t,]+[A-Z0-9ÄÖÜÀ-ÞŁŠŽ]"
@@ -35,10 +37,11 @@ _PLACE_CUE = re.compile(
     r"|grew up in|travel(?:l?ed|l?ing)? to|visiting|relocated to|based in|wohnt in|wohne in"
     r"|komme aus|kommt aus|habite à|habite a|vit à|vive en|vivo en|abita a|abito a|vivo a"
     r"|woont in|woon in))"
-    rf"\s+((?:{_UPPER_OR_CAP})(?:[ \-](?:{_UPPER_OR_CAP}|O'|de|del|la|le|am|an der)){{0,3}})"
+    rf"\s+((?:{_UPPER_OR_CAP})(?:[ ](?:{_UPPER_OR_CAP}|O'|de|del|la|le|am|an der)){{0,3}})"
 )
 _ORG_SUFFIX = re.compile(
-    rf"(?:{_CAP}|&|and|\d+)(?:[ \-](?:{_CAP}|&|and|und|\d+)){{0,4}},?\s(?:Inc|Ltd|LLC|L\.L\.C"
+    rf"(?<![\w'\u2019\-])(?:{_CAP}|\d{{1,5}})(?:[ ](?:{_CAP}|&|and|und|\d{{1,5}})){{0,4}},?\s(?:Inc|Ltd|LLC"
+    r"|L\.L\.C"
     r"|GmbH|AG|KG|S\.A|SA|S\.p\.A|SpA|S\.r\.l|Srl|B\.V|BV|N\.V|NV|Corp|Corporation|Co|PLC|plc"
     r"|SARL|SAS|S\.L|SL|Group|Partners|Consulting|Technologies|Solutions|Systems|Holdings"
     r"|Industries|Bank|Foundation|University|Institute)\b\.?"

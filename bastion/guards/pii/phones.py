@@ -29,6 +29,7 @@ _CANDIDATE = re.compile(
 _DATE_LIKE = re.compile(
     r"^(?:\d{1,4}[./\-]\d{1,2}[./\-]\d{1,4}(?:$|[ T]\d)|(?:19|20)\d\d[\-/.])"
 )
+_GROUPS = re.compile(r"\d+")
 _IPV4_LIKE = re.compile(r"^\d{1,3}(?:\.\d{1,3}){3}$")
 
 
@@ -48,6 +49,9 @@ class PhoneFinder:
             digits = sum(c.isdigit() for c in raw)
             if not 7 <= digits <= 15 or _DATE_LIKE.match(raw) or _IPV4_LIKE.match(raw):
                 continue
+            groups = _GROUPS.findall(raw)
+            if 2 * sum(len(g) == 1 for g in groups) > len(groups):
+                continue  # "1 2 3 4 5 6 7": a list of numbers, not a phone number
             near = ctx.near("PHONE_NUMBER", m.start(), m.end())
             score = self._score(raw, near)
             if score and not near and ctx.near("NOT_PII_NUMBER", m.start(), m.end(), 32, 0):
