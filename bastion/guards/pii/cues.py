@@ -39,8 +39,8 @@ _WEAK_CUE = re.compile(
 )
 # a capitalised word that a person-only verb follows or a kinship word precedes
 _PERSON_VERB = re.compile(
-    rf"(?<![\w'\u2019\-])({_NAME}(?:[ \t]+{_NAME})?)[ \t]+(?:lives|lived|shouted|said|says|asked|told"
-    r"|wrote|replied|answered|smiled|laughed|cried|whispered|married|wohnt|sagte|habite|dit"
+    rf"(?<![\w'\u2019\-])({_NAME}(?:[ \t]+{_NAME})?)[ \t]+(?:lives|lived|shouted|said|says"
+    r"|asked|told|wrote|replied|answered|smiled|laughed|cried|whispered|married|wohnt|sagte|habite|dit"
     r"|vive|dijo|abita|disse|woont|zei)\b"
 )
 _PERSON_AFTER = re.compile(

@@ -25,7 +25,9 @@ _UPPER_OR_CAP = _CAP
 _WORD = re.compile(r"[^\W\d_]+")
 _ITEM = rf"{_CAP}(?:[ \t]{_CAP}){{0,2}}"
 _LIST_ITEM = re.compile(_ITEM)
-_LIST = re.compile(rf"(?<![\w'\u2019\-]){_ITEM}(?:,\s+{_ITEM})+,?\s+(?:and|und|et|y|e|en|or)\s+{_ITEM}")
+_LIST = re.compile(
+    rf"(?<![\w'\u2019\-]){_ITEM}(?:,\s+{_ITEM})+,?\s+(?:and|und|et|y|e|en|or)\s+{_ITEM}"
+)
 
 _ADDRESS_LINE = re.compile(
     r"[ \t>?]*((?:[A-Z0-9ÄÖÜÀ-ÞŁŠŽ][\w'\u2019.\-]*|nan)(?:[ \t,]+[A-Z0-9ÄÖÜÀ-ÞŁŠŽ]"
@@ -40,8 +42,8 @@ _PLACE_CUE = re.compile(
     rf"\s+((?:{_UPPER_OR_CAP})(?:[ ](?:{_UPPER_OR_CAP}|O'|de|del|la|le|am|an der)){{0,3}})"
 )
 _ORG_SUFFIX = re.compile(
-    rf"(?<![\w'\u2019\-])(?:{_CAP}|\d{{1,5}})(?:[ ](?:{_CAP}|&|and|und|\d{{1,5}})){{0,4}},?\s(?:Inc|Ltd|LLC"
-    r"|L\.L\.C"
+    rf"(?<![\w'\u2019\-])(?:{_CAP}|\d{{1,5}})(?:[ ](?:{_CAP}|&|and|und|\d{{1,5}})){{0,4}},?\s"
+    r"(?:Inc|Ltd|LLC|L\.L\.C"
     r"|GmbH|AG|KG|S\.A|SA|S\.p\.A|SpA|S\.r\.l|Srl|B\.V|BV|N\.V|NV|Corp|Corporation|Co|PLC|plc"
     r"|SARL|SAS|S\.L|SL|Group|Partners|Consulting|Technologies|Solutions|Systems|Holdings"
     r"|Industries|Bank|Foundation|University|Institute)\b\.?"
