@@ -303,13 +303,14 @@ def _m003_postgres(conn: Connection) -> None:
     ))
     conn.execute(text("DROP INDEX IF EXISTS ix_traces_search_fts"))
     conn.execute(text("ALTER TABLE traces " + ", ".join(f'DROP COLUMN "{n}"' for n in moved)))
-    # A small pending list: GIN's fast update queues new entries in it, and every search
-    # reads all of it, on every partition (without autovacuum nothing else merges it; at
-    # the default 4 MB a word with no match took 200 ms at 1M traces); the store also
-    # merges the lists of past days (Partitions.merge_text_pending)
+    # A smaller pending list (1 MB, not 4): GIN's fast update queues new entries there and
+    # every search reads all of it, on every partition; without autovacuum (off on the
+    # bench server) nothing merges a list below its limit: 8 full lists, read twice, made
+    # a word with no match take 200 ms at 1M traces. The store merges the lists of past
+    # days itself (Partitions.merge_text_pending); 256 kB cost ~30 % of the ingest rate.
     conn.execute(text(
         "CREATE INDEX ix_trace_bodies_search ON trace_bodies USING gin (search_tsv) "
-        "WITH (gin_pending_list_limit = 256)"
+        "WITH (gin_pending_list_limit = 1024)"
     ))
     # a dropped column's data stays in each row until the row is rewritten: CLUSTER each
     # partition by its (ts, id) index (which also leaves it in time order)

@@ -73,9 +73,10 @@ _TEXT_ARRAY = ARRAY(Text())  # one array parameter for a page's ids (not 51 of t
 # above it the term is common and the newest-first scan finds a page sooner
 PREFILTER_MAX = 5000
 # the same on Postgres, where the probe costs a heap read per match (~5 us) and the walk
-# ~7 us per trace it passes: at 2,000 a term at the line costs ~10 ms to probe and a walk
-# of ~25,000 traces at 1M (~180 ms); a 5 % term 10 ms + ~1,000 traces
-PG_PREFILTER_MAX = 2000
+# ~7 us per trace it passes. A term at the line costs 5 us x this + a walk of 51 / share
+# traces: at 1M traces ~25 + ~70 ms at 5,000 (at 2,000: 10 + 180 ms); a 5 % term ~25 ms
+# + a walk of ~1,000 traces
+PG_PREFILTER_MAX = 5000
 # Postgres, rare terms: candidates fetched newest first, a page's worth first, then 4x more
 # each round while filters reject them
 _WORD = re.compile(r"\w+")
@@ -258,9 +259,12 @@ class Store:
         assert self._partitions is not None
         day = self._partitions.slot(max(row["ts"] for row in rows))
         if day > self._merged_before and self.text_search == "tsvector":
-            with self._engine.connect() as conn:
-                self._partitions.merge_text_pending(conn, day)
-            self._merged_before = day
+            self._merged_before = day  # tried once a day, whatever comes of it
+            try:
+                with self._engine.connect() as conn:
+                    self._partitions.merge_text_pending(conn, day)
+            except sa_exc.ProgrammingError:  # not the index's owner: searches read more
+                pass
 
     def _ensure_partitions(self, rows: list[dict[str, Any]]) -> None:
         assert self._partitions is not None

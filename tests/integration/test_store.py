@@ -630,6 +630,32 @@ def test_partitions_are_created_ahead_and_on_demand(fresh_pg_url: str, tmp_path:
         store.close()
 
 
+def test_text_index_pending_lists_of_past_days_are_merged(
+    fresh_pg_url: str, tmp_path: Path
+) -> None:
+    """GIN queues new entries in a pending list that every search reads; only VACUUM or
+    the store merges one below its limit. A batch of a later day merges the days before."""
+    day0 = math.floor(T0 / DAY) * DAY
+
+    def pending_pages(day: float) -> int:  # merges it too: call once per partition
+        name = "trace_bodies" + partition_name(day).removeprefix("traces")
+        index = psql(fresh_pg_url, "SELECT i.indexrelid::regclass::text FROM pg_index i "
+                     "JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_am a ON a.oid = c.relam "
+                     "WHERE i.indrelid = %s::regclass AND a.amname = 'gin'", (name,))[0][0]
+        return int(psql(fresh_pg_url, "SELECT gin_clean_pending_list(%s::regclass)",
+                        (index,))[0][0])
+
+    with open_store(fresh_pg_url, tmp_path) as store:
+        store.insert_traces([record(i, ts=day0 + 60 + i) for i in range(20)])
+        store.insert_traces([record(100 + i, ts=day0 + DAY + 60 + i) for i in range(20)])
+        store.insert_traces([record(200 + i, ts=day0 + 2 * DAY + 60 + i) for i in range(20)])
+        assert pending_pages(day0) == 0  # merged by the store
+        assert pending_pages(day0 + DAY) == 0
+        assert pending_pages(day0 + 2 * DAY) > 0  # today's: still pending
+        rows, _ = store.list_traces(TraceQuery(text="question"), limit=100)
+        assert len(rows) == 60
+
+
 def test_processes_racing_for_a_new_partition_create_it_once(
     fresh_pg_url: str, tmp_path: Path
 ) -> None:
