@@ -281,6 +281,65 @@ BENIGN_HOLDOUT = [
     ("nl", "Ik maak je ontbijt klaar."),
 ]
 
+# A second holdout, written after the second round of lexicon changes (the first holdout
+# informed them) and evaluated once: forum, gaming-chat and review styles.
+TOXIC_HOLDOUT_2 = [
+    ("en", "uninstall the game you braindead noob"),
+    ("en", "lol you are so trash at this, kill urself"),
+    ("en", "this reviewer is a clueless hack and a total moron"),
+    ("en", "Anyone who believes this is a gullible idiot."),
+    ("en", "ur mom is a hoe"),
+    ("en", "Shove it up your ass."),
+    ("en", "I'd love to punch you in the face."),
+    ("en", "If I ever see you I will beat the crap out of you."),
+    ("en", "Get cancer, loser."),
+    ("en", "Typical woman, too emotional and stupid to lead."),
+    ("en", "Go back to the jungle, monkey."),
+    ("en", "These animals should be wiped out."),
+    ("en", "You should just hang yourself."),
+    ("en", "Fuck this company and fuck their support."),
+    ("en", "What a piece of crap product, made by idiots."),
+    ("en", "Send me pics of your naked body."),
+    ("en", "you're a useless sack of shit"),
+    ("de", "Halt dein Maul, du Opfer."),
+    ("de", "Du bist so ein dummer Hurensohn."),
+    ("fr", "T'es vraiment un enculé."),
+    ("fr", "Va crever."),
+    ("es", "Cállate la boca, pendejo."),
+    ("es", "Eres un maldito idiota."),
+    ("it", "Sei un pezzo di merda."),
+    ("nl", "Wat een kutmens ben jij."),
+    ("xx", "y0u d1ckh34d"),
+    ("xx", "F-U-C-K off"),
+    ("xx", "kiiiill yourselfff"),
+]
+BENIGN_HOLDOUT_2 = [
+    ("en", "GG everyone, that last round was intense!"),
+    ("en", "The boss fight killed me three times before I figured out the pattern."),
+    ("en", "This review is honest: the battery is weak but the screen is great."),
+    ("en", "I laughed so hard I almost died."),
+    ("en", "We need to execute the plan before the deadline kills us."),
+    ("en", "Please stop spamming the chat."),
+    ("en", "The snake shed its skin in the terrarium."),
+    ("en", "My ass is sore after that long bike ride."),
+    ("en", "Women in tech meetups are on Thursdays."),
+    ("en", "The monkey at the zoo stole my sunglasses."),
+    ("en", "The hanging gardens were one of the wonders of the world."),
+    ("en", "Crap, I forgot my keys at home."),
+    ("en", "The recipe calls for a pinch of salt and a dash of pepper."),
+    ("en", "Nudity in classical paintings was discussed in the art class."),
+    ("en", "The patient has a history of depression and suicidal thoughts; schedule a follow-up."),
+    ("en", "He's a killer guitarist."),
+    ("en", "That's a dope beat, bro."),
+    ("en", "The shooter game has a new map."),
+    ("de", "Das Opfer des Unfalls wurde ins Krankenhaus gebracht."),
+    ("fr", "Il a crevé un pneu sur l'autoroute."),
+    ("es", "La película fue un poco aburrida."),
+    ("it", "Il pezzo di ricambio arriva domani."),
+    ("nl", "De kat van de buren is zwart."),
+    ("en", "Thanks for the fast shipping!"),
+]
+
 LEET = {"a": "4", "e": "3", "i": "1", "o": "0", "s": "$", "t": "7"}
 
 
@@ -546,6 +605,13 @@ def substring_rows() -> list[dict[str, Any]]:
     return rows
 
 
+def toxicity_holdout2_rows() -> list[dict[str, Any]]:
+    return ([{"text": t, "label": 1, "lang": lang, "shape": f"toxic_{lang}"}
+             for lang, t in TOXIC_HOLDOUT_2]
+            + [{"text": t, "label": 0, "lang": lang, "shape": f"benign_{lang}"}
+               for lang, t in BENIGN_HOLDOUT_2])
+
+
 def write(name: str, rows: list[dict[str, Any]]) -> None:
     path = HERE / f"output_{name}.jsonl"
     with path.open("w") as f:
@@ -558,6 +624,7 @@ def write(name: str, rows: list[dict[str, Any]]) -> None:
 def main() -> None:
     write("toxicity", toxicity_rows())
     write("toxicity_holdout", toxicity_holdout_rows())
+    write("toxicity_holdout2", toxicity_holdout2_rows())
     write("topics", topic_rows())
     write("canary", canary_rows())
     write("schema", schema_rows())

@@ -32,7 +32,9 @@ LEXICON: dict[str, dict[float, str]] = {
               "|you disgust me|ashamed to exist|you should not exist|you shouldn't exist"
               "|nothing but trash|nothing but garbage|nothing but a loser|shut the fuck up"
               "|kiss my ass|lick my ass|lick my balls|suck my balls|die in a fire"
-              "|drop dead|go die in a hole",
+              "|drop dead|go die in a hole|shove it up your ass|stick it up your ass"
+              "|up your ass|pezzo di merda|va crever|va mourir|halt dein maul|halts maul"
+              "|du opfer|kutmens|kutzooi|kutjoch",
         0.6: "asshole*|arsehole*|dickhead*|dipshit*|shithead*|douchebag*|douche bag"
              "|jackass|dumbass*|fatass|scumbag*|bastard|bastards|bitch|bitches|whore|whores"
              "|slut|sluts|wanker*|twat|twats|prick|pricks|retard|retards|retarded|moron"
@@ -40,18 +42,19 @@ LEXICON: dict[str, dict[float, str]] = {
              "|pute|batard|abruti|pendejo|pendeja|cabron|cabrona|imbecil|puta|puto|coglione"
              "|cretino|puttana|mongool|debiel|hoer|kutwijf|rot op|val dood|a disgrace"
              "|pathetic excuse|screw you|piss off|you suck|go to hell|i hate you"
-             "|you make me sick",
+             "|you make me sick|piece of crap|sack of shit",
         0.35: "idiot|idiots|idiotic|stupid|scum|garbage human|fat pig|worthless|brainless"
               "|dimwit*|nitwit*|halfwit*|numbnuts|dummkopf|trottel|idiota|estupido|estupida"
               "|stupide|idiote|debile|scemo|scema|stupido|stupida|eikel|sukkel|troia",
-        0.3: "coward|cowards|liar|liars|spineless|psycho|lunatic|creep|creepy",
-        0.2: "shut up|get lost|sucks|dumb|loser|losers|pathetic|ugly|jerk|clown|freak"
+        0.3: "coward|cowards|liar|liars|spineless|psycho|lunatic|creep|creepy|braindead"
+             "|brain-dead|brain dead|hoe|hoes",
+        0.2: "noob|gullible|shut up|get lost|sucks|dumb|loser|losers|pathetic|ugly|jerk|clown|freak"
              "|disgusting|useless|tonto|tonta",
     },
     "profanity": {
         0.55: "fuck|fucks|fucked|fucker*|fucking|fuckin|shit|shits|shitty|bullshit"
               "|horseshit|scheisse|scheiss|merde|putain|mierda|joder|cazzo|minchia"
-              "|porca puttana|godverdomme|kut",
+              "|porca puttana|godverdomme|kut|merda",
         0.2: "damn|damned|dammit|goddamn*|crap|crappy|hell|bloody hell|wtf|omfg|piss|pissed"
              "|bollocks|bugger|arse|ass|effing|verdammt|zut|carajo|hostia|cavolo|kanker"
              "|tering",
@@ -83,7 +86,8 @@ LEXICON: dict[str, dict[float, str]] = {
               "|zingaro di merda",
         0.6: "nigga|niggas|fag|fags|dyke|dykes|paki|pakis|coon|coons|chink|chinks"
              "|gypsy scum|subhuman*|inferior race|master race|race traitor*|white genocide"
-             "|great replacement|white power|go back to your country"
+             "|great replacement|white power|go back to your country|back to the jungle"
+             "|back to africa"
              "|go back where you came from|schwuchtel*|pede|pedes|tapette|bollera|negre"
              "|flikker|mietje",
     },
@@ -92,7 +96,8 @@ LEXICON: dict[str, dict[float, str]] = {
               "|cum on|cum in|cum inside|suck my dick|suck my cock|suck my|lick my pussy"
               "|i want to fuck|sit on my face|jerk off|jerking off|wank off|child porn*"
               "|cp links|loli porn|send nudes|show me your tits|anal sex|oral sex"
-              "|hardcore porn|blas mir einen|suce ma bite|chupame la|succhiamelo|pijpen",
+              "|hardcore porn|blas mir einen|suce ma bite|chupame la|succhiamelo|pijpen"
+              "|your naked body|nude pics|nude photos of you",
         0.5: "porn*|pornhub|xvideos|hentai|milf*|dildo*|masturbat*|orgasm*|horny|nudes"
              "|titties|tits|boobs|jizz|boner|naked pics|sexting|bdsm|camgirl*|onlyfans"
              "|fuck me|fuck her|fuck him",

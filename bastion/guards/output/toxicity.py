@@ -51,7 +51,8 @@ _HARM_WORDS = ("kill", "murder", "stab", "shoot", "strangl", "chok", "rape", "sl
 _GROUPS = (
     r"(?:jews?|muslims?|christians?|blacks?|black people|whites?|white people|asians?"
     r"|mexicans?|immigrants?|migrants?|refugees?|gays?|gay people|lesbians?"
-    r"|trans(?:gender)? people|women|females|arabs?|africans?|indians?|chinese|gypsies|roma"
+    r"|trans(?:gender)? people|women|woman|girls|females|arabs?|africans?|indians?|chinese"
+    r"|gypsies|roma"
     r"|latinos?|hispanics?|foreigners?|juden|auslander|fluchtlinge|muslime|schwule|frauen"
     r"|juifs?|arabes?|noirs?|etrangers?|femmes|judios|moros|inmigrantes|negros|mujeres"
     r"|immigres|musulmans|homosexuels|ebrei|negri|immigrati|donne|joden|moslims"
@@ -118,6 +119,20 @@ THREAT_PATTERNS: list[tuple[str, float, tuple[str, ...] | None, re.Pattern[str]]
         rf"\b{_GROUPS}\s+(?:are|r|is)\s+(?:all\s+|just\s+|so\s+|too\s+|such\s+|naturally\s+"
         rf"|inherently\s+)*{_GROUP_INSULTS}\b")),
     ("self_harm", 0.85, ("bring",), re.compile(r"\bbring\s+dich\s+(?:\w+\s+){1,3}um\b")),
+    ("threat", 0.75, ("punch", "hit", "slap", "smack", "kick", "stab", "shoot", "smash"),
+     re.compile(r"\b(?:punch|hit|slap|smack|kick|stab|shoot|smash)\s+(?:you|u|ya|him|her)\s+in"
+                r"\s+(?:the|your|his|her)\s+(?:face|head|mouth|teeth|throat|balls|nuts|gut)")),
+    ("threat", 0.85, ("out of",), re.compile(
+        r"\bbeat\s+the\s+(?:crap|shit|hell|fuck|living daylights)\s+out\s+of\s+"
+        r"(?:you|u|ya|him|her|them)\b")),
+    ("threat", 0.8, ("get", "catch"), re.compile(
+        r"(?:^|[.!?,]\s*|\bjust\s+|\bgo\s+)(?:get|catch)\s+(?:cancer|aids|ebola|raped"
+        r"|hit by a (?:car|bus|truck|train))\b")),
+    ("hate", 0.5, None, re.compile(rf"\btypical\s+{_GROUPS}\b")),
+    ("hate", 0.85, ("should", "must", "need to", "deserve"), re.compile(
+        r"\b(?:these|those|all the|all)\s+(?:animals|vermin|rats|parasites|savages|cockroaches"
+        r"|subhumans)\s+(?:should|must|need to|deserve to)\s+(?:all\s+)?(?:be\s+)?(?:wiped out"
+        r"|exterminated|killed|gassed|shot|die|burn|burned|eradicated)")),
 ]
 _TARGET = re.compile(
     r"(?:^|[^\w'])(?:you|u|ya|ur|your|you'?re|yourself|du|dich|dir|tu|toi|vous|t'?es|eres"
@@ -126,6 +141,9 @@ _TARGET = re.compile(
 _THIRD_PERSON = re.compile(
     r"(?:^|[^\w'])(?:he|she|they|he'?s|she'?s|they'?re|this guy|that guy|er|sie|il|elle|el"
     r"|ella|lui|lei|hij|zij)\s+(?:is|are|was|were|ist|est|es|e|is)(?:\s+\w+){0,2}[^\w]*$"
+    # "... is a gullible idiot", "... are such morons": an insult as the predicate
+    r"|\b(?:is|are|was|were|'s|'re)\s+(?:(?:a|an|such|so|total|complete|absolute|real|utter"
+    r"|fucking|little|big|stupid|gullible)\s+){1,3}$"
 )
 # cheap test before the group patterns: a group name
 _GROUP_STEMS = ("jew", "muslim", "christian", "black", "white", "asian", "mexican", "migra",
