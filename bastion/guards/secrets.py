@@ -219,16 +219,18 @@ _B64 = r"A-Za-z0-9+/"
 _URLSAFE = r"A-Za-z0-9_\-"
 _END = r"(?![A-Za-z0-9_\-])"
 
+# bodies are bounded (1,024; key blocks and JWTs more): a pattern tried at many starts must
+# not scan to the end of a long text from each
 _PROVIDER_RULES: list[_Rule] = [
     _Rule("anthropic_api_key", re.compile(
-        rf"\bsk-ant-(?:api|admin|oat|sid)\d\d-[{_URLSAFE}]{{32,}}{_END}"), ("sk-ant-",), 0.99),
-    _Rule("anthropic_api_key", re.compile(rf"\bsk-ant-[{_URLSAFE}]{{24,}}{_END}"),
+        rf"\bsk-ant-(?:api|admin|oat|sid)\d\d-[{_URLSAFE}]{{32,1024}}{_END}"), ("sk-ant-",), 0.99),
+    _Rule("anthropic_api_key", re.compile(rf"\bsk-ant-[{_URLSAFE}]{{24,1024}}{_END}"),
           ("sk-ant-",), 0.92, check=_random_body()),
     _Rule("openai_api_key", re.compile(
-        rf"\bsk-(?:(?:proj|svcacct|admin)-)?[{_URLSAFE}]{{20,}}T3BlbkFJ[{_URLSAFE}]{{20,}}{_END}"),
+        rf"\bsk-(?:(?:proj|svcacct|admin)-)?[{_URLSAFE}]{{20,1024}}T3BlbkFJ[{_URLSAFE}]{{20,1024}}{_END}"),
         ("sk-",), 0.99),
     _Rule("openai_api_key", re.compile(
-        rf"\bsk-(?!ant-)(?:(?:proj|svcacct|admin)-)?[{_URLSAFE}]{{32,}}{_END}"),
+        rf"\bsk-(?!ant-)(?:(?:proj|svcacct|admin)-)?[{_URLSAFE}]{{32,1024}}{_END}"),
         ("sk-",), 0.93, check=_random_body()),
     _Rule("aws_access_key_id", re.compile(
         r"\b(?:AKIA|ASIA|ABIA|ACCA|AGPA|AIDA|AROA|AIPA|ANPA|ANVA|A3T[A-Z0-9])[A-Z2-7]{16}\b"),
@@ -243,26 +245,27 @@ _PROVIDER_RULES: list[_Rule] = [
     _Rule("github_token", re.compile(rf"\bgithub_pat_[A-Za-z0-9_]{{50,255}}{_END}"),
           ("github_pat_",), 0.98, check=_random_body()),
     _Rule("gitlab_token", re.compile(
-        rf"\bgl(?:pat|dt|rt|ptt|soat|cbt|imt|ft|oas)-[{_URLSAFE}]{{20,}}{_END}"),
+        rf"\bgl(?:pat|dt|rt|ptt|soat|cbt|imt|ft|oas)-[{_URLSAFE}]{{20,1024}}{_END}"),
         ("glpat-", "gldt-", "glrt-", "glptt-", "glsoat-", "glcbt-", "glimt-", "glft-", "gloas-"),
         0.96, check=_random_body()),
     _Rule("slack_token", re.compile(
-        r"\bxox[abposre]-(?:[0-9]+-)*[A-Za-z0-9]{8,}(?:-[A-Za-z0-9]+)*"),
+        r"\bxox[abposre]-(?:[0-9]+-)*[A-Za-z0-9]{8,1024}(?:-[A-Za-z0-9]+)*"),
         ("xox",), 0.95, check=_random_body(0.6, 1)),
-    _Rule("slack_token", re.compile(r"\bxapp-\d-[A-Z0-9]+-\d+-[a-z0-9]{32,}"), ("xapp-",), 0.97),
+    _Rule("slack_token", re.compile(r"\bxapp-\d-[A-Z0-9]+-\d+-[a-z0-9]{32,1024}"), ("xapp-",),
+          0.97),
     _Rule("slack_webhook", re.compile(
-        r"https://hooks\.slack\.com/(?:services|workflows|triggers)/[A-Za-z0-9_/\-]{20,}"),
+        r"https://hooks\.slack\.com/(?:services|workflows|triggers)/[A-Za-z0-9_/\-]{20,1024}"),
         ("hooks.slack.com",), 0.95, anchored=False),
-    _Rule("stripe_secret_key", re.compile(rf"\b(?:sk|rk)_live_[A-Za-z0-9]{{20,}}{_END}"),
+    _Rule("stripe_secret_key", re.compile(rf"\b(?:sk|rk)_live_[A-Za-z0-9]{{20,1024}}{_END}"),
           ("sk_live_", "rk_live_"), 0.98, check=_random_body()),
-    _Rule("stripe_test_key", re.compile(rf"\b(?:sk|rk)_test_[A-Za-z0-9]{{20,}}{_END}"),
+    _Rule("stripe_test_key", re.compile(rf"\b(?:sk|rk)_test_[A-Za-z0-9]{{20,1024}}{_END}"),
           ("sk_test_", "rk_test_"), 0.85, check=_random_body()),
-    _Rule("stripe_webhook_secret", re.compile(rf"\bwhsec_[A-Za-z0-9+/]{{24,}}{_END}"),
+    _Rule("stripe_webhook_secret", re.compile(rf"\bwhsec_[A-Za-z0-9+/]{{24,1024}}{_END}"),
           ("whsec_",), 0.95, check=_random_body()),
     _Rule("google_api_key", re.compile(rf"\bAIza[{_URLSAFE}]{{35}}{_END}"), ("aiza",), 0.96),
     _Rule("google_oauth_secret", re.compile(rf"\bGOCSPX-[{_URLSAFE}]{{28}}{_END}"),
           ("gocspx-",), 0.97),
-    _Rule("google_oauth_token", re.compile(rf"\bya29\.[{_URLSAFE}]{{30,}}{_END}"),
+    _Rule("google_oauth_token", re.compile(rf"\bya29\.[{_URLSAFE}]{{30,1024}}{_END}"),
           ("ya29.",), 0.93),
     _Rule("twilio_api_key", re.compile(r"\bSK[0-9a-fA-F]{32}\b"), ("sk",), 0.88,
           check=_random_body(0.75, 1)),
@@ -273,32 +276,34 @@ _PROVIDER_RULES: list[_Rule] = [
           ("sg.",), 0.98),
     _Rule("npm_token", re.compile(rf"\bnpm_[A-Za-z0-9]{{36}}{_END}"), ("npm_",), 0.96,
           check=_random_body()),
-    _Rule("pypi_token", re.compile(rf"\bpypi-AgE[{_URLSAFE}]{{50,}}{_END}"), ("pypi-age",), 0.99),
-    _Rule("huggingface_token", re.compile(rf"\b(?:hf|api_org)_[A-Za-z0-9]{{30,}}{_END}"),
+    _Rule("pypi_token", re.compile(rf"\bpypi-AgE[{_URLSAFE}]{{50,1024}}{_END}"), ("pypi-age",),
+          0.99),
+    _Rule("huggingface_token", re.compile(rf"\b(?:hf|api_org)_[A-Za-z0-9]{{30,1024}}{_END}"),
           ("hf_", "api_org_"), 0.94, check=_random_body()),
     _Rule("azure_connection_string", re.compile(
-        r"(?i)(?:AccountKey|SharedAccessKey|SharedAccessSignature)=[A-Za-z0-9+/=%&:\-]{20,}"),
+        r"(?i)(?:AccountKey|SharedAccessKey|SharedAccessSignature)=[A-Za-z0-9+/=%&:\-]{20,1024}"),
         ("accountkey=", "sharedaccesskey=", "sharedaccesssignature="), 0.96, expand=True),
     _Rule("azure_sas_token", re.compile(
-        r"[?&]sv=\d{4}-\d\d-\d\d&[^\s\"'<>]*?\bsig=[A-Za-z0-9%+/=]{20,}"), ("sig=",), 0.9,
+        r"[?&]sv=\d{4}-\d\d-\d\d&[^\s\"'<>]*?\bsig=[A-Za-z0-9%+/=]{20,1024}"), ("sig=",), 0.9,
         anchored=False),
     _Rule("jwt", re.compile(
-        rf"\beyJ[{_URLSAFE}]{{8,}}\.eyJ[{_URLSAFE}]{{8,}}\.[{_URLSAFE}]{{8,}}{_END}"),
+        rf"\beyJ[{_URLSAFE}]{{8,4096}}\.eyJ[{_URLSAFE}]{{8,8192}}\.[{_URLSAFE}]{{8,4096}}{_END}"),
         ("eyj",), 0.93, check=_jwt_check),
     _Rule("bearer_token", re.compile(
-        r"(?i)\bbearer\s+(?P<v>[A-Za-z0-9\-._~+/]{16,}=*)(?![A-Za-z0-9\-._~+/=])"),
+        r"(?i)\bbearer\s+(?P<v>[A-Za-z0-9\-._~+/]{16,1024}=*)(?![A-Za-z0-9\-._~+/=])"),
         ("bearer",), 0.9, "v", _bearer_check),
     _Rule("basic_auth", re.compile(
-        r"(?i)\bauthorization[\"']?\s*[:=]\s*[\"']?basic\s+(?P<v>[A-Za-z0-9+/]{8,}=*)"),
+        r"(?i)\bauthorization[\"']?\s*[:=]\s*[\"']?basic\s+(?P<v>[A-Za-z0-9+/]{8,1024}=*)"),
         ("authorization",), 0.9, "v", _basic_check),
     _Rule("private_key", re.compile(
         r"-----BEGIN (?P<t>(?:RSA |DSA |EC |OPENSSH |ENCRYPTED |PGP )?PRIVATE KEY(?: BLOCK)?)-----"
         # the whole block; a truncated one (no END line) up to the end of its base64 lines
-        r"(?:[\s\S]{16,}?-----END (?P=t)-----"
-        r"|(?:(?:\\[rn]|\s)+(?:[A-Za-z0-9+/=]{16,}|[A-Za-z\-]+: [^\n\\]*))+)"),
+        r"(?:[\s\S]{16,16384}?-----END (?P=t)-----"
+        r"|(?:(?:\\[rn]|\s)+(?:[A-Za-z0-9+/=]{16,1024}|[A-Za-z\-]+: [^\n\\]*))+)"),
         ("private key",), 0.99, anchored=False),
-    _Rule("private_key", re.compile(r"PuTTY-User-Key-File-\d: [\s\S]{20,}?Private-MAC: [0-9a-f]+"),
-          ("putty-user-key-file",), 0.99),
+    _Rule("private_key", re.compile(
+        r"PuTTY-User-Key-File-\d: [\s\S]{20,16384}?Private-MAC: [0-9a-f]+"),
+        ("putty-user-key-file",), 0.99),
     _Rule("private_key", re.compile(r"\bAGE-SECRET-KEY-1[QPZRY9X8GF2TVDW0S3JN54KHCE6MUA7L]{58}\b"),
           ("age-secret-key-",), 0.99),
 ]
