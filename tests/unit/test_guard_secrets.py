@@ -87,6 +87,11 @@ def test_private_key_block_is_one_span(scanner) -> None:  # type: ignore[no-unty
     for kind in ("RSA PRIVATE KEY", "OPENSSH PRIVATE KEY", "PRIVATE KEY", "EC PRIVATE KEY"):
         block = f"-----BEGIN {kind}-----\n{lines}\n-----END {kind}-----"
         assert found(scanner, f"my key:\n{block}\nwhy?") == [("private_key", block)]
+    big = base64.b64encode(R.randbytes(2400)).decode()  # a 4096-bit RSA key's size
+    block = ("-----BEGIN RSA PRIVATE KEY-----\n"
+             + "\n".join(big[i : i + 64] for i in range(0, len(big), 64))
+             + "\n-----END RSA PRIVATE KEY-----")
+    assert found(scanner, block) == [("private_key", block)]
     # pasted without its END line, or JSON-escaped as in a service-account file
     truncated = f"-----BEGIN RSA PRIVATE KEY-----\n{lines}"
     assert found(scanner, truncated + "\n") == [("private_key", truncated)]
@@ -184,6 +189,14 @@ def test_hard_negatives(scanner) -> None:  # type: ignore[no-untyped-def]
     ]
     for text in negatives:
         assert found(scanner, text) == [], text
+
+
+def test_adversarial_inputs_stay_linear(scanner) -> None:  # type: ignore[no-untyped-def]
+    for text in ("sk-" * 3000, "password=" * 1000, "xoxb-" * 2000, "eyJ" * 3000 + ".",
+                 "-----BEGIN PRIVATE KEY-----\n" + "A" * 9000, "://" * 3000):
+        t0 = time.perf_counter()
+        scanner.scan(text, CTX)
+        assert time.perf_counter() - t0 < 0.5, text[:20]
 
 
 def test_entropy_expectation_matches_random_strings() -> None:
