@@ -8,8 +8,11 @@ make a per-row scanner):
 The toxicity sentences were written as examples of what a chat model or its user might
 say, many of them deliberately not in the lexicon's wording (so recall is not a given);
 obfuscated variants (leetspeak, spacing, masking, stretched letters) are derived from the
-toxic ones. The benign ones use the same words in harmless senses. They were written by
-the scanner's author: the numbers are a regression check, not an independent benchmark.
+toxic ones. The benign ones use the same words in harmless senses. Two holdouts
+(``output_toxicity_holdout*.jsonl``) were written after rounds of lexicon changes and each
+evaluated once before it informed the next round (first runs: precision 1.0 and recall
+0.72, then precision 1.0 and recall 0.43). Everything was written by the scanner's author:
+the numbers are a regression check, not an independent benchmark.
 Standard library only, fixed seed.
 """
 

@@ -20,6 +20,7 @@ run secrets $D/secrets_eval.jsonl
 run secrets $D/secrets_holdout.jsonl
 run toxicity $D/output_toxicity.jsonl
 run toxicity $D/output_toxicity_holdout.jsonl
+run toxicity $D/output_toxicity_holdout2.jsonl
 run banned_topics $D/output_topics.jsonl "$TOPICS"
 run banned_substrings $D/output_substrings.jsonl
 run canary $D/output_canary.jsonl
