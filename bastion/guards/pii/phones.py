@@ -30,6 +30,7 @@ _DATE_LIKE = re.compile(
     r"^(?:\d{1,4}[./\-]\d{1,2}[./\-]\d{1,4}(?:$|[ T]\d)|(?:19|20)\d\d[\-/.])"
 )
 _GROUPS = re.compile(r"\d+")
+_EXTENSION = re.compile(r"\s?(?:x|ext\.?|extension)\s?", re.IGNORECASE)
 _IPV4_LIKE = re.compile(r"^\d{1,3}(?:\.\d{1,3}){3}$")
 
 
@@ -46,7 +47,7 @@ class PhoneFinder:
         out = []
         for m in _CANDIDATE.finditer(text):
             raw = m.group(0)
-            digits = sum(c.isdigit() for c in raw)
+            digits = sum(c.isdigit() for c in _EXTENSION.split(raw)[0])
             if not 7 <= digits <= 15 or _DATE_LIKE.match(raw) or _IPV4_LIKE.match(raw):
                 continue
             groups = _GROUPS.findall(raw)
@@ -54,8 +55,9 @@ class PhoneFinder:
                 continue  # "1 2 3 4 5 6 7": a list of numbers, not a phone number
             near = ctx.near("PHONE_NUMBER", m.start(), m.end())
             score = self._score(raw, near)
-            if score and not near and ctx.near("NOT_PII_NUMBER", m.start(), m.end(), 32, 0):
-                score = min(score, 0.3)
+            if (score and not raw.lstrip("(").startswith(("+", "00"))
+                    and ctx.near("NOT_PII_NUMBER", m.start(), m.end(), 32, 0)):
+                score = min(score, 0.3)  # "licence number 6940579", "order 0301234567"
             if score:
                 out.append(Finding("PHONE_NUMBER", m.start(), m.end(), score, "phone"))
         return out
