@@ -33,7 +33,8 @@ _CUE = re.compile(
 )
 # a weaker one ("I'm", "this is", a signature): only a capitalised name
 _WEAK_CUE = re.compile(
-    r"(?:\b(?i:i'm|i\u2019m|this is|regards,|thanks,|cheers,|signed)|^(?i:from:))"
+    r"(?:\b(?i:i'm|i\u2019m|this is|regards,|thanks,|cheers,|signed|ich bin|je suis|soy"
+    r"|sono|ik ben)|^(?i:from:))"
     rf"\s+({_NAME}(?:[ \t]+{_NAME})?)",
     re.MULTILINE,
 )
@@ -68,6 +69,8 @@ Domanda Onderwerp Antwoord Vraag Opmerking
 """))
 _NOT_NAMES = frozenset(str.split("""
 a an the not here there going sorry happy fine good glad ok okay sure just so very really
+she he they it we you i who everyone someone somebody nobody anyone tomorrow today tonight
+later now soon anytime asap when if back again please
 from at in on with and looking writing calling trying interested new back done still also
 your his her their our my is was
 ein eine der die das nicht sehr gerade un une le la pas très un una el la no muy uno una il

@@ -120,6 +120,8 @@ their what when where why how who which whose if in on at for from to of by with
 or so not no yes please thanks thank hello hi hey dear can could would should will shall may
 might must do does did is are was were be been have has had let also then now today however
 after before all any some each every many most one two our
+summarise summarize translate explain write rewrite list give draft tell show describe
+create make generate find compare check send reply answer help
 der die das ein eine ich wir sie er es du ihr mein meine unser bitte danke hallo wie was wer
 wo wann warum und oder aber nicht ja nein ist sind war hat haben kann können im am zum zur
 le la les un une je nous vous il elle ils elles mon ma mes notre votre merci bonjour salut
@@ -147,6 +149,7 @@ mich mir dich dir sich uns euch ihnen meine meinen meinem meiner deine seine ihr
 sehr gut bitte nummer adresse konto karte me te se le nos al del lo ce cette ces sa son leur
 votre vos moi toi lui mi tu su sus mio tuo suo mij je jouw uw hun haar zijn
 chiamami llámame llamame appelez-moi rufen bel mail schreib écrivez escríbeme scrivimi
+name nom nombre nome naam numéro numero número nummer
 """))
 _TOKEN = re.compile(r"[^\s,;:()]+")
 _SEGMENT = re.compile(r"[^\n.!?]*(?:[.!?]+|\n|$)")
