@@ -9,8 +9,10 @@ through a keyed hash (HMAC-SHA-256), so the table holds no plaintext at all.
 
 :func:`restore` puts the originals back into the model's answer, tolerating what models do
 to placeholders: other case (``<person_1>``), other brackets (``[PERSON_1]``,
-``(PERSON_1)``, ``{PERSON_1}``), spaces inside (``< PERSON_1 >``), or none at all
-(``PERSON_1``). :class:`StreamRestorer` does the same on a stream, holding back a tail that
+``{PERSON_1}``), spaces inside (``< PERSON_1 >``), or none at all (``PERSON_1``).
+Parentheses are left in place: ``(PERSON_1)`` is as likely a bare placeholder in the
+text's own parentheses as a rewritten one, and ``(Alice)`` reads right either way.
+:class:`StreamRestorer` does the same on a stream, holding back a tail that
 could still become a placeholder when the next chunk arrives.
 """
 
@@ -30,11 +32,12 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 # <KIND_N> with tolerance: optional opening bracket, optional spaces, the kind, _N, closing
 _PLACEHOLDER = re.compile(
-    r"(?P<open>[<\[({]\s*)?(?P<kind>[A-Za-z][A-Za-z_]*?)_(?P<n>\d{1,4})(?P<close>\s*[>\])}])?"
+    r"(?P<open>[<\[{][ \t]*)?(?P<kind>[A-Za-z][A-Za-z_]*?)_(?P<n>\d{1,4})"
+    r"(?P<close>[ \t]*[>\]}])?"
 )
 # a stream's tail that may still grow into a placeholder: an opening bracket and/or a
 # word at the very end (held back only if it is the start of a known placeholder)
-_TAIL = re.compile(r"(?P<open>[<\[({]\s*)?(?P<word>[A-Za-z0-9_]*)\s*$")
+_TAIL = re.compile(r"(?P<open>[<\[{][ \t]*)?(?P<word>[A-Za-z0-9_]*)[ \t]*$")
 _MAX_HOLD = 64
 
 

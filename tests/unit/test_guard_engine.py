@@ -81,8 +81,8 @@ def test_pseudonyms_are_stable_per_session_and_restored() -> None:
     other = e.scan(p, "input", "x42 first", session="s2")
     assert other.text == "<CODE_1> first"
     originals = e.vault.originals("s1")
-    assert restore("Dear [name_1] and < NAME_2 >, re (CODE_1)", originals) == (
-        "Dear alice and Alice, re x42")
+    assert restore("Dear [name_1] and < NAME_2 >, re {CODE_1} (CODE_1)", originals) == (
+        "Dear alice and Alice, re x42 (x42)")  # parentheses are the text's own
 
 
 def test_sources_filter_rules() -> None:
