@@ -104,3 +104,9 @@ def test_ner_max_chars_caps_what_the_model_reads() -> None:
     assert "Barack Obama" in got and "Angela Merkel" not in got
     with pytest.raises(ValueError, match="ner_max_chars"):
         make_scanner({"ner_max_chars": -1})
+
+
+def test_prefilter_skips_code_and_tech_acronyms() -> None:
+    finder = ner.NerFinder()
+    assert finder.chunks("The API returns JSON over HTTP. Call getUserName(user_id) first.") == []
+    assert finder.chunks("The API was written by Grace Hopper.") != []

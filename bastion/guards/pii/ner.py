@@ -165,10 +165,25 @@ def _has_candidate(segment: str) -> bool:
     for m in _CAPWORD.finditer(segment):
         word = m.group(0)
         capitalised = any(c.isupper() for c in word)
-        if capitalised and (not first or word.lower() not in _OPENERS):
+        if capitalised and (not first or word.lower() not in _OPENERS) and not _code_word(word):
             return True
         first = False
     return False
+
+
+# acronyms of everyday technical prompts: capitals that are neither names nor places
+_ACRONYMS = frozenset(str.split("""
+API APIs JSON HTTP HTTPS SQL AI LLM LLMs CPU GPU URL URLs HTML CSS XML YAML PDF CSV UI UX OK
+ID IDs FAQ TODO NOTE CLI SDK REST CRUD AWS GCP OS RAM SSD USB VPN DNS TCP UDP SSH TLS SSL JWT
+OAuth FYI ASAP PS README JS TS npm QA CI CD PR PRs GUI IDE ML NLP RAG KPI ROI SEO PNG JPG SVG
+"""))
+
+
+def _code_word(word: str) -> bool:
+    """camelCase and snake_case identifiers, and common acronyms: a prompt full of code
+    or tech terms need not go through the model for them."""
+    return (word[0].islower() and any(c.isupper() for c in word)) or "_" in word or (
+        word in _ACRONYMS)
 
 
 @dataclass(slots=True)
