@@ -60,9 +60,10 @@ class GuardStage:
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
 
-    def policy_for(self, ctx: RequestContext) -> Policy | None:
+    def policy_for(self, ctx: RequestContext, model: str | None = None) -> Policy | None:
+        """The request's policy (``model``: the alias asked for, before routing sets it)."""
         return self.engine.resolve(key=ctx.key_id, team=ctx.team, tenant=ctx.claim.tenant or None,
-                                   model=ctx.model, route=ctx.endpoint)
+                                   model=ctx.model or model, route=ctx.endpoint)
 
     async def _run(self, fn: Any, *args: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
@@ -71,7 +72,8 @@ class GuardStage:
     async def check_input(self, ctx: RequestContext, body: dict[str, Any]) -> dict[str, Any]:
         """Scans the request; returns the body to send upstream (``body`` itself when
         nothing changed). Raises :class:`GuardBlocked`."""
-        policy = self.policy_for(ctx)
+        asked = body.get("model")
+        policy = self.policy_for(ctx, asked if isinstance(asked, str) else None)
         if policy is None:
             return body
         ctx.guard_policy = policy.name

@@ -204,3 +204,23 @@ def test_json_schema_violation_is_reasked_once(up: FakeUpstream, tmp_path: Path)
         assert status == 200 and len(up.requests) == n + 2  # only one re-ask
     finally:
         g.stop()
+
+
+def test_policies_attach_by_model_and_route(up: FakeUpstream, tmp_path: Path) -> None:
+    overrides: dict[str, Any] = {
+        "server.port": 0, "home": str(tmp_path / "home3"),
+        "models": [{"name": "chat", "backend": "openai", "base_url": up.base_url},
+                   {"name": "other", "backend": "openai", "base_url": up.base_url}],
+        "tracing": {"enabled": False},
+        "guards": {"policies": {"r": {"input": [{"scanner": "secrets", "action": "redact"}]}},
+                   "attach": {"models": {"chat": "r"}}},
+    }
+    g = RunningGateway(load_settings(env={}, overrides=overrides)).start()
+    try:
+        for model, expect in (("chat", "[SECRET]"), ("other", KEY)):
+            status, _, _ = g.request_full("POST", "/v1/chat/completions", {
+                "model": model, "messages": [{"role": "user", "content": f"key {KEY}"}]})
+            assert status == 200
+            assert up.requests[-1]["json"]["messages"][0]["content"] == f"key {expect}"
+    finally:
+        g.stop()
