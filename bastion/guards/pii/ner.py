@@ -121,7 +121,8 @@ or so not no yes please thanks thank hello hi hey dear can could would should wi
 might must do does did is are was were be been have has had let also then now today however
 after before all any some each every many most one two our
 summarise summarize translate explain write rewrite list give draft tell show describe
-create make generate find compare check send reply answer help
+create make generate find compare check send reply answer help call use run add fix update
+remove return print read open set get try keep note see ask take
 der die das ein eine ich wir sie er es du ihr mein meine unser bitte danke hallo wie was wer
 wo wann warum und oder aber nicht ja nein ist sind war hat haben kann können im am zum zur
 le la les un une je nous vous il elle ils elles mon ma mes notre votre merci bonjour salut
