@@ -41,9 +41,10 @@ def table(gw: Gateway) -> dict[str, dict[str, Endpoint]]:
         result = await gw.router.call(
             body["model"], sent, lambda backend, b: backend.chat(b, stream, ctx), ctx
         )
+        raw = result  # the model's own answer (placeholders, no originals): for a re-ask
         result, reask = await gw.guard_output(result, ctx)
-        if reask is not None and isinstance(result, Completion):  # once, json_schema
-            again = {**sent, "messages": [*sent["messages"], *_reask_turn(result.body, reask)]}
+        if reask is not None and isinstance(raw, Completion):  # once, json_schema
+            again = {**sent, "messages": [*sent["messages"], *_reask_turn(raw.body, reask)]}
             result = await gw.router.call(
                 body["model"], again, lambda backend, b: backend.chat(b, False, ctx), ctx
             )

@@ -22,6 +22,7 @@ event loop keeps serving other requests meanwhile.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 import re
@@ -36,6 +37,7 @@ from bastion.errors import ClientError
 from bastion.gateway.context import RequestContext, Span
 from bastion.guards.engine import SEVERITY, Decision, GuardEngine, Policy, Scanned, strongest
 from bastion.guards.vault import StreamRestorer, restore
+from bastion.server.types import aclose
 
 log = logging.getLogger("bastion.guards")
 _SOURCES = {"system": "system", "developer": "system", "user": "prompt", "tool": "tool",
@@ -234,6 +236,10 @@ class _GuardedStream:
                 "message": "The answer could not be checked by the output guards",
                 "type": "server_error", "param": None, "code": "guard_error"}}) + b"\n\n"
         finally:
+            # ended early (a block, an error): the upstream stream is released here, as the
+            # server closes only a body that did not complete
+            with contextlib.suppress(Exception):
+                await aclose(self.events)
             self.stage._record(self.ctx, "output_guards", self.started, self.policy,
                                self.decisions)
 

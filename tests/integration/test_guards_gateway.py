@@ -224,3 +224,24 @@ def test_policies_attach_by_model_and_route(up: FakeUpstream, tmp_path: Path) ->
             assert up.requests[-1]["json"]["messages"][0]["content"] == f"key {expect}"
     finally:
         g.stop()
+
+
+def test_a_reask_sends_the_models_answer_not_the_restored_originals(
+        up: FakeUpstream, tmp_path: Path) -> None:
+    g = start_with(up, tmp_path, {
+        "input": [{"scanner": "pii", "action": "pseudonymize", "options": {"ner": False}}],
+        "output": [{"scanner": "json_schema", "action": "flag", "reask": True}]})
+    try:
+        schema = {"type": "object", "properties": {"email": {"type": "string"}},
+                  "required": ["email"]}
+        fmt = {"type": "json_schema", "json_schema": {"name": "c", "schema": schema}}
+        up.contents = ['{"mail": "<EMAIL_ADDRESS_1>"}', '{"email": "<EMAIL_ADDRESS_1>"}']
+        status, _, body = g.request_full("POST", "/v1/chat/completions", {
+            "model": "chat", "response_format": fmt,
+            "messages": [{"role": "user", "content": f"Contact: {EMAIL}. JSON please."}]})
+        assert status == 200
+        assert json.loads(body["choices"][0]["message"]["content"]) == {"email": EMAIL}
+        resent = json.dumps(up.requests[-1]["json"])
+        assert EMAIL not in resent and "<EMAIL_ADDRESS_1>" in resent
+    finally:
+        g.stop()
