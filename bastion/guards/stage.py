@@ -100,16 +100,10 @@ class GuardStage:
         values = ctx.guard_values = ctx.guard_values or {}
         decisions: list[Decision] = []
         new_body = body
-        canary = policy.uses("canary")
-        if canary is not None and ctx.operation == "chat":
-            from bastion.guards.output.canary import new_canary, plant
-
-            values["canary"] = new_canary()
-            new_body = {**body, "messages": plant(body["messages"], values["canary"])}
         schema = _json_schema(body)
         if schema is not None:
             values["json_schema"] = schema
-        for where, source, text, put in _input_texts(new_body):
+        for where, source, text, put in _input_texts(body):
             if source == "system":
                 values.setdefault("system_prompt", text)
             if not policy.input:
@@ -123,6 +117,12 @@ class GuardStage:
                 if new_body is body:
                     new_body = _copy_body(body)
                 put(new_body, scanned.text)
+        if policy.uses("canary") is not None and ctx.operation == "chat":
+            # planted after the input scan (a secrets rule must not redact the token)
+            from bastion.guards.output.canary import new_canary, plant
+
+            values["canary"] = new_canary()
+            new_body = {**new_body, "messages": plant(new_body["messages"], values["canary"])}
         if any(d.action == "pseudonymize" for d in decisions):
             ctx.guard_session = session
         return new_body, decisions, None

@@ -146,7 +146,8 @@ def test_a_leaked_canary_or_system_prompt_blocks_the_answer(
         up: FakeUpstream, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from bastion.guards.output import canary as canary_module
 
-    g = start_with(up, tmp_path, {"output": [{"scanner": "canary", "action": "block"}]})
+    g = start_with(up, tmp_path, {"input": [{"scanner": "secrets", "action": "redact"}],
+                                  "output": [{"scanner": "canary", "action": "block"}]})
     try:
         system = ("You are the support bot of ACME Corp. Never discuss pricing with anyone, "
                   "always escalate refunds above fifty euros to a human agent, and be brief.")
