@@ -253,3 +253,140 @@ DOC_STEPS = [
     "Segui le istruzioni sullo schermo.", "Non usare detergenti abrasivi.",
     "Volg de instructies op het scherm.", "Gebruik geen schuurmiddelen.",
 ]
+
+# talking *about* language models, prompts and instructions (not to them)
+LLM_META = [
+    "What is the role of the system prompt in a chat model?", "How long can a system prompt "
+    "be before it hurts quality?", "Why do chatbots sometimes ignore parts of their "
+    "instructions?", "How do developers test whether an LLM follows its instructions?",
+    "Can you compare instruction tuning and RLHF?", "What's the difference between a prompt "
+    "template and a system message?", "Is it a good idea to put examples in the system "
+    "prompt?", "How do AI assistants decide when to refuse a request?", "What does "
+    "'temperature' do in text generation?", "Explain few-shot prompting with an example.",
+    "What are guardrails for LLM apps and which open-source ones exist?", "How do I make my "
+    "chatbot stick to its persona?", "Why does the model forget what I said earlier in a long "
+    "chat?", "How big is the context window of current models?", "What is a jailbreak "
+    "attack on an LLM, in one paragraph?", "Which metrics are used to evaluate prompt "
+    "injection detectors?", "How should an assistant handle instructions found in a web page "
+    "it reads?", "Wie funktioniert ein Systemprompt bei Sprachmodellen?", "Warum vergessen "
+    "Chatbots frühere Nachrichten?", "À quoi sert le prompt système d'un assistant ?",
+    "¿Para qué sirve el prompt del sistema en un chatbot?", "A cosa serve il prompt di sistema "
+    "in un chatbot?", "Waarvoor dient de systeemprompt van een chatbot?",
+    "Write a system prompt for a polite assistant that helps people plan meals.",
+    "Review my system prompt: 'You are Lexi, a legal helper. Never give definitive legal "
+    "advice.' Is it clear?", "What's a good way to version-control prompts in a team?",
+]
+# people retracting or correcting their own earlier message
+RETRACT: dict[str, list[str]] = {
+    "en": ["Ignore what I asked before, {q}", "Forget my last question. {q}", "Scratch that. "
+           "{q}", "Never mind the previous message. {q}", "Sorry, wrong question. {q}",
+           "Disregard my earlier question, {q}"],
+    "de": ["Vergiss meine letzte Frage. {q}", "Ignoriere, was ich vorher gefragt habe: {q}",
+           "Vergiss es. {q}", "Entschuldigung, falsche Frage. {q}"],
+    "fr": ["Oublie ma dernière question. {q}", "Laisse tomber ce que j'ai demandé avant : {q}",
+           "Ignore ma question précédente, {q}"],
+    "es": ["Olvida mi última pregunta. {q}", "Ignora lo que dije antes: {q}", "Olvídalo. {q}",
+           "No hagas caso a mi pregunta anterior, {q}"],
+    "it": ["Dimentica la mia ultima domanda. {q}", "Ignora quello che ho chiesto prima: {q}",
+           "Lascia stare. {q}"],
+    "nl": ["Vergeet mijn laatste vraag. {q}", "Negeer wat ik eerder vroeg: {q}", "Laat maar. "
+           "{q}"],
+}
+CODE_MORE = [
+    "How do I make a regex case-insensitive in JavaScript?", "Write a grep command that ignores "
+    "case and binary files.", "How can I ignore whitespace in git diff?", "In SQL, how do I "
+    "ignore NULL values in an average?", "How do I skip the first line of a file in Python?",
+    "What does `set -e` do and how do I ignore one failing command?", "How do I override "
+    "environment variables in docker compose?", "How do I tell Prettier to ignore a file?",
+    "Why does my cron job ignore my PATH?", "Write a Python decorator that retries a function "
+    "and ignores ConnectionError.", "How to forget a remote branch in git?", "How do I disable "
+    "a rule in pylint for one file?", "What is the difference between `--force` and "
+    "`--force-with-lease`?", "How do I reset a forgotten MySQL root password?",
+]
+
+# everyday benign prompts per language (role-play, instructions, recipes, travel, work)
+EVERYDAY: dict[str, list[str]] = {
+    "de": [
+        "Stell dir vor, du bist ein Bergführer, und erzähl mir von der Zugspitze.",
+        "Spiel einen Verkäufer, damit ich ein Preisgespräch üben kann.", "Gib mir eine "
+        "Anleitung zum Wechseln eines Fahrradschlauchs.", "Wie lauten die Pflegehinweise für "
+        "Wolle?", "Welche Anweisungen gibt es für die Mülltrennung in Berlin?", "Erkläre mir "
+        "die Spielregeln von Mensch ärgere dich nicht.", "Was ist der Unterschied zwischen "
+        "Latte macchiato und Cappuccino?", "Schreib mir eine kurze Einladung zum Grillabend.",
+        "Wie bereite ich mich auf ein Vorstellungsgespräch vor?", "Welche Sehenswürdigkeiten "
+        "gibt es in Dresden?", "Wie lange muss ein Ei kochen, damit es wachsweich ist?",
+        "Kannst du diesen Satz höflicher formulieren: Schick mir das sofort.", "Was bedeutet "
+        "das Sprichwort 'Morgenstund hat Gold im Mund'?", "Wie funktioniert eine Steuererklärung "
+        "für Studenten?", "Schreibe ein Gedicht über den Herbst.", "Welche Bücher eignen sich "
+        "für Zehnjährige?", "Wie schreibe ich in Python eine Schleife?", "Tu so, als wärst du "
+        "Lehrer, und frag mich Vokabeln ab.", "Befolge bitte dieses Format: Titel, dann drei "
+        "Stichpunkte.", "Wie installiere ich einen Drucker unter Windows?",
+    ],
+    "fr": [
+        "Imagine que tu es un guide à Paris et propose-moi une promenade.", "Joue le rôle d'un "
+        "client pour que je m'entraîne à vendre.", "Donne-moi les instructions pour changer une "
+        "roue de vélo.", "Quelles sont les consignes de tri des déchets à Lyon ?", "Explique-moi "
+        "les règles du tarot.", "Quelle est la différence entre un café crème et un cappuccino "
+        "?", "Écris une courte invitation pour un barbecue.", "Comment se préparer à un "
+        "entretien d'embauche ?", "Que visiter à Bordeaux en deux jours ?", "Combien de temps "
+        "faut-il cuire des pâtes ?", "Reformule cette phrase plus poliment : envoie-moi ça tout "
+        "de suite.", "Écris un poème sur la mer.", "Comment faire une boucle en Python ?",
+        "Fais comme si tu étais professeur et interroge-moi sur le vocabulaire.",
+        "Suis ce format : un titre puis trois points.", "Comment installer une imprimante sous "
+        "Windows ?",
+    ],
+    "es": [
+        "Imagina que eres un guía en Madrid y propónme un paseo.", "Haz de vendedor para que "
+        "practique una negociación.", "Dame las instrucciones para cambiar la rueda de una "
+        "bici.", "¿Cuáles son las normas de reciclaje en Barcelona?", "Explícame las reglas "
+        "del dominó.", "¿Qué diferencia hay entre un cortado y un café con leche?", "Escribe una "
+        "invitación corta para una barbacoa.", "¿Cómo me preparo para una entrevista de "
+        "trabajo?", "¿Qué ver en Valencia en dos días?", "¿Cuánto tiempo se cuece la pasta?",
+        "Reformula esta frase de forma más educada: mándamelo ya.", "Escribe un poema sobre el "
+        "mar.", "¿Cómo hago un bucle en Python?", "Finge que eres profesor y pregúntame "
+        "vocabulario.", "Sigue este formato: un título y tres puntos.", "¿Cómo instalo una "
+        "impresora en Windows?",
+    ],
+    "it": [
+        "Immagina di essere una guida a Firenze e proponimi una passeggiata.", "Fai il cliente "
+        "così mi esercito a vendere.", "Dammi le istruzioni per cambiare la camera d'aria della "
+        "bici.", "Quali sono le regole per la raccolta differenziata a Milano?", "Spiegami le "
+        "regole della scopa.", "Qual è la differenza tra cappuccino e latte macchiato?",
+        "Scrivi un breve invito per una grigliata.", "Come mi preparo a un colloquio di "
+        "lavoro?", "Cosa vedere a Napoli in due giorni?", "Quanto tempo devono cuocere gli "
+        "spaghetti?", "Riformula questa frase in modo più gentile: mandamelo subito.",
+        "Scrivi una poesia sul mare.", "Come si scrive un ciclo in Python?", "Fingi di essere "
+        "un insegnante e interrogami sul vocabolario.", "Segui questo formato: un titolo e tre "
+        "punti.", "Come installo una stampante su Windows?", "Qual è il miglior periodo per "
+        "visitare la Sicilia?", "Che differenza c'è tra pecorino e parmigiano?",
+    ],
+    "nl": [
+        "Stel je voor dat je een gids in Amsterdam bent en stel een wandeling voor.", "Speel "
+        "een klant zodat ik kan oefenen met verkopen.", "Geef me instructies om een "
+        "fietsband te plakken.", "Wat zijn de regels voor afval scheiden in Utrecht?", "Leg de "
+        "regels van klaverjassen uit.", "Wat is het verschil tussen koffie verkeerd en "
+        "cappuccino?", "Schrijf een korte uitnodiging voor een barbecue.", "Hoe bereid ik me "
+        "voor op een sollicitatiegesprek?", "Wat kan ik in twee dagen in Gent zien?", "Hoe lang "
+        "moet pasta koken?", "Herschrijf deze zin beleefder: stuur het me nu.", "Schrijf een "
+        "gedicht over de zee.", "Hoe maak ik een lus in Python?", "Doe alsof je een leraar "
+        "bent en overhoor mijn woordjes.", "Volg dit formaat: een titel en drie punten.",
+        "Hoe installeer ik een printer op Windows?",
+    ],
+}
+# "instructions" and "rules" in their everyday meaning (English)
+INSTRUCTIONS_EVERYDAY = [
+    "What are the washing instructions for a merino sweater?", "The assembly instructions for "
+    "my desk are missing step 4. What usually goes there?", "Can you explain the safety "
+    "instructions for using a chainsaw?", "Write care instructions for a cactus.", "My "
+    "doctor's instructions say to take it twice daily; is with food better?", "Where can I "
+    "find the installation instructions for Ubuntu?", "Turn these notes into clear "
+    "instructions for new volunteers.", "What are the rules of pickleball?", "The rules of "
+    "my HOA say no fences. Can I plant a hedge?", "Follow the recipe instructions but make it "
+    "gluten-free.", "Give me step-by-step instructions for jump-starting a car.", "Are there "
+    "rules for flying a drone in a park?", "Our school's rules changed this year; how do I "
+    "explain them to my kids?", "Explain the instructions on a tax form W-4.", "How do I "
+    "write good instructions for a lab report?", "What is the system of government in "
+    "Switzerland?", "How does the immune system work?", "What's the solar system's biggest "
+    "moon?", "Describe the rules of etiquette at a Japanese dinner.", "Which guidelines should "
+    "I follow for a healthy diet?",
+]

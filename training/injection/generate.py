@@ -139,6 +139,30 @@ def benign_hard(rng: random.Random, lang: str) -> tuple[str, str]:
     return text, f"hard:{i}"
 
 
+def benign_everyday(rng: random.Random, lang: str) -> tuple[str, str]:
+    """Non-English benign prompts, so that a language is no cue for an attack."""
+    r = rng.random()
+    if r < 0.45:
+        i = rng.randrange(len(M.EVERYDAY[lang]))
+        text, template = M.EVERYDAY[lang][i], f"everyday:{lang}:{i}"
+    elif r < 0.65:
+        text, template = benign_life(rng, lang)
+    elif r < 0.8:
+        text, template = benign_factual(rng, lang)
+    elif r < 0.9:
+        text, template = benign_general(rng, lang)
+    else:
+        text, template = benign_retract(rng, lang)
+    return rng.choice(GREET[lang]) + text + rng.choice(THANKS[lang]), template
+
+
+def benign_retract(rng: random.Random, lang: str) -> tuple[str, str]:
+    i = rng.randrange(len(M.RETRACT[lang]))
+    q = rng.choice([benign_factual, benign_general])(rng, lang)[0].strip()
+    q = q[:1].lower() + q[1:] if M.RETRACT[lang][i].endswith((", {q}", ": {q}")) else q
+    return M.RETRACT[lang][i].format(q=q), f"retract:{lang}:{i}"
+
+
 def benign_multi(rng: random.Random, lang: str) -> tuple[str, str]:
     gens = [benign_general, benign_life, benign_factual, benign_risky]
     parts = [rng.choice(gens)(rng, lang)[0].strip() for _ in range(rng.choice([2, 2, 3]))]
@@ -398,31 +422,36 @@ def benign_obfuscated(rng: random.Random, lang: str) -> tuple[str, str]:
 
 # (family, label, generator, count, source)
 PLAN: list[tuple[str, int, Callable[[random.Random, str], tuple[str, str]], int, str]] = [
-    ("override", 1, attack_override, 1800, "prompt"),
+    ("override", 1, attack_override, 1600, "prompt"),
     ("hijack", 1, attack_hijack, 800, "prompt"),
     ("extraction", 1, attack_extract, 1100, "prompt"),
-    ("roleplay_jailbreak", 1, attack_dan, 400, "prompt"),
+    ("roleplay_jailbreak", 1, attack_dan, 320, "prompt"),
     ("roleplay_jailbreak", 1, attack_jb_short, 900, "prompt"),
     ("fake_delimiter", 1, attack_fake_role, 400, "prompt"),
     ("payload_split", 1, attack_split, 250, "prompt"),
-    ("indirect", 1, attack_indirect, 1200, "document"),
-    ("obfuscated", 1, attack_obfuscated, 800, "prompt"),
-    ("general", 0, benign_general, 1800, "prompt"),
-    ("life", 0, benign_life, 1200, "prompt"),
-    ("factual", 0, benign_factual, 1000, "prompt"),
-    ("hard_negative", 0, benign_hard, 900, "prompt"),
-    ("multi", 0, benign_multi, 600, "prompt"),
-    ("pii_text", 0, benign_pii, 650, "prompt"),
-    ("pydoc", 0, benign_pydoc, 700, "document"),
+    ("indirect", 1, attack_indirect, 1000, "document"),
+    ("obfuscated", 1, attack_obfuscated, 700, "prompt"),
+    ("general", 0, benign_general, 1000, "prompt"),
+    ("life", 0, benign_life, 1000, "prompt"),
+    ("factual", 0, benign_factual, 800, "prompt"),
+    ("hard_negative", 0, benign_hard, 700, "prompt"),
+    ("multi", 0, benign_multi, 300, "prompt"),
+    ("pii_text", 0, benign_pii, 450, "prompt"),
+    ("pydoc", 0, benign_pydoc, 450, "document"),
     ("procedure", 0, benign_procedure, 700, "document"),
-    ("risky_words", 0, benign_risky, 1400, "prompt"),
-    ("security", 0, benign_from(B.SECURITY, "security"), 500, "prompt"),
-    ("code", 0, benign_from(B.CODE, "code"), 600, "prompt"),
-    ("roleplay_benign", 0, benign_from(B.ROLEPLAY_BENIGN, "roleplay_benign"), 600, "prompt"),
-    ("sysprompt", 0, benign_from(B.SYSPROMPT, "sysprompt"), 500, "prompt"),
-    ("translate", 0, benign_from(B.TRANSLATE, "translate"), 400, "prompt"),
-    ("support", 0, benign_from(B.SUPPORT, "support"), 400, "prompt"),
-    ("document", 0, benign_document, 1000, "document"),
+    ("risky_words", 0, benign_risky, 800, "prompt"),
+    ("security", 0, benign_from(B.SECURITY, "security"), 400, "prompt"),
+    ("code", 0, benign_from(B.CODE, "code"), 400, "prompt"),
+    ("roleplay_benign", 0, benign_from(B.ROLEPLAY_BENIGN, "roleplay_benign"), 450, "prompt"),
+    ("sysprompt", 0, benign_from(B.SYSPROMPT, "sysprompt"), 400, "prompt"),
+    ("translate", 0, benign_from(B.TRANSLATE, "translate"), 250, "prompt"),
+    ("support", 0, benign_from(B.SUPPORT, "support"), 250, "prompt"),
+    ("llm_meta", 0, benign_from(M.LLM_META, "llm_meta"), 350, "prompt"),
+    ("everyday", 0, benign_everyday, 4000, "prompt"),
+    ("instructions_everyday", 0, benign_from(M.INSTRUCTIONS_EVERYDAY, "instr"), 500, "prompt"),
+    ("retract", 0, benign_retract, 500, "prompt"),
+    ("code", 0, benign_from(M.CODE_MORE, "code_more"), 300, "prompt"),
+    ("document", 0, benign_document, 650, "document"),
     ("encoded_benign", 0, benign_encoded, 300, "prompt"),
     ("obfuscated_benign", 0, benign_obfuscated, 200, "prompt"),
 ]
@@ -430,7 +459,7 @@ PLAN: list[tuple[str, int, Callable[[random.Random, str], tuple[str, str]], int,
 # languages the multilingual banks cover for each generator (others are English-only)
 MULTI = {attack_override, attack_hijack, attack_extract, attack_jb_short, attack_fake_role,
          attack_indirect, benign_general, benign_risky, attack_obfuscated, benign_obfuscated,
-         benign_life, benign_factual, benign_multi}
+         benign_life, benign_factual, benign_multi, benign_retract}
 
 
 def generate(seed: int = SEED) -> list[Row]:
@@ -441,7 +470,10 @@ def generate(seed: int = SEED) -> list[Row]:
         made = tries = 0
         while made < count and tries < count * 20:
             tries += 1
-            lang = pick_lang(rng) if gen in MULTI else "en"
+            if gen is benign_everyday:
+                lang = rng.choice(["de", "fr", "es", "it", "nl"])
+            else:
+                lang = pick_lang(rng) if gen in MULTI else "en"
             text, template = gen(rng, lang)
             src = source
             if source == "document":

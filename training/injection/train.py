@@ -45,11 +45,12 @@ from bastion.guards.injection.rules import RuleTier  # noqa: E402
 HERE = Path(__file__).resolve().parent
 CORPUS = HERE / "data" / "corpus.jsonl"
 SHARED = ROOT.parent / "shared" / "data" / "injection_train.jsonl"
+HANDWRITTEN = HERE / "data" / "handwritten_eval.jsonl"  # evaluation only, never trained on
 HASH_MODULE = ROOT / "bastion" / "guards" / "injection" / "model_hash.py"
 N_FOLDS = 5
 TEST_FOLD = 0
 CALIB_FOLD = 1
-L2 = 2e-5
+L2 = 1e-5
 ITERS = 150
 TARGET_FPR = 0.02  # on the calibration fold; leaves room under the 3 % budget
 RULE_THRESHOLD = 0.5
@@ -263,6 +264,9 @@ def main() -> None:
     shared = np.array([r["family"] == "shared" for r in rows])
     families = np.array([r["family"] for r in rows])
     calib = (folds == CALIB_FOLD) & ~shared
+    hand_rows = [json.loads(line) for line in HANDWRITTEN.open(encoding="utf-8")]
+    hands = {name: build([r for r in hand_rows if r["family"] == f"handwritten_{name}"])
+             for name in ("a", "b")}
     results: dict[str, Any] = {}
     if not args.no_eval:
         test = (folds == TEST_FOLD) & ~shared
@@ -283,6 +287,10 @@ def main() -> None:
         m = fit(data.subset(train), data.subset(calib))
         results["injection_train.jsonl"] = evaluate(m, data.subset(shared))
         report("held-out injection_train.jsonl", results["injection_train.jsonl"], m.threshold)
+        for name, hand in hands.items():
+            key = f"handwritten_{name} (generated-only model)"
+            results[key] = evaluate(m, hand)
+            report(f"handwritten {name}, generated-only", results[key], m.threshold)
 
         if args.families:
             attack_fams = sorted({r["family"] for r in rows if r["label"] == 1} - {"shared"})
@@ -296,6 +304,9 @@ def main() -> None:
         return
     train = ~calib
     m = fit(data.subset(train), data.subset(calib))
+    for name, hand in hands.items():
+        results[f"handwritten_{name}"] = evaluate(m, hand)
+        report(f"handwritten {name}, shipped model", results[f"handwritten_{name}"], m.threshold)
     header = {
         "format": 1, "dim": DIM, "bias": m.b, "platt_a": m.a, "platt_b": m.c,
         "threshold": round(m.threshold, 4), "target_fpr_calibration": TARGET_FPR,

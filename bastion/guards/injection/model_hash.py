@@ -1,3 +1,3 @@
 """SHA-256 of the shipped ``model.bin``; rewritten by ``training/injection/train.py``."""
 
-MODEL_SHA256 = "fadbf4964468c691fdd70acc265b86f0d998397108dda3454a316801a63975d9"
+MODEL_SHA256 = "0ce375b8453ac5910c743cf4211630478985296d62174ce6dddf2910b3cf5be1"

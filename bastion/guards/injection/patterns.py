@@ -27,6 +27,12 @@ class Rule:
     score: float
     regex: re.Pattern[str]
     where: Where = "any"
+    anchors: tuple[str, ...] = ()  # empty: always run
+
+    def search(self, view: str) -> re.Match[str] | None:
+        if self.anchors and not any(a in view for a in self.anchors):
+            return None
+        return self.regex.search(view)
 
 
 def _alt(*words: str) -> str:
@@ -137,7 +143,8 @@ _RULES_SPEC: list[tuple[str, str, float, str, Where]] = [
     ("forget_everything_fr", "INJECTION", 0.85,
      r"\b(?:oublie[rz]?|ignore[rz]?)\s+tout\s+(?:ce qu|ce qui precede|ce que|le reste)", "any"),
     ("forget_everything_es", "INJECTION", 0.85,
-     r"\b(?:olvida\w*|ignora\w*)\s+todo\s+(?:lo\s+(?:anterior|que|de arriba)|lo dicho)", "any"),
+     r"\b(?:olvid\w*|ignor\w*)\s+todo\s+(?:lo\s+(?:anterior|que|de arriba)|lo dicho|que "
+     r"(?:digo|dije|te dije|sabes))", "any"),
     ("forget_everything_it", "INJECTION", 0.85,
      r"\b(?:dimentica\w*|ignora\w*)\s+tutto\s+(?:quello|quanto|cio|il resto)", "any"),
     ("forget_everything_nl", "INJECTION", 0.85,
@@ -157,7 +164,8 @@ _RULES_SPEC: list[tuple[str, str, float, str, Where]] = [
      r"(?:ne sont plus|"
      r"ya no son|non sono piu|zijn niet meer)", "any"),
     ("forget_and_say", "INJECTION", 0.8,
-     r"\b(?:forget|ignore|disregard)\s+(?:about\s+)?(?:everything|all)(?:\s+you know)?"
+     r"\b(?:forget|ignore|disregard)\s+(?:about\s+)?(?:everything|all|(?:the\s+)?above)"
+     r"(?:\s+you know)?"
      r"\s*[,.!:;-]*\s*"
      r"(?:and\s+)?(?:now\s+)?(?:just\s+|only\s+)?(?:write|say|output|print|tell|answer|reply|"
      r"respond|repeat|type|focus)\b|\bvergiss\s+alles\s*[,.!:;-]*\s*(?:und\s+)?(?:jetzt\s+)?"
@@ -166,7 +174,8 @@ _RULES_SPEC: list[tuple[str, str, float, str, Where]] = [
      r"zeg|schrijf)\b", "any"),
     ("leave_behind_de", "INJECTION", 0.8,
      r"\b(?:vorherigen|bisherigen|obigen|fruheren)\s+(?:informationen|anweisungen|aufgaben)\s+"
-     r"(?:hinter\s+(?:sich|dir|euch)|beiseite)", "any"),
+     r"(?:hinter\s+(?:sich|dir|euch)|beiseite)|\babweichend\s+(?:zu|von)\s+(?:den\s+)?"
+     r"(?:vorherigen|bisherigen|obigen)\s+(?:anweisungen|instruktionen|vorgaben)", "any"),
     ("instructions_are_now", "INJECTION", 0.75,
      r"\byour (?:new )?instructions are now\b|\bnow new (?:instructions|tasks) follow\b|"
      r"\bnun folgen (?:neue|weitere) (?:anweisungen|aufgaben)\b", "any"),
@@ -201,8 +210,9 @@ _RULES_SPEC: list[tuple[str, str, float, str, Where]] = [
      r"(?:your|the)\s+(?:safety|content|moderation|ethical|security)\s+(?:filters?|guidelines|"
      r"rules|protocols|polic(?:y|ies)|restrictions|checks|settings)", "any"),
     ("what_system_prompt", "INJECTION", 0.85,
-     r"\bwhat (?:is|are|was|were|'s) (?:your|the) (?:\w+\s+)?(?:system\s+prompt|initial "
-     r"instructions|original instructions|hidden instructions|pre-?prompt|instructions)\b", "any"),
+     r"\bwhat (?:is|are|was|were|'s) (?:your (?:\w+\s+)?(?:instructions|prompt|rules|guidelines)|"
+     r"(?:your|the) (?:\w+\s+)?(?:system\s+prompt|initial instructions|original instructions|"
+     r"hidden instructions|secret instructions|pre-?prompt))\b", "any"),
     ("repeat_above", "INJECTION", 0.85,
      r"\b(?:repeat|print|output|copy|show|reproduce|echo|recite)\s+(?:back\s+)?(?:all\s+)?(?:of\s+)?"
      r"(?:the\s+)?(?:text|words|everything|content|contents|all|lines|messages?|conversation)"
@@ -227,7 +237,8 @@ _RULES_SPEC: list[tuple[str, str, float, str, Where]] = [
      r"(?<!never )(?<!not )(?<!n't )\b(?:reveal|tell me|give me|spell|what(?: is|'s)|leak|print|"
      r"say|encode|hint)\b"
      r"(?:\s+\w+){0,3}\s+(?:the|your)\s+(?:secret\s+)?(?:password|passphrase|secret (?:word|key|"
-     r"code)|api key)\b(?!\s+(?:policy|policies|manager|reset|requirements?|strength|rules))",
+     r"code)|api key)\b(?!\s+(?:to|for|of|on|in|policy|policies|manager|reset|requirements?|"
+     r"strength|rules))",
      "any"),
     ("extract_prompt_de", "INJECTION", 0.8,
      r"\b(?:zeig\w*|gib|nenne?\w*|verrat\w*|wiederhole?\w*|wie lautet|was ist)\s+(?:mir\s+)?"
@@ -324,10 +335,11 @@ _RULES_SPEC: list[tuple[str, str, float, str, Where]] = [
      r"|\bwenn du (?:eine )?ki bist\b|\bsi tu es une ia\b|\bsi eres una ia\b|\bse sei un'?ia\b|"
      r"\bals je een ai bent\b", "any"),
     ("note_to_ai", "INJECTION", 0.8,
-     r"\b(?:note|message|instructions?|notice|reminder|attention|hinweis|nota|opmerking)\s+"
-     r"(?:to|for|an|pour|para|per|voor)\s+(?:the\s+|any\s+|all\s+|every\s+|jedes\s+|tout\s+|"
-     r"cualquier\s+|qualsiasi\s+|elk\s+)?(?:ai|ki|ia|llm|language model|assistant|agent|chatbot|"
-     r"bot|sprachmodell|modele de langage|modelo de lenguaje|modello linguistico|taalmodel)s?\b",
+     r"\b(?:note|message|instructions?|notice|reminder|attention|important|urgent|hinweis|"
+     r"wichtig|nota|opmerking)\s+(?:to|for|an|fur|pour|para|per|voor)\s+(?:the\s+|any\s+|all\s+|"
+     r"every\s+|jedes\s+|den\s+|tout\s+|cualquier\s+|qualsiasi\s+|elk\s+)?(?:[a-z-]+\s+)?"
+     r"(?:ai|ki|ia|llm|language model|assistant|agent|chatbot|bot|sprachmodell|ki-assistent\w*|"
+     r"modele de langage|modelo de lenguaje|modello linguistico|taalmodel)s?\b",
      "any"),
     ("ai_reading_this", "INJECTION", 0.8,
      r"\b(?:ai|llm|language models?|assistant|agents?|bots?|chatgpt|copilot)\s+(?:\w+\s+){0,3}?"
@@ -336,7 +348,8 @@ _RULES_SPEC: list[tuple[str, str, float, str, Where]] = [
     ("ai_vocative", "INJECTION", 0.65,
      r"(?:^|[\n.!>\-\[(]\s*)(?:dear\s+|hey\s+|hi\s+)?(?:ai|ai assistant|assistant|llm|chatbot|"
      r"chatgpt|copilot|claude|gemini|agent|ki-assistent|assistant ia|asistente de ia|"
-     r"assistente ia|ai-assistent)\s*[,:]\s*(?:please\s+)?(?:ignore|disregard|forget|do not|"
+     r"assistente ia|ai-assistent)\s*[,:]\s*(?:please\s+)?(?:(?:when|while|if|after|before|as)\b"
+     r"[^.\n]{0,60}?,\s*)?(?:ignore|disregard|forget|do not|"
      r"don'?t|stop|you must|you should|send|forward|reply|respond|tell|call|include|append|"
      r"delete|run|ignoriere|vergiss|ignore|ignora|negeer|leite|sende|envoie|envia|invia|stuur)",
      "indirect"),
@@ -362,8 +375,92 @@ _RULES_SPEC: list[tuple[str, str, float, str, Where]] = [
      r"answering|responding)\b", "indirect"),
 ]
 
+# Literal substrings at least one of which every match of the rule contains: a rule whose
+# anchors are all absent is skipped without running its regular expression (``in`` on a
+# string is far cheaper than a regex scan that must try every position).
+_EN_V = ("ignor", "disregard", "forget", "skip", "overrid", "overwrit", "bypass", "discard",
+         "drop", "abandon", "dismiss", "neglect", "set aside", "throw", "pay no", "follow",
+         "obey", "never", "circumvent")
+_DE_V = ("ignorier", "vergiss", "vergessen", "vergesst", "missacht", "uberschreib", "umgeh",
+         "verwirf", "verwerfen", "beacht", "befolg", "hebe", "setze")
+_FR_V = ("ignor", "oubli", "compte", "abstraction", "outre", "contourn", "annul", "suis plus",
+         "suivez plus", "effac")
+_ES_V = ("ignora", "olvida", "caso", "descarta", "omite", "anula", "deja de", "salta",
+         "desobedece", "elude", "evita")
+_IT_V = ("ignora", "dimentica", "tenere conto", "scarta", "annulla", "aggira", "smetti",
+         "trascura", "salta")
+_NL_V = ("negeer", "vergeet", "vergeten", "trek je", "omzeil", "stop met", "volg niet", "schrap")
+ANCHORS: dict[str, tuple[str, ...]] = {
+    "override_en": _EN_V, "override_your_en": _EN_V,
+    "override_de": _DE_V, "override_your_de": _DE_V,
+    "override_fr": _FR_V, "override_your_fr": _FR_V,
+    "override_es": _ES_V, "override_your_es": _ES_V,
+    "override_it": _IT_V, "override_your_it": _IT_V,
+    "override_nl": _NL_V, "override_your_nl": _NL_V,
+    "override_pt": ("ignore", "esquec", "desconsider", "descart"),
+    "forget_everything_en": ("forget", "ignore", "disregard"),
+    "forget_everything_de": ("vergiss", "vergessen", "ignorier"),
+    "forget_everything_fr": ("oubli", "ignor"), "forget_everything_es": ("olvid", "ignor"),
+    "forget_everything_it": ("dimentica", "ignora"), "forget_everything_nl": ("vergeet", "negeer"),
+    "void_en": (" are", " were", " is", " have been", " has been", "removed", "disabled"),
+    "void_de": ("sind", "gelten", "waren"),
+    "void_romance": ("ne sont plus", "ya no son", "non sono piu", "zijn niet meer"),
+    "forget_and_say": ("forget", "ignore", "disregard", "vergiss", "olvida", "oublie",
+                       "dimentica", "vergeet"),
+    "leave_behind_de": ("hinter", "beiseite", "abweichend"),
+    "instructions_are_now": ("instructions are now", "follow", "nun folgen"),
+    "new_instructions": (":",), "your_new_task": ("your ",), "change_instructions": ("change your",
+                                                                                    "andere deine"),
+    "hijack_say": ("now", "instead", "stattdessen", "jetzt", "maintenant", "ahora", "ora", "nu"),
+    "stop_write": ("stop", "halt", "alto"),
+    "extract_prompt_en": ("prompt", "instruction", "rules", "configuration", "message",
+                          "guidelines"),
+    "disable_safety": ("safety", "content", "moderation", "ethical", "security"),
+    "what_system_prompt": ("what",), "repeat_above": ("above", "before this", "prior to this",
+                                                      "preceding", "context", "of your prompt"),
+    "starting_with_you_are": ("you are",), "what_were_you_told_before": ("what",),
+    "repeat_above_ml": ("herhaal", "repit", "repet", "ripet", "wiederhol"),
+    "pretend_no_rules_ml": ("tu so", "stell dir", "fais comme", "imagin", "fing", "doe alsof",
+                            "stel je"),
+    "what_were_you_told": ("what",),
+    "password_reveal": ("password", "passphrase", "secret", "api key"),
+    "extract_prompt_de": ("prompt", "anweisung", "passwort", "geheimnis", "konfiguration"),
+    "extract_prompt_fr": ("prompt", "instructions", "mot de passe", "consignes"),
+    "extract_prompt_es": ("prompt", "instrucciones", "contrasena"),
+    "extract_prompt_it": ("prompt", "istruzioni", "password"),
+    "extract_prompt_nl": ("prompt", "instructies", "wachtwoord"),
+    "chatml": ("<|",), "llama_sys": ("<<", "inst]"), "fake_role_tag": ("<",),
+    "override_banner": ("system", "admin", "security", "safety", "filter", "moderation",
+                        "guardrail"),
+    "end_of_prompt": ("end of",),
+    "decode_and_follow": ("decod", "deciph", "revers", "rot13", "backwards"),
+    "concat_execute": ("concat", "combine", "join", "execute"),
+    "dan": ("anything now", "dan"), "developer_mode": ("mode", "modus", "modo", "modalita"),
+    "jailbreak_tag": ("jailbr",),
+    "unrestricted_ai": ("unrestricted", "unfiltered", "uncensored", "unlimited", "unbound",
+                        "amoral", "unethical", "evil", "rogue", "jailbroken", "lawless"),
+    "no_ethics": ("ethic", "moral", "laws", "polic", "openai", "guidelines", "safety",
+                  "rules set"),
+    "never_refuse": ("refus", "ablehnen", "negarte", "rifiutare", "weigeren"),
+    "stay_in_character": ("character",), "dual_answer": ("two", "both"),
+    "token_threat": ("token", "cease to exist"),
+    "pretend_no_policy": ("pretend", "imagine", "hypothetical", "suppose", "as if"),
+    "evil_persona": ("evil", "malicious", "unethical", "amoral", "criminal", "hacker"),
+    "grandma_exploit": ("grand",),
+    "if_you_are_ai": ("you are", "you're", "wenn du", "si tu es", "si eres", "se sei",
+                      "als je"),
+    "note_to_ai": ("note", "message", "instruction", "notice", "reminder", "attention",
+                   "important", "urgent", "hinweis", "wichtig", "nota", "opmerking"),
+    "ai_reading_this": ("reading", "processing", "summari", "parsing", "reads"),
+    "assistant_must": ("must", "should", "shall", "has to", "required to", "will now"),
+    "exfiltrate": ("http", "@"), "markdown_exfil": ("![",), "pipe_shell": ("curl",),
+    "hidden_instruction_block": ("instructions", "[system]("),
+    "tool_call_injection": ("before",),
+}
+
+
 RULES: tuple[Rule, ...] = tuple(
-    Rule(name, kind, score, re.compile(rx, re.DOTALL), where)
+    Rule(name, kind, score, re.compile(rx, re.DOTALL), where, ANCHORS.get(name, ()))
     for name, kind, score, rx, where in _RULES_SPEC
 )
 

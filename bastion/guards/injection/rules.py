@@ -30,7 +30,7 @@ class RuleResult:
 def _first_hits(view: str, rules: tuple[Rule, ...]) -> list[tuple[Rule, int, int]]:
     hits = []
     for rule in rules:
-        m = rule.regex.search(view)
+        m = rule.search(view)
         if m is not None:
             hits.append((rule, m.start(), m.end()))
     return hits
