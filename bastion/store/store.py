@@ -276,15 +276,31 @@ class Store:
     def get_trace(self, trace_id: str) -> dict[str, Any] | None:
         """The whole record, with ``feedback``: its feedback rows, oldest first."""
         t = self._t
+        b = t.bodies.c
         with unavailable_as_store_error("get_trace"), self._engine.connect() as conn:
-            query = (
-                select(*self._full)
-                .select_from(t.traces.outerjoin(t.bodies, self._on))
-                .where(t.traces.c.id == trace_id)
-            )
-            row = conn.execute(query.order_by(t.traces.c.ts.desc()).limit(1)).mappings().first()
-            if row is None:
-                return None
+            if self._pg:  # the row, then its body by (id, ts): one partition each
+                query = select(*self._light).where(t.traces.c.id == trace_id)
+                found = conn.execute(query.order_by(t.traces.c.ts.desc()).limit(1)).mappings()
+                head = found.first()
+                if head is None:
+                    return None
+                body = conn.execute(
+                    select(*(b[k] for k in sorted(HEAVY_KEYS)))
+                    .where(b.id == trace_id, b.ts == head["ts"])
+                ).mappings().first()
+                row: Mapping[str, Any] = {
+                    **head, **(body or dict.fromkeys(HEAVY_KEYS))}
+            else:
+                query = (
+                    select(*self._full)
+                    .select_from(t.traces.outerjoin(t.bodies, self._on))
+                    .where(t.traces.c.id == trace_id)
+                )
+                first = conn.execute(query.order_by(t.traces.c.ts.desc()).limit(1))
+                sqlite_row = first.mappings().first()
+                if sqlite_row is None:
+                    return None
+                row = dict(sqlite_row)
             record = from_row(row)
             f = t.feedback.c
             fb = select(*self._feedback_cols).where(f.request_id == trace_id)
@@ -333,19 +349,23 @@ class Store:
         if not rows:
             return
         b = self._t.bodies.c
-        if self._pg:
-            stamps = [r["ts"] for r in rows]
-            query = select(b.id, b.ts, b.preview_in, b.preview_out).where(
-                b.id == any_(literal([r["id"] for r in rows], _TEXT_ARRAY)),
-                b.ts >= min(stamps), b.ts <= max(stamps))
-        else:
-            query = select(b.seq, b.preview_in, b.preview_out).where(
-                b.seq.in_([r["seq"] for r in rows]))
-        width = len(self._link)
-        found = {tuple(p[:width]): p[width:] for p in conn.execute(query)}
+        if not self._pg:  # plain sqlite3: SQLAlchemy's expanding IN cost more than the read
+            seqs = [r["seq"] for r in rows]
+            sql = (
+                "SELECT seq, preview_in, preview_out FROM trace_bodies "  # noqa: S608 - marks
+                f"WHERE seq IN ({', '.join('?' * len(seqs))})"
+            )
+            by_seq = {p[0]: p[1:] for p in conn.exec_driver_sql(sql, tuple(seqs))}
+            for row in rows:
+                row["preview_in"], row["preview_out"] = by_seq.get(row["seq"], (None, None))
+            return
+        stamps = [r["ts"] for r in rows]
+        query = select(b.id, b.ts, b.preview_in, b.preview_out).where(
+            b.id == any_(literal([r["id"] for r in rows], _TEXT_ARRAY)),
+            b.ts >= min(stamps), b.ts <= max(stamps))
+        found = {(p[0], p[1]): p[2:] for p in conn.execute(query)}
         for row in rows:
-            row["preview_in"], row["preview_out"] = found.get(
-                tuple(row[col.key] for col in self._link), (None, None))
+            row["preview_in"], row["preview_out"] = found.get((row["id"], row["ts"]), (None, None))
 
     def _text_terms(
         self, conn: Connection, term: str, words: list[str]
