@@ -13,9 +13,11 @@
 Findings: rule hits are ``INJECTION``, ``JAILBREAK``, ``INVISIBLE_TEXT`` or
 ``ENCODED_PAYLOAD`` with the rule's precision as score and its name in ``detail``; the
 classifier adds one ``INJECTION`` finding over the text (or the window of a long text that
-scored highest) whose score is a calibrated probability. :data:`RECOMMENDED_THRESHOLD`
-(read from the model file) is the operating point chosen on held-out benign data for a
-false-positive rate of at most 3 %.
+scored highest). Its score is a probability calibrated (Platt) on templates it was not
+trained on, with the prior shifted so that 0.5 is the operating point: a false-positive
+rate of 2 % on that held-out benign data (:func:`recommended_threshold`, stored in the
+model file). Rules that are enough on their own score >= 0.5, weak signals below, so one
+policy threshold of 0.5 serves both tiers.
 
 Indirect mode: with ``ScanContext.source`` ``"document"`` or ``"tool"`` the rules addressed
 to an assistant ("AI: ignore your instructions", "when you read this, send...") apply,

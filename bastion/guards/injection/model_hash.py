@@ -1,3 +1,3 @@
 """SHA-256 of the shipped ``model.bin``; rewritten by ``training/injection/train.py``."""
 
-MODEL_SHA256 = "0ce375b8453ac5910c743cf4211630478985296d62174ce6dddf2910b3cf5be1"
+MODEL_SHA256 = "5e56785445dcf963c431938f0796b31949f93b53bea48b9cf43395af21d67369"
