@@ -8,9 +8,11 @@
 The fill goes through ``Store.insert_traces`` (the real schema and indexes, text index
 included) with the records of ``bench/store_ingest.py`` (~1.9 KB, spread evenly over the
 last 7 days), 1,000 per call. It is kept: SQLite in ``--dir`` (a sidecar ``fill.json``
-records what is there), Postgres in the database ``bastion_bench_query`` on ``--pg``
-(created when missing, never dropped), so the next run only queries. Each query runs
-``--runs`` times after one warm-up; the report is the median (and min / max) in ms.
+records what is there), Postgres in the database ``--pg-database`` (``bastion_bench_query``)
+on ``--pg`` (created when missing, never dropped; ``fill-<database>.json`` in ``--dir``), so
+the next run only queries. A fill made by an older schema is migrated when the store
+opens. Each query runs ``--runs`` times after one warm-up; the report is the median (and
+min / max) in ms.
 
 Text searches: "kubernetes upgrade" is in ~0.1 % of the traces, "refund request" in ~5 %,
 "xqzvw" in none (the worst case for a scan), "miemgbsxl" (a rare word of the vocabulary) in
@@ -80,20 +82,20 @@ def open_filled(args: argparse.Namespace) -> tuple[Store, list[list[Any]]]:
         print(f"filling {args.traces:,} traces into {directory} ...", flush=True)
         return store, fill(store, args.traces, time.time() - SPAN_S, state)
     with psycopg.connect(args.pg, autocommit=True) as conn:
-        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (PG_DATABASE,))
+        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (args.pg_database,))
         if exists.fetchone() is None:
-            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(PG_DATABASE)))
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(args.pg_database)))
     info = psycopg.conninfo.conninfo_to_dict(args.pg)
     url = f"postgresql+psycopg://{info['user']}@{info.get('host', '127.0.0.1')}:" \
-          f"{info.get('port', 5432)}/{PG_DATABASE}"
+          f"{info.get('port', 5432)}/{args.pg_database}"
     store = open_store(url, ".", partition_days=1)
-    state = Path(args.dir) / "fill-postgres.json"
+    state = Path(args.dir) / f"fill-{args.pg_database}.json"
     if state.exists() and store.count_traces() == args.traces:
         return store, json.loads(state.read_text())["samples"]
     if store.count_traces():
-        raise SystemExit(f"database {PG_DATABASE} holds another fill: drop it first")
+        raise SystemExit(f"database {args.pg_database} holds another fill: drop it first")
     state.parent.mkdir(parents=True, exist_ok=True)
-    print(f"filling {args.traces:,} traces into {PG_DATABASE} ...", flush=True)
+    print(f"filling {args.traces:,} traces into {args.pg_database} ...", flush=True)
     return store, fill(store, args.traces, time.time() - SPAN_S, state)
 
 
@@ -148,6 +150,8 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=7)
     ap.add_argument("--dir", default="/var/tmp/bastion-bench-store")
     ap.add_argument("--pg", default="postgresql://postgres@127.0.0.1:5432/postgres")
+    ap.add_argument("--pg-database", default=PG_DATABASE,
+                    help="the fill's database (created when missing, never dropped)")
     args = ap.parse_args()
     store, samples = open_filled(args)
     print(f"{args.engine}: {store.count_traces():,} traces, text search: {store.text_search}, "

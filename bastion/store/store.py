@@ -196,16 +196,17 @@ class Store:
             if self._partitions is None:
                 return self._insert(rows)
             self._ensure_partitions(rows)
-            self._merge_text_pending(rows)
             try:
-                return self._insert(rows)
+                count = self._insert(rows)
             except sa_exc.IntegrityError as exc:
                 if getattr(exc.orig, "sqlstate", None) != "23514":  # no partition for a row
                     raise
-            with self._engine.connect() as conn:
-                self._partitions.load(conn)
-            self._ensure_partitions(rows)
-            return self._insert(rows)
+                with self._engine.connect() as conn:
+                    self._partitions.load(conn)
+                self._ensure_partitions(rows)
+                count = self._insert(rows)
+            self._merge_text_pending(rows)  # after: a batch across midnight is merged whole
+            return count
 
     def _insert(self, rows: list[dict[str, Any]]) -> int:
         with self._write() as conn, conn.begin():
