@@ -270,7 +270,7 @@ def main() -> None:
     calib = (folds == CALIB_FOLD) & ~shared
     hand_rows = [json.loads(line) for line in HANDWRITTEN.open(encoding="utf-8")]
     hands = {name: build([r for r in hand_rows if r["family"] == f"handwritten_{name}"])
-             for name in ("a", "b")}
+             for name in ("a", "b", "c")}
     results: dict[str, Any] = {}
     if not args.no_eval:
         test = (folds == TEST_FOLD) & ~shared
