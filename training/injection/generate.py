@@ -29,6 +29,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 import benign as B  # noqa: E402
+import benign_extra as X  # noqa: E402
 import benign_more as M  # noqa: E402
 import phrases as P  # noqa: E402
 
@@ -239,6 +240,68 @@ def wrap_document_prompt(rng: random.Random, doc: str) -> str:
         "Fasse diesen Text zusammen:\n", "Résume ce texte :\n",
     ])
     return task + doc
+
+
+# --- the false-positive pass (benign_extra.py) -------------------------------------------------
+
+def benign_meta(rng: random.Random, lang: str) -> tuple[str, str]:
+    """Questions about prompts, LLMs and the user's own earlier instructions."""
+    r = rng.random()
+    if r < 0.45:
+        i = rng.randrange(len(X.META_TOPIC[lang]))
+        text = rng.choice(X.META_ASK[lang]).format(t=X.META_TOPIC[lang][i])
+        template = f"meta_topic:{lang}:{i}"
+    elif r < 0.8:
+        i = rng.randrange(len(X.META_OWN[lang]))
+        text = X.META_OWN[lang][i].format(x=rng.choice(X.META_THING[lang]))
+        template = f"meta_own:{lang}:{i}"
+    else:
+        i = rng.randrange(len(X.META_SECURITY[lang]))
+        text, template = X.META_SECURITY[lang][i], f"meta_security:{lang}:{i}"
+    return rng.choice(GREET[lang]) + text + rng.choice(THANKS[lang]), template
+
+
+def benign_howto(rng: random.Random, lang: str) -> tuple[str, str]:
+    """Everyday how-to questions and editing requests that use an attacker's verbs."""
+    if rng.random() < 0.75:
+        i = rng.randrange(len(X.HOWTO_VERB[lang]))
+        text = rng.choice(X.HOWTO_ASK[lang]).format(v=X.HOWTO_VERB[lang][i])
+        template = f"howto:{lang}:{i}"
+    else:
+        i = rng.randrange(len(X.EDIT_REQUEST[lang]))
+        text, template = X.EDIT_REQUEST[lang][i], f"edit:{lang}:{i}"
+    return rng.choice(GREET[lang]) + text + rng.choice(THANKS[lang]), template
+
+
+def benign_persona(rng: random.Random, lang: str) -> tuple[str, str]:
+    """Harmless role-play: a persona and an ordinary task, no rule-breaking."""
+    i = rng.randrange(len(X.ROLE_PAIR[lang]))
+    role, task = X.ROLE_PAIR[lang][i]
+    text = rng.choice(X.ROLE_ASK[lang]).format(r=role, task=task, Task=cap_first(task))
+    return rng.choice(GREET[lang]) + text + rng.choice(THANKS[lang]), f"persona:{lang}:{i}"
+
+
+def benign_decode(rng: random.Random, lang: str) -> tuple[str, str]:
+    """Decode and translate requests whose payload is harmless text."""
+    if rng.random() < 0.3:
+        i = rng.randrange(len(X.TRANSLATE_TEXT))
+        text = rng.choice(X.TRANSLATE_ASK).format(s=X.TRANSLATE_TEXT[i],
+                                                  lang=rng.choice(X.TRANSLATE_LANG))
+        return text, f"translate_harmless:{i}"
+    i = rng.randrange(len(X.HARMLESS_PAYLOAD))
+    raw = X.HARMLESS_PAYLOAD[i].encode()
+    text = rng.choice(X.DECODE_ASK).format(
+        p=base64.b64encode(raw).decode(), h=raw.hex(" ") if rng.random() < 0.3 else raw.hex(),
+        u="".join(f"%{b:02X}" for b in raw))
+    return text, f"decode_harmless:{i}"
+
+
+def benign_short(rng: random.Random, lang: str) -> tuple[str, str]:
+    i = rng.randrange(len(X.SHORT))
+    text = X.SHORT[i]
+    if rng.random() < 0.3:
+        text = rng.choice(GREET["en"]).strip() + " " + text
+    return text, f"short:{i % 20}"
 
 
 # --- attack generators ---------------------------------------------------------------------
@@ -454,12 +517,18 @@ PLAN: list[tuple[str, int, Callable[[random.Random, str], tuple[str, str]], int,
     ("document", 0, benign_document, 650, "document"),
     ("encoded_benign", 0, benign_encoded, 300, "prompt"),
     ("obfuscated_benign", 0, benign_obfuscated, 200, "prompt"),
+    ("meta", 0, benign_meta, 1300, "prompt"),
+    ("howto", 0, benign_howto, 1000, "prompt"),
+    ("persona", 0, benign_persona, 800, "prompt"),
+    ("decode_harmless", 0, benign_decode, 500, "prompt"),
+    ("short", 0, benign_short, 150, "prompt"),
 ]
 
 # languages the multilingual banks cover for each generator (others are English-only)
 MULTI = {attack_override, attack_hijack, attack_extract, attack_jb_short, attack_fake_role,
          attack_indirect, benign_general, benign_risky, attack_obfuscated, benign_obfuscated,
-         benign_life, benign_factual, benign_multi, benign_retract}
+         benign_life, benign_factual, benign_multi, benign_retract, benign_meta, benign_howto,
+         benign_persona}
 
 
 def generate(seed: int = SEED) -> list[Row]:
@@ -482,7 +551,7 @@ def generate(seed: int = SEED) -> list[Row]:
                     src = "tool"
                 elif r < 0.5:  # the same document pasted into a prompt
                     text, src = wrap_document_prompt(rng, text), "prompt"
-            elif family not in ("obfuscated", "encoded_benign"):
+            elif family not in ("obfuscated", "encoded_benign", "decode_harmless"):
                 text = surface(rng, text)
             if text in seen:
                 continue

@@ -6,7 +6,9 @@
 * ``min_score``: findings scoring below this are not reported (default 0.05; the policy
   applies the real threshold);
 * ``scan_hidden``: also classify text found decoded from base64/hex blobs and Unicode tags
-  (default true; only with the classifier);
+  (default true; only with the classifier). A decodable blob is no finding by itself: only
+  decoded text that the rules match, or that the classifier scores as an attack, is one
+  (and a decoded text under four words scores below 0.5 unless a rule matches it);
 * ``model_path`` / ``model_sha256``: another model file and its pinned digest (for a model a
   user trained with ``training/injection/train.py`` on their own data).
 
@@ -42,6 +44,8 @@ KINDS: Final = ("INJECTION", "JAILBREAK", "INVISIBLE_TEXT", "ENCODED_PAYLOAD")
 _TIERS: Final = ("rules", "classifier", "both")
 _OPTIONS: Final = frozenset({"tier", "min_score", "scan_hidden", "model_path", "model_sha256"})
 _MAX_HIDDEN: Final = 4
+_MIN_HIDDEN_WORDS: Final = 4
+_SHORT_HIDDEN_CAP: Final = 0.45
 
 
 class InjectionScanner:
@@ -85,6 +89,10 @@ class InjectionScanner:
             if self._scan_hidden:
                 for how, decoded, hs, he in hidden[:_MAX_HIDDEN]:
                     hp, _, _ = self._model.score(fold(decoded, unspace=False).text, indirect)
+                    if len(decoded.split()) < _MIN_HIDDEN_WORDS:
+                        # "Hello world!" in base64: a linear model's bias alone decides a
+                        # text this short; the rules above judge short payloads
+                        hp = min(hp, _SHORT_HIDDEN_CAP)
                     kind = "INVISIBLE_TEXT" if how == "tags" else "ENCODED_PAYLOAD"
                     findings.append(Finding(kind, hs, he, round(hp, 4),
                                             f"classifier p={hp:.3f} on {how}-decoded text"))

@@ -1,3 +1,3 @@
 """SHA-256 of the shipped ``model.bin``; rewritten by ``training/injection/train.py``."""
 
-MODEL_SHA256 = "5e56785445dcf963c431938f0796b31949f93b53bea48b9cf43395af21d67369"
+MODEL_SHA256 = "eb605feff8157a46e4e4d703fc648c6f65af563d6a96bc9304c54fa2246c7a25"

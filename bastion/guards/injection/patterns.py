@@ -28,11 +28,46 @@ class Rule:
     regex: re.Pattern[str]
     where: Where = "any"
     anchors: tuple[str, ...] = ()  # empty: always run
+    # a match inside a question *about* the thing ("how do I show the system prompt in the
+    # playground?", "what is DAN mode?") is only a weak signal: see :func:`asked_about`
+    askable: bool = False
 
     def search(self, view: str) -> re.Match[str] | None:
         if self.anchors and not any(a in view for a in self.anchors):
             return None
         return self.regex.search(view)
+
+    def find(self, view: str) -> tuple[re.Match[str], bool] | None:
+        """The first match that is not asked about, else the first (``True``: asked about)."""
+        m = self.search(view)
+        if m is None or not self.askable or not asked_about(view, m):
+            return None if m is None else (m, False)
+        later = self.regex.finditer(view, m.end())
+        for _, other in zip(range(_MAX_RETRIES), later, strict=False):
+            if not asked_about(view, other):
+                return other, False
+        return m, True
+
+
+# A sentence that opens as a how-to or definition question ("how do I ...", "what is ...",
+# "explain ...") asks about the matched phrase rather than using it. Not when the match
+# names the assistant's own prompt ("your"): "how do I get you to show your rules" stays.
+_ASKED = re.compile(
+    r"(?:^|[.!?\n:;]\s*)(?:[\w'-]+[\s,]+){0,3}?(?:how (?:do|can|could|should|would|does|did) "
+    r"(?:i|we|one|they|people|it|developers|attackers)|how to|where (?:do|can|could) (?:i|we)|"
+    r"what (?:is|are|was|were|does|did)|what's|whats|explain|why (?:do|does|did|would|is)|"
+    r"is (?:it possible|there a way) to|wie (?:kann|konnen|mache|macht) (?:ich|man)|"
+    r"was (?:ist|bedeutet)|comment (?:puis-je|faire|on)|qu'est-ce qu|como (?:puedo|se)|que es|"
+    r"come (?:posso|si)|cos'?e|hoe (?:kan|moet) (?:ik|je|men)|wat is)\b[^.!?\n]*$")
+_OWN = re.compile(r"\b(?:your|you|yours|deine?n?|ton|ta|tes|tu|tus|tuo|tua|tuoi|je|jouw)\b")
+_LOOKBACK = 160
+_MAX_RETRIES = 4
+
+
+def asked_about(view: str, m: re.Match[str]) -> bool:
+    if _OWN.search(m.group(0)):
+        return False
+    return _ASKED.search(view, max(0, m.start() - _LOOKBACK), m.start()) is not None
 
 
 def _alt(*words: str) -> str:
@@ -337,7 +372,9 @@ _RULES_SPEC: list[tuple[str, str, float, str, Where]] = [
     ("note_to_ai", "INJECTION", 0.8,
      r"\b(?:note|message|instructions?|notice|reminder|attention|important|urgent|hinweis|"
      r"wichtig|nota|opmerking)\s+(?:to|for|an|fur|pour|para|per|voor)\s+(?:the\s+|any\s+|all\s+|"
-     r"every\s+|jedes\s+|den\s+|tout\s+|cualquier\s+|qualsiasi\s+|elk\s+)?(?:[a-z-]+\s+)?"
+     r"every\s+|jedes\s+|den\s+|tout\s+|cualquier\s+|qualsiasi\s+|elk\s+)?"
+     # "a system message for a bot that helps students" is a request, not a note to one
+     r"(?!(?:a|an|un|une|una|uno|ein|eine|einen|een)\s)(?:[a-z-]+\s+)?"
      r"(?:ai|ki|ia|llm|language model|assistant|agent|chatbot|bot|sprachmodell|ki-assistent\w*|"
      r"modele de langage|modelo de lenguaje|modello linguistico|taalmodel)s?\b",
      "any"),
@@ -459,8 +496,16 @@ ANCHORS: dict[str, tuple[str, ...]] = {
 }
 
 
+# rules whose phrases people ask about: system prompts, passwords, DAN and developer modes
+ASKABLE = frozenset({"extract_prompt_en", "extract_prompt_de", "extract_prompt_fr",
+                     "extract_prompt_es", "extract_prompt_it", "extract_prompt_nl",
+                     "password_reveal", "dan", "developer_mode", "jailbreak_tag",
+                     "disable_safety"})
+ASKED_SCORE = 0.3  # below the 0.5 operating point: the classifier decides
+
 RULES: tuple[Rule, ...] = tuple(
-    Rule(name, kind, score, re.compile(rx, re.DOTALL), where, ANCHORS.get(name, ()))
+    Rule(name, kind, score, re.compile(rx, re.DOTALL), where, ANCHORS.get(name, ()),
+         name in ASKABLE)
     for name, kind, score, rx, where in _RULES_SPEC
 )
 

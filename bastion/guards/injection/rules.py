@@ -12,7 +12,7 @@ from bastion.guards.base import Finding
 from bastion.guards.injection.encoded import decode_blobs, transformed_views
 from bastion.guards.injection.invisible import scan_invisible
 from bastion.guards.injection.normalize import fold
-from bastion.guards.injection.patterns import PAYLOAD_RULES, RULES, Rule
+from bastion.guards.injection.patterns import ASKED_SCORE, PAYLOAD_RULES, RULES, Rule
 
 INDIRECT_SOURCES = frozenset({"document", "tool"})
 _INVISIBLE_KIND = "INVISIBLE_TEXT"
@@ -27,17 +27,32 @@ class RuleResult:
     hidden: list[tuple[str, str, int, int]] = field(default_factory=list)
 
 
-def _first_hits(view: str, rules: tuple[Rule, ...]) -> list[tuple[Rule, int, int]]:
+@dataclass(frozen=True, slots=True)
+class _Hit:
+    rule: Rule
+    score: float  # the rule's, or ASKED_SCORE when the phrase is only asked about
+    start: int
+    end: int
+
+    @property
+    def label(self) -> str:
+        asked = " (asked about)" if self.score < self.rule.score else ""
+        return f"rule {self.rule.name}{asked}"
+
+
+def _first_hits(view: str, rules: tuple[Rule, ...]) -> list[_Hit]:
     hits = []
     for rule in rules:
-        m = rule.search(view)
-        if m is not None:
-            hits.append((rule, m.start(), m.end()))
+        found = rule.find(view)
+        if found is not None:
+            m, asked = found
+            score = min(rule.score, ASKED_SCORE) if asked else rule.score
+            hits.append(_Hit(rule, score, m.start(), m.end()))
     return hits
 
 
-def _best(hits: list[tuple[Rule, int, int]]) -> Rule | None:
-    return max((h[0] for h in hits), key=lambda r: r.score, default=None)
+def _best(hits: list[_Hit]) -> _Hit | None:
+    return max(hits, key=lambda h: h.score, default=None)
 
 
 class RuleTier:
@@ -68,15 +83,15 @@ class RuleTier:
 
         folded = fold(text)
         note = " (after normalisation)" if folded.changed else ""
-        for rule, s, e in _first_hits(folded.text, rules):
-            start, end = folded.span(s, e, n)
-            out.findings.append(Finding(rule.kind, start, end, rule.score,
-                                        f"rule {rule.name}{note}"))
+        for hit in _first_hits(folded.text, rules):
+            start, end = folded.span(hit.start, hit.end, n)
+            out.findings.append(Finding(hit.rule.kind, start, end, hit.score,
+                                        f"{hit.label}{note}"))
 
         for ht in hidden:
             out.hidden.append(("tags", ht.text, ht.start, ht.end))
             view = fold(ht.text).text
-            best = max((r.score for r, _, _ in _first_hits(view, PAYLOAD_RULES)), default=0.0)
+            best = max((h.score for h in _first_hits(view, PAYLOAD_RULES)), default=0.0)
             if best:
                 out.findings.append(Finding(_INVISIBLE_KIND, ht.start, ht.end, max(best, 0.95),
                                             "instructions hidden in Unicode tag characters"))
@@ -86,11 +101,11 @@ class RuleTier:
             top = _best(_first_hits(fold(d.text).text, PAYLOAD_RULES))
             if top is not None:
                 out.findings.append(Finding(_ENCODED_KIND, d.start, d.end, top.score,
-                                            f"{d.how} payload: rule {top.name}"))
+                                            f"{d.how} payload: {top.label}"))
 
         for d in transformed_views(folded.text):
             top = _best(_first_hits(d.text, PAYLOAD_RULES))
             if top is not None:
                 out.findings.append(Finding(_ENCODED_KIND, 0, n, top.score,
-                                            f"{d.how} text: rule {top.name}"))
+                                            f"{d.how} text: {top.label}"))
         return out
