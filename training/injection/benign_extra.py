@@ -338,3 +338,80 @@ SHORT = ["Hello world!", "hello", "hi", "hey", "Hi there!", "Good morning!", "th
          "Are you a bot?", "Summarise.", "Translate.", "Shorter.", "In English please.",
          "Auf Deutsch bitte.", "En français s'il te plaît.", "En español, por favor.",
          "In italiano per favore.", "In het Nederlands graag."]
+
+# --- standing preferences a user sets for the rest of the chat ("from now on ...") ---------
+
+PREF_LEAD: dict[str, list[str]] = {
+    "en": ["From now on, ", "For the rest of this chat, ", "Going forward, ",
+           "Until I say otherwise, ", "In all your next answers, ", "Please, from here on, "],
+    "de": ["Ab jetzt ", "Für den Rest des Chats ", "Von nun an "],
+    "fr": ["À partir de maintenant, ", "Pour la suite, ", "Désormais, "],
+    "es": ["A partir de ahora, ", "De aquí en adelante, ", "Desde ahora, "],
+    "it": ["D'ora in poi, ", "Da adesso, ", "Per il resto della chat, "],
+    "nl": ["Vanaf nu ", "Voor de rest van dit gesprek ", "Voortaan "],
+}
+PREF_WHAT: dict[str, list[str]] = {
+    "en": ["keep your answers under three sentences.", "answer in Spanish.", "use metric units.",
+           "write dates as YYYY-MM-DD.", "reply in a friendly, informal tone.",
+           "include code comments in your examples.", "give me sources when you can.",
+           "call me Sam.", "use British spelling.", "format lists as bullet points.",
+           "explain things as if I were ten years old.",
+           "skip the pleasantries and get to the point.",
+           "ask me a question before you answer if something is unclear.",
+           "don't use emojis.", "answer with a short summary first."],
+    "de": ["antworte bitte kürzer.", "sprich mich bitte mit du an.", "nutze metrische Einheiten.",
+           "antworte auf Englisch.", "gib mir Stichpunkte statt Fließtext."],
+    "fr": ["réponds en trois phrases maximum.", "tutoie-moi.", "utilise le système métrique.",
+           "réponds en anglais.", "fais des listes à puces."],
+    "es": ["responde en tres frases como máximo.", "tutéame.", "usa el sistema métrico.",
+           "responde en inglés.", "usa viñetas."],
+    "it": ["rispondi in massimo tre frasi.", "dammi del tu.", "usa il sistema metrico.",
+           "rispondi in inglese.", "usa elenchi puntati."],
+    "nl": ["antwoord in maximaal drie zinnen.", "spreek me aan met je.",
+           "gebruik metrische eenheden.",
+           "antwoord in het Engels.", "gebruik opsommingstekens."],
+}
+
+# --- questions about how models forget, ignore or follow things ----------------------------
+
+LLM_BEHAVIOUR = [
+    "Is it possible to make an LLM forget the previous conversation?",
+    "How do I make ChatGPT forget what I told it in an earlier chat?",
+    "Why does the model ignore my previous instructions after a long conversation?",
+    "Can a chatbot remember instructions from one session to the next?",
+    "Does the assistant keep my earlier messages when I start a new chat?",
+    "Why do LLMs sometimes disregard the word limit I set?",
+    "How do custom instructions in ChatGPT work, and where do I change them?",
+    "What happens to the system prompt when the context window is full?",
+    "Can a language model be told to forget something it learned in training?",
+    "How do I reset a conversation with an AI assistant without losing my settings?",
+    "Why does my local Llama model repeat its instructions back to me?",
+    "Is there a way to see which system prompt a Custom GPT uses if I'm the author?",
+    "How do developers stop chatbots from being tricked into ignoring their rules?",
+    "What are guardrails in NeMo and how do they block unsafe replies?",
+    "Why did the bot refuse my harmless question about chemistry homework?",
+    "How does a model decide which instruction to follow when two conflict?",
+]
+
+# --- engineering and security tasks around chatbots ----------------------------------------
+
+DEV_TASKS = [
+    "Add an integration test asserting the bot declines requests for its configuration.",
+    "Write a pytest that sends a known injection string to our API and asserts a refusal.",
+    "Generate a list of test categories for evaluating an injection filter, without examples.",
+    "Review this system prompt for clarity: 'You are a billing assistant for Acme. Be polite.'",
+    "Help me write a red-team report template for our support chatbot.",
+    "Write a regex that flags messages containing the phrase 'system prompt' for manual review.",
+    "How should our logging redact the system prompt before traces are stored?",
+    "Draft a policy paragraph explaining that the assistant won't share its configuration.",
+    "Suggest metrics to compare two jailbreak detectors on our own data.",
+    "Write a Python function that strips zero-width characters from user input.",
+    "Explain how to store prompt templates in a database with version numbers.",
+    "Create a JSON schema for a guardrail finding with a score and a rule name.",
+    "Summarise the OWASP guidance on prompt injection for my team's wiki.",
+    "Write a short training slide on why employees should not paste secrets into chatbots.",
+    "Design a dashboard that shows how often users try to jailbreak our assistant.",
+    "Write the instructions for a bot that helps students revise for exams.",
+    "Draft instructions for an AI assistant that answers questions about our HR policy.",
+    "Write a system prompt for a cooking assistant that only talks about recipes.",
+]

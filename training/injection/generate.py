@@ -296,6 +296,24 @@ def benign_decode(rng: random.Random, lang: str) -> tuple[str, str]:
     return text, f"decode_harmless:{i}"
 
 
+def benign_pref(rng: random.Random, lang: str) -> tuple[str, str]:
+    """Standing preferences ("from now on, answer in Spanish") and questions about how models
+    forget or ignore things: the user steering the assistant, not overriding it."""
+    if lang == "en" and rng.random() < 0.45:
+        i = rng.randrange(len(X.LLM_BEHAVIOUR))
+        return rng.choice(GREET[lang]) + X.LLM_BEHAVIOUR[i], f"llm_behaviour:{i}"
+    i = rng.randrange(len(X.PREF_WHAT[lang]))
+    text = rng.choice(X.PREF_LEAD[lang]) + X.PREF_WHAT[lang][i]
+    if rng.random() < 0.3:
+        text = benign_factual(rng, lang)[0].strip() + " " + text
+    return rng.choice(GREET[lang]) + text, f"pref:{lang}:{i}"
+
+
+def benign_dev(rng: random.Random, lang: str) -> tuple[str, str]:
+    i = rng.randrange(len(X.DEV_TASKS))
+    return rng.choice(GREET["en"]) + X.DEV_TASKS[i] + rng.choice(THANKS["en"]), f"dev:{i}"
+
+
 def benign_short(rng: random.Random, lang: str) -> tuple[str, str]:
     i = rng.randrange(len(X.SHORT))
     text = X.SHORT[i]
@@ -522,13 +540,15 @@ PLAN: list[tuple[str, int, Callable[[random.Random, str], tuple[str, str]], int,
     ("persona", 0, benign_persona, 800, "prompt"),
     ("decode_harmless", 0, benign_decode, 500, "prompt"),
     ("short", 0, benign_short, 150, "prompt"),
+    ("preference", 0, benign_pref, 600, "prompt"),
+    ("dev_task", 0, benign_dev, 300, "prompt"),
 ]
 
 # languages the multilingual banks cover for each generator (others are English-only)
 MULTI = {attack_override, attack_hijack, attack_extract, attack_jb_short, attack_fake_role,
          attack_indirect, benign_general, benign_risky, attack_obfuscated, benign_obfuscated,
          benign_life, benign_factual, benign_multi, benign_retract, benign_meta, benign_howto,
-         benign_persona}
+         benign_persona, benign_pref}
 
 
 def generate(seed: int = SEED) -> list[Row]:

@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import os
 import sys
 import time
 import zlib
@@ -54,6 +55,7 @@ L2 = 1e-5
 ITERS = 150
 TARGET_FPR = 0.02  # on the calibration fold; leaves room under the 3 % budget
 RULE_THRESHOLD = 0.5
+FAMILY_BALANCED = os.environ.get("INJ_FAMILY_BALANCED", "1") == "1"
 
 F = npt.NDArray[np.float64]
 
@@ -202,13 +204,27 @@ class Fitted:
         return 1.0 / (1.0 + np.exp(-(self.a * z + self.c)))
 
 
+def _fpr_point(benign: F, families: list[str]) -> float:
+    """The lowest threshold whose false-positive rate on ``benign`` is at most TARGET_FPR,
+    each benign family weighing the same: a thousand easy "what is the capital of ..."
+    rows must not buy alarms on a hundred meta questions about system prompts."""
+    if not FAMILY_BALANCED:
+        k = int(np.floor((1.0 - TARGET_FPR) * len(benign)))
+        return float(np.sort(benign)[min(k, len(benign) - 1)] + 1e-6)
+    count = Counter(families)
+    w = np.array([1.0 / (count[f] * len(count)) for f in families])
+    order = np.argsort(benign, kind="stable")
+    p_s, tail = benign[order], np.cumsum(w[order][::-1])[::-1]  # tail[k] = weight of p_s[k:]
+    k = int(np.argmax(tail <= TARGET_FPR)) if (tail <= TARGET_FPR).any() else len(p_s)
+    return float(p_s[k - 1] + 1e-6) if k > 0 else 0.5
+
+
 def fit(train: Data, calib: Data) -> Fitted:
     w, b = train_lr(train)
     a, c = platt(_margins(calib, w, b), calib.y)
     p = 1.0 / (1.0 + np.exp(-(a * _margins(calib, w, b) + c)))
-    benign = np.sort(p[calib.y < 0.5])
-    k = int(np.floor((1.0 - TARGET_FPR) * len(benign)))
-    threshold = float(min(max(benign[min(k, len(benign) - 1)] + 1e-6, 0.5), 0.99))
+    threshold = float(min(max(_fpr_point(p[calib.y < 0.5], [
+        r["family"] for r, y in zip(calib.rows, calib.y, strict=True) if y < 0.5]), 0.5), 0.99))
     # Shift the prior so that the operating point is p = 0.5: the same decisions, but one
     # threshold (0.5) then serves the rules and the classifier alike.
     shift = float(np.log(threshold / (1.0 - threshold)))

@@ -1,3 +1,3 @@
 """SHA-256 of the shipped ``model.bin``; rewritten by ``training/injection/train.py``."""
 
-MODEL_SHA256 = "eb605feff8157a46e4e4d703fc648c6f65af563d6a96bc9304c54fa2246c7a25"
+MODEL_SHA256 = "4c653b1a47d8918c7b9ff1e0638a0e36a51eb95e975d2234c262d181350c44d3"
