@@ -121,8 +121,7 @@ class Store:
         self.migrations_applied = applied  # by this open (empty when already up to date)
         self.text_search = "scan"  # "fts5", "tsvector" or "scan" (LIKE / ILIKE)
         c, b = self._t.traces.c, self._t.bodies.c
-        # the link of a trace to its body: seq on SQLite, (id, ts) on Postgres
-        self._link = [c.id, c.ts] if self._pg else [c.seq]
+        # a trace's body: same seq on SQLite, same (id, ts) on Postgres
         self._on = and_(b.id == c.id, b.ts == c.ts) if self._pg else b.seq == c.seq
         self._full = [*(c[k] for k in TRACE_KEYS), *(b[k] for k in sorted(HEAVY_KEYS))]
         self._light = [c[k] for k in TRACE_KEYS]
