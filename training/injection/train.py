@@ -15,7 +15,9 @@ calibration fold of templates it did not train on, and only then looks at the te
 * ``injection_train.jsonl``: the shared data set, never used in training.
 
 The shipped model is trained on the generated corpus and ``injection_train.jsonl``, minus
-the calibration fold; its Platt scaling and operating threshold come from that fold.
+the calibration fold; its Platt scaling and operating threshold come from that fold. The
+threshold is the point where 2 % of the fold's benign rows score above it, with every benign
+family weighing the same (``--flat-threshold``: every row the same, the first version's way).
 """
 
 from __future__ import annotations
@@ -23,7 +25,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import os
 import sys
 import time
 import zlib
@@ -55,7 +56,6 @@ L2 = 1e-5
 ITERS = 150
 TARGET_FPR = 0.02  # on the calibration fold; leaves room under the 3 % budget
 RULE_THRESHOLD = 0.5
-FAMILY_BALANCED = os.environ.get("INJ_FAMILY_BALANCED", "1") == "1"
 
 F = npt.NDArray[np.float64]
 
@@ -204,11 +204,14 @@ class Fitted:
         return 1.0 / (1.0 + np.exp(-(self.a * z + self.c)))
 
 
+_CALIBRATION = {"family_balanced": True}  # --flat-threshold: every benign row weighs the same
+
+
 def _fpr_point(benign: F, families: list[str]) -> float:
     """The lowest threshold whose false-positive rate on ``benign`` is at most TARGET_FPR,
     each benign family weighing the same: a thousand easy "what is the capital of ..."
     rows must not buy alarms on a hundred meta questions about system prompts."""
-    if not FAMILY_BALANCED:
+    if not _CALIBRATION["family_balanced"]:
         k = int(np.floor((1.0 - TARGET_FPR) * len(benign)))
         return float(np.sort(benign)[min(k, len(benign) - 1)] + 1e-6)
     count = Counter(families)
@@ -274,7 +277,10 @@ def main() -> None:
     ap.add_argument("--eval-only", action="store_true")
     ap.add_argument("--no-eval", action="store_true")
     ap.add_argument("--families", action="store_true", help="also leave out each attack family")
+    ap.add_argument("--flat-threshold", action="store_true",
+                    help="pick the threshold on all benign calibration rows alike (the old way)")
     args = ap.parse_args()
+    _CALIBRATION["family_balanced"] = not args.flat_threshold
     t0 = time.time()
     rows = load_rows()
     data = build(rows)
@@ -330,6 +336,7 @@ def main() -> None:
     header = {
         "format": 1, "dim": DIM, "bias": m.b, "platt_a": m.a, "platt_b": m.c,
         "threshold": round(m.threshold, 4), "target_fpr_calibration": TARGET_FPR,
+        "family_balanced_fpr": _CALIBRATION["family_balanced"],
         "balanced_platt_threshold": round(m.unshifted_threshold, 4),
         "l2": L2, "iters": ITERS, "rows": int((~calib).sum()),
         "corpus_sha256": hashlib.sha256(CORPUS.read_bytes()).hexdigest(),

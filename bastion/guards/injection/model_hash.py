@@ -1,3 +1,3 @@
 """SHA-256 of the shipped ``model.bin``; rewritten by ``training/injection/train.py``."""
 
-MODEL_SHA256 = "4c653b1a47d8918c7b9ff1e0638a0e36a51eb95e975d2234c262d181350c44d3"
+MODEL_SHA256 = "18f69d5cebfaf32e1554bd7efc8be91bf798864f76aed0f0da2673bae931206b"
