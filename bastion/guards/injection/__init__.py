@@ -17,8 +17,9 @@ Findings: rule hits are ``INJECTION``, ``JAILBREAK``, ``INVISIBLE_TEXT`` or
 classifier adds one ``INJECTION`` finding over the text (or the window of a long text that
 scored highest). Its score is a probability calibrated (Platt) on templates it was not
 trained on, with the prior shifted so that 0.5 is the operating point: a false-positive
-rate of 2 % on that held-out benign data (:func:`recommended_threshold`, stored in the
-model file). Rules that are enough on their own score >= 0.5, weak signals below, so one
+rate of 2 % on that held-out benign data, averaged over its benign families so that easy
+rows cannot buy alarms on hard ones (:func:`recommended_threshold`, stored in the model
+file). Rules that are enough on their own score >= 0.5, weak signals below, so one
 policy threshold of 0.5 serves both tiers.
 
 Indirect mode: with ``ScanContext.source`` ``"document"`` or ``"tool"`` the rules addressed
