@@ -46,6 +46,16 @@ _SEGMENT_END = re.compile(r"[.!?。\n][\"')\]]*\s")
 _SEGMENT_MAX = 400
 
 
+def vault_session(ctx: RequestContext) -> str:
+    """The vault table a request's pseudonyms live in: its session's, within its
+    authenticated principal (a session id is the client's word: without the key in it,
+    anyone naming another's session could have its originals restored into their own
+    answers), else the request's own."""
+    if ctx.session:
+        return f"key:{ctx.key_id or '-'}/session:{ctx.session}"
+    return f"request:{ctx.trace_key}"
+
+
 class GuardBlocked(ClientError):
     status = 400
     default_code = "content_blocked"
@@ -96,7 +106,7 @@ class GuardStage:
 
     def _input(self, policy: Policy, ctx: RequestContext, body: dict[str, Any]
                ) -> tuple[dict[str, Any], list[Decision], Decision | None]:
-        session = ctx.session or f"request:{ctx.trace_key}"
+        session = vault_session(ctx)
         values = ctx.guard_values = ctx.guard_values or {}
         decisions: list[Decision] = []
         new_body = body

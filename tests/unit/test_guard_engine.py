@@ -182,3 +182,16 @@ def test_otel_attributes_carry_the_guard_verdict_not_the_findings() -> None:
     assert attrs["bastion.guard.policy"] == "standard"
     assert attrs["bastion.guard.action"] == "pseudonymize"
     assert attrs["bastion.guard.scanners"] == ["pii", "secrets"]
+
+
+def test_vault_sessions_are_scoped_by_the_authenticated_key() -> None:
+    from bastion.gateway.context import RequestContext
+    from bastion.guards.stage import vault_session
+
+    a = RequestContext("r1", "/v1/chat/completions", 1.0, session="s", key_id="k1")
+    b = RequestContext("r2", "/v1/chat/completions", 1.0, session="s", key_id="k2")
+    lone = RequestContext("r3", "/v1/chat/completions", 1.0)
+    assert vault_session(a) != vault_session(b)  # same session id, another key
+    assert vault_session(a) == vault_session(RequestContext("r4", "/x", 2.0, session="s",
+                                                            key_id="k1"))
+    assert vault_session(lone) == "request:r3"
