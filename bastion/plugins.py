@@ -27,31 +27,29 @@ def plugin_manager(load_entry_points: bool = True) -> pluggy.PluginManager:
     return pm
 
 
+def _registered(hook: Any) -> dict[str, Callable[..., Any]]:
+    """What the plugins register through one ``register_*`` hook, by name. pluggy calls
+    the most recently registered plugin first and its entry is kept, so an installed
+    plugin (entry points load after the built-ins) can replace a built-in by its name."""
+    found: dict[str, Callable[..., Any]] = {}
+
+    def register(name: str, value: Callable[..., Any]) -> None:
+        found.setdefault(name, value)
+
+    hook(register=register)
+    return found
+
+
 def backend_factories(pm: pluggy.PluginManager) -> dict[str, Callable[..., Any]]:
-    factories: dict[str, Callable[..., Any]] = {}
-
-    def register(kind: str, factory: Callable[..., Any]) -> None:
-        factories[kind] = factory
-
-    pm.hook.register_backends(register=register)
-    return factories
+    """Backend kind -> factory(model_spec)."""
+    return _registered(pm.hook.register_backends)
 
 
 def routing_strategies(pm: pluggy.PluginManager) -> dict[str, Callable[..., Any]]:
-    strategies: dict[str, Callable[..., Any]] = {}
-
-    def register(name: str, strategy: Callable[..., Any]) -> None:
-        strategies[name] = strategy
-
-    pm.hook.register_routing_strategies(register=register)
-    return strategies
+    """Strategy name -> strategy(deployments, state)."""
+    return _registered(pm.hook.register_routing_strategies)
 
 
 def scanner_factories(pm: pluggy.PluginManager) -> dict[str, Callable[..., Any]]:
-    factories: dict[str, Callable[..., Any]] = {}
-
-    def register(name: str, factory: Callable[..., Any]) -> None:
-        factories[name] = factory
-
-    pm.hook.register_scanners(register=register)
-    return factories
+    """Guard scanner name -> factory(options) (``bastion.guards.base``)."""
+    return _registered(pm.hook.register_scanners)

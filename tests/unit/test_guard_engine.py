@@ -195,3 +195,21 @@ def test_vault_sessions_are_scoped_by_the_authenticated_key() -> None:
     assert vault_session(a) == vault_session(RequestContext("r4", "/x", 2.0, session="s",
                                                             key_id="k1"))
     assert vault_session(lone) == "request:r3"
+
+
+def test_a_plugin_scanner_registers_like_the_built_ins_and_can_replace_one() -> None:
+    from bastion.hookspecs import hookimpl
+    from bastion.plugins import plugin_manager, scanner_factories
+
+    class Plugin:
+        @hookimpl
+        def register_scanners(self, register: Any) -> None:
+            register("words", Words)
+            register("secrets", Words)  # replaces the built-in of that name
+
+    pm = plugin_manager(load_entry_points=False)
+    builtin = scanner_factories(pm)["secrets"]
+    pm.register(Plugin())
+    factories = scanner_factories(pm)
+    assert factories["words"] is Words and factories["secrets"] is Words
+    assert builtin is not Words and "pii" in factories
