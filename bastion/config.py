@@ -364,8 +364,9 @@ class TracingSettings(_Strict):
         "spooled (what is left is stored at the next start)",
     )
     ingest_nice: int = Field(
-        10, ge=0, le=19, description="CPU niceness of the ingest process: on a saturated "
-        "machine serving requests comes first and the spool is stored when there is room",
+        19, ge=0, le=19, description="CPU niceness of the ingest process: on a saturated "
+        "machine serving requests comes first and the spool is stored when there is room "
+        "(the spool files wait on disk meanwhile)",
     )
     ingest_cpus: list[int] | None = Field(
         None, description="CPUs the ingest process (which builds and stores the traces) may "

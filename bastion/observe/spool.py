@@ -19,6 +19,8 @@ what is there when a process starts is ingested then.
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import logging
 import os
 import threading
@@ -114,6 +116,39 @@ def decode(line: bytes) -> RequestContext:
     return ctx
 
 
+_IOV_MAX = 1024  # buffers per writev(2) call (Linux's IOV_MAX)
+
+
+def _write_file(path: Path, lines: list[bytes]) -> None:
+    """The lines into a new file with writev: no joined copy (a joined 2 MB buffer is a
+    fresh mmap, and a page fault per 4 kB, every flush)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        for i in range(0, len(lines), _IOV_MAX):
+            chunk = lines[i : i + _IOV_MAX]
+            size = sum(map(len, chunk))
+            done = os.writev(fd, chunk)
+            if done < size:  # a short write: the rest the plain way
+                os.write(fd, b"".join(chunk)[done:])
+    finally:
+        os.close(fd)
+
+
+def keep_freed_memory(threshold: int = 64 << 20) -> bool:
+    """Asks glibc's malloc not to give freed heap back to the kernel below ``threshold``
+    bytes. The spool's lines (most over pymalloc's 512 bytes, so glibc's) are allocated
+    for a flush interval and freed together; with the default 128 kB trim threshold the
+    heap shrinks after every flush and grows again page fault by page fault (1.7 faults a
+    request measured at 20k requests/s). False where there is no glibc ``mallopt``."""
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return False
+    m_trim_threshold = -1
+    return bool(mallopt(m_trim_threshold, threshold))
+
+
 class Spool:
     """Encodes finished requests on the event loop; a thread writes them out in files."""
 
@@ -133,6 +168,7 @@ class Spool:
                                         daemon=True)
 
     def start(self) -> None:
+        keep_freed_memory()
         self._thread.start()
 
     def observe(self, ctx: RequestContext) -> None:
@@ -164,8 +200,7 @@ class Spool:
             name = f"{time.time_ns():020d}-{os.getpid()}-{self._seq:08d}"
             tmp = self.dir / f".{name}.tmp"
             try:
-                with tmp.open("wb") as fh:
-                    fh.write(b"".join(part))
+                _write_file(tmp, part)
                 tmp.rename(self.dir / f"{name}.jsonl")
             except OSError:  # disk full or gone: keep them in memory, try again later
                 log.exception("cannot write the trace spool in %s; retrying", self.dir)
