@@ -104,6 +104,10 @@ async def reload(gateway: Gateway, new: Settings, dry_run: bool = False) -> dict
             for m in new.models
         }
         make_router(new, trial, gateway)
+        if new.guards != gateway.settings.guards:  # every policy's scanners build
+            stage = await asyncio.to_thread(gateway.build_guards, new)
+            if stage is not None:
+                stage.close()
         return steps.describe(applied=False)
     try:
         for name in steps.added + steps.changed:
@@ -120,9 +124,16 @@ async def reload(gateway: Gateway, new: Settings, dry_run: bool = False) -> dict
     except ConfigError:
         await asyncio.gather(*(b.close() for b in fresh.values()), return_exceptions=True)
         raise
+    guards: Any = True  # unchanged: apply() keeps the running stage
+    if new.guards != gateway.settings.guards:
+        try:  # scanners load models (NER: about a second): off the event loop
+            guards = await asyncio.to_thread(gateway.build_guards, new)
+        except ConfigError:
+            await asyncio.gather(*(b.close() for b in fresh.values()), return_exceptions=True)
+            raise
     retired = [gateway.backends[n] for n in steps.removed + steps.changed]
     old_router = gateway.router
-    gateway.apply(new, backends, router)
+    gateway.apply(new, backends, router, guards)
     if retired:
         drained = asyncio.get_running_loop().create_task(
             _drain(old_router, retired, new.server.graceful_timeout)

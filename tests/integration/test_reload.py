@@ -196,3 +196,32 @@ def test_reload_cannot_drop_the_key_of_a_public_listener(tmp_path: Path, ups: li
     no_key = Settings(server=ServerSettings(), models=[])
     with pytest.raises(ConfigError, match=r"cannot remove server\.master_key"):
         asyncio.run(gateway.reload(no_key))
+
+
+def test_guard_policies_reload_and_a_bad_one_is_refused(live: Reloadable, ups: list[FakeUpstream]) -> None:
+    secret = "sk-proj-" + "Zk3Q9xR2vL7mN4pT8wY1bC6d"
+    base = config(up_model("a", ups[0], alias="chat"))
+
+    def sent(content: str) -> str:
+        status, _ = live.gw.request("POST", "/v1/chat/completions", {
+            "model": "chat", "messages": [{"role": "user", "content": content}]})
+        assert status == 200
+        return str(ups[0].requests[-1]["json"]["messages"][0]["content"])
+
+    assert sent(f"key {secret}") == f"key {secret}"  # no guards yet
+    bad = {**base, "guards": {"default": "p", "policies": {"p": {"input": [{"scanner": "nope"}]}}}}
+    live.write(bad)
+    status, body = live.reload(dry_run=True)
+    assert status == 400 and "no scanner 'nope'" in body["error"]["message"]
+    status, body = live.reload()
+    assert status == 400 and "no scanner 'nope'" in body["error"]["message"]
+    assert sent(f"key {secret}") == f"key {secret}"  # the old configuration serves on
+    good = {**base, "guards": {"default": "p", "policies": {"p": {"input": [
+        {"scanner": "secrets", "action": "redact"}]}}}}
+    live.write(good)
+    status, body = live.reload()
+    assert status == 200, body
+    assert sent(f"key {secret}") == "key [SECRET]"
+    live.write(base)
+    assert live.reload()[0] == 200
+    assert sent(f"key {secret}") == f"key {secret}"
