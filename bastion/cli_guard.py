@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from bastion.guards import evaluate
+from bastion.guards.latency import LatencyReport, LatencyStats
 
 
 @click.group()
@@ -286,13 +287,13 @@ def _misses_table(m: evaluate.SpanReport, rows: list[evaluate.Row], limit: int) 
     return table
 
 
-def _latency_table(lat: evaluate.LatencyReport) -> Table:
+def _latency_table(lat: LatencyReport) -> Table:
     table = Table(title="latency (ms)", header_style="bold", pad_edge=False)
     table.add_column("input", no_wrap=True)
     for col in ("n", "mean", "p50", "p95", "p99", "max"):
         table.add_column(col, justify="right", no_wrap=True)
 
-    def row(label: str, s: evaluate.LatencyStats) -> None:
+    def row(label: str, s: LatencyStats) -> None:
         table.add_row(label, str(s.n), *(_ms(v) for v in (s.mean_ms, s.p50_ms, s.p95_ms,
                                                           s.p99_ms, s.max_ms)))
 

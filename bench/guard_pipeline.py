@@ -5,7 +5,7 @@
         [--samples 20] [--repeat 3] [--set pii.ner_max_chars=1500 ...]
 
 Inputs of exact lengths are cut from the shared data (PII rows and benign prompts,
-concatenated: realistic text with names, numbers and some findings). Each input is
+joined by ``latency.length_inputs``: realistic text with names, numbers and findings). Each input is
 scanned ``--repeat`` times through ``GuardEngine.scan`` with the NER cache off (every scan
 cold, as a new message is), after one untimed warm-up scan of a different text. Prints
 p50/p95/p99 of the whole policy and of each rule (its own time, from the decisions and
@@ -32,6 +32,7 @@ sys.path.insert(0, str(ROOT))
 from bastion.config import GuardSettings  # noqa: E402
 from bastion.guards.base import ScanContext  # noqa: E402
 from bastion.guards.engine import STANDARD, GuardEngine  # noqa: E402
+from bastion.guards.latency import length_inputs, percentile  # noqa: E402
 from bastion.plugins import plugin_manager, scanner_factories  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data"
@@ -43,22 +44,6 @@ def texts() -> list[str]:
             if json.loads(line)["label"] == 0]
     random.Random(3).shuffle(out)
     return out
-
-
-def inputs(pool: list[str], length: int, n: int) -> list[str]:
-    rng = random.Random(length)
-    made = []
-    for _ in range(n):
-        parts: list[str] = []
-        while sum(len(p) + 1 for p in parts) < length:
-            parts.append(rng.choice(pool))
-        made.append(" ".join(parts)[:length])
-    return made
-
-
-def pct(values: list[float], q: float) -> float:
-    values = sorted(values)
-    return values[min(len(values) - 1, int(q * len(values)))]
 
 
 def main() -> int:
@@ -88,8 +73,8 @@ def main() -> int:
     print(f"policy {args.policy}: " + "; ".join(
         f"{r.name} {r.spec.action} {r.spec.options or ''}" for r in policy.input))
     for length in (int(v) for v in args.lengths.split(",")):
-        cases = inputs(pool, length, args.samples)
-        engine.scan(policy, "input", inputs(pool, length, 1)[0] + " warm", session="w")
+        cases = length_inputs(pool, length, args.samples)
+        engine.scan(policy, "input", length_inputs(pool[::-1], length, 1)[0], session="w")
         wall: list[float] = []
         cpu: list[float] = []
         per_rule: dict[str, list[float]] = {r.name + ":" + r.spec.action: [] for r in policy.input}
@@ -105,10 +90,11 @@ def main() -> int:
                 key = rule.name + ":" + rule.spec.action
                 per_rule[key].append((time.thread_time() - c0) * 1000)
         print(f"{length:>6} chars  wall p50 {statistics.median(wall):7.2f}  p95 "
-              f"{pct(wall, .95):7.2f}"
-              f"  p99 {pct(wall, .99):7.2f} ms | cpu p50 {statistics.median(cpu):7.2f}  p95 "
-              f"{pct(cpu, .95):7.2f} ms | per rule cpu p50/p95: " + ", ".join(
-                  f"{k} {statistics.median(v):.2f}/{pct(v, .95):.2f}" for k, v in per_rule.items()))
+              f"{percentile(wall, 95):7.2f}"
+              f"  p99 {percentile(wall, 99):7.2f} ms | cpu p50 {statistics.median(cpu):7.2f}  p95 "
+              f"{percentile(cpu, 95):7.2f} ms | per rule cpu p50/p95: " + ", ".join(
+                  f"{k} {statistics.median(v):.2f}/{percentile(v, 95):.2f}"
+                  for k, v in per_rule.items()))
     return 0
 
 

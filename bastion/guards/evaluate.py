@@ -52,6 +52,13 @@ from pathlib import Path
 from typing import Any, Literal
 
 from bastion.guards.base import Finding, ScanContext, Source, Stage
+from bastion.guards.latency import (
+    LENGTH_BUCKETS,
+    LatencyReport,
+    LatencyStats,
+    length_bucket,
+    length_inputs,
+)
 
 Schema = Literal["classification", "spans"]
 MatchRule = Literal["overlap", "exact"]
@@ -90,10 +97,6 @@ STRUCTURED_TYPES: frozenset[str] = frozenset({
     "DE_TAX_ID", "DE_ID_CARD", "FR_NIR", "ES_NIF", "ES_NIE", "IT_FISCAL_CODE", "NL_BSN",
     "UK_NINO", "UK_NHS",
 })
-
-LENGTH_BUCKETS: tuple[tuple[str, int | None], ...] = (
-    ("<=500", 500), ("<=4000", 4000), (">4000", None),
-)
 
 
 class DatasetError(ValueError):
@@ -652,60 +655,6 @@ def _kinds_at(preds: set[tuple[int, int, str]], start: int, end: int) -> str:
 # -- latency ----------------------------------------------------------------------------
 
 
-def percentile(values: Sequence[float], q: float) -> float:
-    """The q-th percentile (0..100), linear between closest ranks (numpy's default)."""
-    if not values:
-        raise ValueError("no values")
-    ordered = sorted(values)
-    pos = (len(ordered) - 1) * q / 100
-    lo = math.floor(pos)
-    hi = min(lo + 1, len(ordered) - 1)
-    return ordered[lo] + (ordered[hi] - ordered[lo]) * (pos - lo)
-
-
-@dataclass(frozen=True, slots=True)
-class LatencyStats:
-    n: int
-    mean_ms: float
-    p50_ms: float
-    p95_ms: float
-    p99_ms: float
-    max_ms: float
-
-    @classmethod
-    def of(cls, seconds: Sequence[float]) -> LatencyStats | None:
-        if not seconds:
-            return None
-        ms = [s * 1000 for s in seconds]
-        return cls(len(ms), sum(ms) / len(ms), percentile(ms, 50), percentile(ms, 95),
-                   percentile(ms, 99), max(ms))
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"n": self.n, "mean_ms": self.mean_ms, "p50_ms": self.p50_ms,
-                "p95_ms": self.p95_ms, "p99_ms": self.p99_ms, "max_ms": self.max_ms}
-
-
-def length_bucket(length: int) -> str:
-    for name, limit in LENGTH_BUCKETS:
-        if limit is None or length <= limit:
-            return name
-    raise AssertionError("unreachable")
-
-
-@dataclass(slots=True)
-class LatencyReport:
-    overall: LatencyStats | None
-    by_bucket: dict[str, LatencyStats]
-    by_length: dict[int, LatencyStats] = field(default_factory=dict)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "overall": self.overall.to_dict() if self.overall else None,
-            "by_bucket": {k: v.to_dict() for k, v in self.by_bucket.items()},
-            "by_length": {str(k): v.to_dict() for k, v in self.by_length.items()},
-        }
-
-
 def latency_report(runs: Sequence[RowRun]) -> LatencyReport:
     buckets: dict[str, list[float]] = {}
     for run in runs:
@@ -716,29 +665,6 @@ def latency_report(runs: Sequence[RowRun]) -> LatencyReport:
         if stats is not None:
             by_bucket[name] = stats
     return LatencyReport(LatencyStats.of([r.seconds for r in runs]), by_bucket)
-
-
-def length_inputs(texts: Sequence[str], length: int, samples: int) -> list[str]:
-    """``samples`` inputs of exactly ``length`` characters, each the dataset's texts joined
-    by newlines from a different starting row (cycling), cut at ``length``."""
-    if length <= 0:
-        raise ValueError("lengths must be positive")
-    pool = [t for t in texts if t]
-    if not pool:
-        raise ValueError("the dataset has no text to build inputs from")
-    count = min(samples, len(pool))
-    inputs = []
-    for k in range(count):
-        i = k * len(pool) // count
-        parts: list[str] = []
-        size = 0
-        while size - 1 < length:  # size counts a newline after each part
-            text = pool[i % len(pool)]
-            parts.append(text)
-            size += len(text) + 1
-            i += 1
-        inputs.append("\n".join(parts)[:length])
-    return inputs
 
 
 def time_lengths(detector: TimedDetector, rows: Sequence[Row], lengths: Sequence[int],

@@ -18,6 +18,7 @@ from click.testing import CliRunner
 from bastion import plugins
 from bastion.cli import main
 from bastion.guards import evaluate as ev
+from bastion.guards import latency as lat
 from bastion.guards.base import Finding, ScanContext
 from bastion.hookspecs import hookimpl
 
@@ -277,16 +278,16 @@ def test_run_rows_warms_up_and_names_the_failing_line() -> None:
 
 
 def test_percentiles_interpolate_like_numpy() -> None:
-    assert ev.percentile([1, 2, 3, 4], 50) == pytest.approx(2.5)
-    assert ev.percentile(list(range(1, 101)), 95) == pytest.approx(95.05)
-    assert ev.percentile([7], 99) == 7
-    stats = ev.LatencyStats.of([0.001, 0.002, 0.003])
+    assert lat.percentile([1, 2, 3, 4], 50) == pytest.approx(2.5)
+    assert lat.percentile(list(range(1, 101)), 95) == pytest.approx(95.05)
+    assert lat.percentile([7], 99) == 7
+    stats = lat.LatencyStats.of([0.001, 0.002, 0.003])
     assert stats is not None and stats.p50_ms == pytest.approx(2.0)
-    assert ev.LatencyStats.of([]) is None
+    assert lat.LatencyStats.of([]) is None
 
 
 def test_length_buckets() -> None:
-    assert [ev.length_bucket(n) for n in (0, 500, 501, 4000, 4001)] == [
+    assert [lat.length_bucket(n) for n in (0, 500, 501, 4000, 4001)] == [
         "<=500", "<=500", "<=4000", "<=4000", ">4000"]
     runs = [run("a" * 10, [], seconds=0.001), run("a" * 600, [], seconds=0.003),
             run("a" * 700, [], seconds=0.005)]
@@ -298,12 +299,12 @@ def test_length_buckets() -> None:
 
 def test_length_inputs_have_exact_lengths_and_differ() -> None:
     texts = ["alpha", "beta", "gamma", "delta"]
-    inputs = ev.length_inputs(texts, 23, samples=2)
+    inputs = lat.length_inputs(texts, 23, samples=2)
     assert [len(i) for i in inputs] == [23, 23]
     assert inputs[0].startswith("alpha\nbeta") and inputs[1].startswith("gamma\ndelta")
-    assert ev.length_inputs(texts, 3, samples=9) == ["alp", "bet", "gam", "del"]
+    assert lat.length_inputs(texts, 3, samples=9) == ["alp", "bet", "gam", "del"]
     with pytest.raises(ValueError, match="no text"):
-        ev.length_inputs(["", ""], 10, 1)
+        lat.length_inputs(["", ""], 10, 1)
 
 
 def test_time_lengths_warms_up_then_repeats() -> None:
