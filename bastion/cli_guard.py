@@ -342,15 +342,7 @@ def policy_detector(engine: Any, policy: Any, stage: str) -> evaluate.Detector:
     rules = policy.input if stage == "input" else policy.output
 
     def detect(text: str, ctx: Any) -> list[Finding]:
-        out: list[Finding] = []
-        for rule in rules:
-            spec = rule.spec
-            if stage == "input" and spec.sources is not None and ctx.source not in spec.sources:
-                continue
-            out.extend(f for f in rule.scanner.scan(text, ctx)
-                       if f.score >= spec.threshold
-                       and (rule.kinds is None or f.kind in rule.kinds))
-        return out
+        return [f for rule in rules for f in rule.findings(text, ctx)]
 
     return detect
 

@@ -76,6 +76,15 @@ class Rule:
     def name(self) -> str:
         return self.spec.scanner
 
+    def findings(self, text: str, ctx: ScanContext) -> list[Finding]:
+        """What this rule acts on in ``text``: the scanner's findings at or above the
+        threshold, of the rule's kinds; none for a source the rule does not cover."""
+        spec = self.spec
+        if spec.sources is not None and ctx.source not in spec.sources:
+            return []
+        return [f for f in self.scanner.scan(text, ctx)
+                if f.score >= spec.threshold and (self.kinds is None or f.kind in self.kinds)]
+
 
 @dataclass(slots=True)
 class Policy:
@@ -183,12 +192,8 @@ class GuardEngine:
         ctx = ScanContext(stage=stage, source=source, values=values or {})
         for rule in rules:
             spec = rule.spec
-            if spec.sources is not None and source not in spec.sources:
-                continue
             started = time.perf_counter()
-            findings = [f for f in rule.scanner.scan(out.text, ctx)
-                        if f.score >= spec.threshold
-                        and (rule.kinds is None or f.kind in rule.kinds)]
+            findings = rule.findings(out.text, ctx)
             if not findings:
                 continue
             action = spec.action
