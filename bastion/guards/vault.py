@@ -137,7 +137,11 @@ def restore(text: str, originals: dict[str, str]) -> str:
     them) replaced by its original value. Unknown look-alikes are left as they are."""
     if not originals or "_" not in text:
         return text
-    table = _lookup(originals)
+    return _restore(text, _lookup(originals))
+
+
+def _restore(text: str, table: dict[str, str]) -> str:
+    """:func:`restore` with the table already canonical (``KIND_N`` -> original)."""
 
     def sub(m: re.Match[str]) -> str:
         value = table.get(f"{m.group('kind').upper()}_{int(m.group('n'))}")
@@ -152,7 +156,7 @@ def restore(text: str, originals: dict[str, str]) -> str:
         assert closing is not None
         return value if closing.strip() == ">" else value + closing
 
-    return _PLACEHOLDER.sub(sub, text)
+    return _PLACEHOLDER.sub(sub, text) if "_" in text else text
 
 
 class StreamRestorer:
@@ -163,7 +167,8 @@ class StreamRestorer:
 
     def __init__(self, originals: dict[str, str]) -> None:
         self.originals = originals
-        self._names = sorted(_lookup(originals))  # KIND_N, upper case
+        self._table = _lookup(originals)  # once per stream, not per piece
+        self._names = sorted(self._table)  # KIND_N, upper case
         self._pending = ""
 
     def feed(self, piece: str) -> str:
@@ -180,8 +185,8 @@ class StreamRestorer:
             ):
                 cut = tail.start()
         ready, self._pending = text[:cut], text[cut:]
-        return restore(ready, self.originals)
+        return _restore(ready, self._table)
 
     def flush(self) -> str:
         rest, self._pending = self._pending, ""
-        return restore(rest, self.originals)
+        return _restore(rest, self._table) if self._table else rest
