@@ -92,7 +92,7 @@ class Gateway:
             from bastion.observe.otel import OtelExporter
 
             self.otel = OtelExporter(settings, lambda: self.settings)
-        self.apply(settings, backends, self.router)
+        self.apply(settings, backends, self.router, self.build_guards(settings))
         self.metrics = Metrics(settings, self)
         if settings.metrics.enabled:
             self.observers.append(self.metrics.observe)
@@ -133,16 +133,12 @@ class Gateway:
                               scanner, action))
 
     def apply(self, settings: Settings, backends: dict[str, Backend], router: Router,
-              guards: GuardStage | bool | None = True) -> None:
+              guards: GuardStage | None) -> None:
         """Switches to a configuration in one step (no await: no request sees half of it).
-        ``guards``: the stage built for ``settings`` (True: build it here if they changed)."""
-        previous = getattr(self, "settings", None)
-        if guards is True:
-            guards = self.guards if previous is not None and previous.guards == settings.guards \
-                else self.build_guards(settings)
+        ``guards``: the stage for ``settings`` (the running one when they did not change)."""
         if guards is not self.guards and self.guards is not None:
             self.guards.close()
-        self.guards = guards or None
+        self.guards = guards
         self.settings = settings
         self.backends = backends
         self.router = router

@@ -124,7 +124,7 @@ async def reload(gateway: Gateway, new: Settings, dry_run: bool = False) -> dict
     except ConfigError:
         await asyncio.gather(*(b.close() for b in fresh.values()), return_exceptions=True)
         raise
-    guards: Any = True  # unchanged: apply() keeps the running stage
+    guards = gateway.guards
     if new.guards != gateway.settings.guards:
         try:  # scanners load models (NER: about a second): off the event loop
             guards = await asyncio.to_thread(gateway.build_guards, new)
