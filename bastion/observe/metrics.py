@@ -527,6 +527,7 @@ class Metrics:
         self.pid = self.shared.pid if self.shared is not None else os.getpid()
         self.state = State(os.urandom(8).hex())
         self._rows = self.state.rows
+        self._settings = settings
         self._providers = {spec.name: spec.backend for spec in settings.models}
         self._prices = _token_prices(settings)
         self._guard = self.state.counters["bastion_guard_decisions_total"]
@@ -623,8 +624,11 @@ class Metrics:
             series.clear()
         if self.gateway is not None:
             self._sample_router(self.gateway.router)
-            self._providers = {s.name: s.backend for s in self.gateway.settings.models}
-            self._prices = _token_prices(self.gateway.settings)
+            settings = self.gateway.settings
+            if settings is not self._settings:  # a reload: new deployments, new prices
+                self._settings = settings
+                self._providers = {s.name: s.backend for s in settings.models}
+                self._prices = _token_prices(settings)
         proc = sample_process()
         me = (str(self.pid),)
         gauges["bastion_workers"][()] = 1
