@@ -365,17 +365,25 @@ def _assign_matches(text: str, lower: str) -> Iterable[re.Match[str]]:
     if len(lower) != len(text):  # lower-casing changed offsets (rare non-ASCII text)
         yield from _ASSIGN.finditer(text)
         return
+    yield from _anchored(_ASSIGN, text, lower, _ASSIGN_ROOTS)
+
+
+def _anchored(pattern: re.Pattern[str], text: str, lower: str,
+              needles: Iterable[str]) -> Iterable[re.Match[str]]:
+    """``pattern`` matched only where one of ``needles`` starts in ``lower`` (the text
+    lower-cased, same offsets), left to right, no two matches overlapping: a regex tried
+    at a handful of anchors instead of at every position."""
     starts: list[int] = []
-    for root in _ASSIGN_ROOTS:
-        i = lower.find(root)
+    for needle in needles:
+        i = lower.find(needle)
         while i >= 0:
             starts.append(i)
-            i = lower.find(root, i + 1)
+            i = lower.find(needle, i + 1)
     end = -1
     for i in sorted(starts):
         if i < end:
             continue
-        m = _ASSIGN.match(text, i)
+        m = pattern.match(text, i)
         if m is not None:
             end = m.end()
             yield m
@@ -698,21 +706,7 @@ def _rule_matches(rule: _Rule, text: str, lower: str,
     if not rule.anchored or len(lower) != len(text):
         yield from rule.pattern.finditer(text)
         return
-    starts: list[int] = []
-    for needle in rule.needles:
-        if needle in present:
-            i = lower.find(needle)
-            while i >= 0:
-                starts.append(i)
-                i = lower.find(needle, i + 1)
-    end = -1
-    for i in sorted(starts):
-        if i < end:
-            continue
-        m = rule.pattern.match(text, i)
-        if m is not None:
-            end = m.end()
-            yield m
+    yield from _anchored(rule.pattern, text, lower, (n for n in rule.needles if n in present))
 
 
 _NOT_SPAN = frozenset(" \t\r\n\"'`<>")
