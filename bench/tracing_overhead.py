@@ -81,6 +81,7 @@ def run_mode(mode: str, args: argparse.Namespace, env: dict[str, str], home: Pat
         n = max(r64["requests"], 1)
         out = {"p50_c1_ms": r1["p50_ms"], "p99_c1_ms": r1["p99_ms"], "rps_c64": r64["rps"],
                "cpu_us_per_req": 1e6 * (u1 - u0 + s1 - s0) / n,
+               "sys_us_per_req": 1e6 * (s1 - s0) / n,
                "ingest_cpu_us_per_req": 1e6 * (k1 - k0) / n,
                "requests": r0["requests"] + r1["requests"] + r64["requests"] + 1,
                "errors": r1["errors"] + r64["errors"]}
@@ -153,7 +154,9 @@ def main() -> int:
     print(f"latency c=1 p50: off {off_p50:.3f} ms, on {on_p50:.3f} ms, "
           f"added {on_p50 - off_p50:+.3f} ms")
     print(f"gateway cpu us/req c=64: off {med('off', 'cpu_us_per_req'):.1f}, "
-          f"on {med('on', 'cpu_us_per_req'):.1f}; ingest process, on: "
+          f"on {med('on', 'cpu_us_per_req'):.1f} (of which in the kernel: off "
+          f"{med('off', 'sys_us_per_req'):.1f}, on {med('on', 'sys_us_per_req'):.1f}); "
+          f"ingest process, on: "
           f"{med('on', 'ingest_cpu_us_per_req'):.1f} (while the load ran)")
     print(f"stop (SIGTERM until exit, the ingest storing its backlog): "
           f"{[round(r['stop_s'], 1) for r in runs['on']]} s")

@@ -1,0 +1,190 @@
+#!/usr/bin/env python3
+"""What tracing costs, measured side by side: two gateways share one core at the same time.
+
+    .venv/bin/python bench/tracing_side_by_side.py [--windows 9] [--duration 5]
+        [--parts tracing] [--content redacted] [--stream]
+
+Why: this machine's speed drifts by a quarter within minutes (other tenants), so a
+gateway measured after another one can look 10 % faster or slower for no reason of its
+own. Here both run at once, on the same CPU, so drift hits both alike:
+
+- one fake upstream (the shared harness's fake_upstream.py) and two ``bastion serve``
+  (``bench/bastion-bench.yaml``), ``off`` (tracing and metrics off) and ``on`` (--parts on,
+  tracing into SQLite in a temporary BASTION_HOME), both pinned to the last CPU; wrk and
+  the upstream run on the others;
+- each gateway is its own session, so the kernel's autogroup scheduling gives the two an
+  equal share of the core; ``on``'s ingest process is in ``on``'s session, so whatever
+  CPU it takes while the load runs comes out of ``on``'s share, as it would in production;
+- --windows times, two wrk runs (c=--conc each, one per gateway) for --duration seconds at
+  once; per window: each gateway's requests, and its CPU (with its children: the ingest).
+
+Reported, as medians over the windows: ``on/off`` throughput (requests answered in the
+same window; with both saturated and sharing the core fairly, the cost ratio), and
+``on/off`` CPU per request, gateway and ingest together. The core must be saturated for
+the throughput ratio to mean anything, so the summed CPU use of both is printed too. At
+the end both are stopped with SIGTERM and every answered ``on`` request must have its trace
+in the store.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import signal
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from cpu_per_request import HARNESS, ROOT, cpu_times, start, stop, wait_ok, wrk
+from tracing_overhead import children_cpu
+
+
+def gateway_env(mode: str, args: argparse.Namespace, env: dict[str, str],
+                home: Path) -> dict[str, str]:
+    env = dict(env, BASTION_HOME=str(home))
+    if mode == "off":
+        env.update(BASTION_TRACING__ENABLED="false", BASTION_METRICS__ENABLED="false")
+    else:
+        parts = set(args.parts.split(","))
+        env.update(BASTION_TRACING__ENABLED=str("tracing" in parts).lower(),
+                   BASTION_METRICS__ENABLED=str("metrics" in parts).lower(),
+                   BASTION_TRACING__CONTENT=args.content)
+    return env
+
+
+def cpu_of(pid: int) -> float:
+    user, system = cpu_times(pid)
+    return user + system + children_cpu(pid)
+
+
+def window(urls: dict[str, str], pids: dict[str, int], key: str, args: argparse.Namespace,
+           cpus_load: str | None) -> dict[str, dict[str, float]]:
+    """Both wrk runs at once; each gateway's requests and CPU seconds over the window."""
+    results: dict[str, dict[str, float]] = {}
+    before = {mode: cpu_of(pid) for mode, pid in pids.items()}
+    t0 = time.perf_counter()
+
+    def drive(mode: str) -> None:
+        results[mode] = wrk(urls[mode], key, args.conc, args.duration, args.stream, cpus_load)
+
+    threads = [threading.Thread(target=drive, args=(m,)) for m in urls]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    wall = time.perf_counter() - t0
+    out: dict[str, dict[str, float]] = {}
+    for mode, pid in pids.items():
+        r = results[mode]
+        cpu = cpu_of(pid) - before[mode]
+        out[mode] = {"requests": r["requests"], "errors": r["errors"], "rps": r["rps"],
+                     "cpu_s": cpu, "cpu_us_per_req": 1e6 * cpu / max(r["requests"], 1),
+                     "wall_s": wall}
+    return out
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--windows", type=int, default=9)
+    ap.add_argument("--duration", type=float, default=5)
+    ap.add_argument("--conc", type=int, default=64, help="connections per gateway")
+    ap.add_argument("--content", default="redacted", choices=["full", "redacted", "metadata"])
+    ap.add_argument("--stream", action="store_true")
+    ap.add_argument("--parts", default="tracing",
+                    help="what 'on' turns on: tracing, metrics or both (tracing,metrics)")
+    ap.add_argument("--port", type=int, default=15500, help="off; on is the next port")
+    ap.add_argument("--upstream-port", type=int, default=18500)
+    args = ap.parse_args()
+    if shutil.which("wrk") is None:
+        sys.exit("wrk not found (apt-get install wrk)")
+    ncpu = os.cpu_count() or 1
+    if ncpu < 2:
+        sys.exit("needs 2 CPUs: the gateways on one, wrk and the upstream on the other")
+    cpus_gw = str(ncpu - 1)
+    cpus_load = f"0-{ncpu - 2}" if ncpu > 2 else "0"
+    key = "sk-sbs-" + os.urandom(8).hex()
+    tmp = Path(tempfile.mkdtemp(prefix="bastion-sbs-"))
+    env = dict(os.environ, FAKE_PORT=str(args.upstream_port), FAKE_HOST="127.0.0.1",
+               UPSTREAM_BASE=f"http://127.0.0.1:{args.upstream_port}/v1",
+               BASTION_MASTER_KEY=key, PYTHONPATH=str(ROOT))
+    py = str(ROOT / ".venv/bin/python")
+    up = start([py, str(HARNESS / "fake_upstream.py")], env, cpus_load, tmp / "upstream.log")
+    gws: dict[str, subprocess.Popen[bytes]] = {}
+    urls: dict[str, str] = {}
+    windows: list[dict[str, dict[str, float]]] = []
+    answered = 0
+    traces = None
+    try:
+        for i, mode in enumerate(("off", "on")):
+            home = tmp / mode
+            home.mkdir()
+            port = args.port + i
+            gws[mode] = start([py, "-m", "bastion", "serve", "--config",
+                               str(ROOT / "bench/bastion-bench.yaml"), "--port", str(port)],
+                              gateway_env(mode, args, env, home), cpus_gw,
+                              home / "bastion.log")
+            urls[mode] = f"http://127.0.0.1:{port}/v1/chat/completions"
+        for url in urls.values():
+            wait_ok(url, key, timeout=120)
+        pids = {mode: p.pid for mode, p in gws.items()}
+        warm = window(urls, pids, key, argparse.Namespace(**{**vars(args), "duration": 2}),
+                      cpus_load)
+        answered = 1 + int(warm["on"]["requests"])  # the readiness probe, the warm-up
+        for w in range(args.windows):
+            result = window(urls, pids, key, args, cpus_load)
+            windows.append(result)
+            answered += int(result["on"]["requests"])
+            off, on = result["off"], result["on"]
+            print(f"window {w}: off {off['rps']:.0f} rps {off['cpu_us_per_req']:.1f} us/req, "
+                  f"on {on['rps']:.0f} rps {on['cpu_us_per_req']:.1f} us/req, "
+                  f"on/off rps {on['rps'] / off['rps']:.3f}, core used "
+                  f"{(off['cpu_s'] + on['cpu_s']) / off['wall_s']:.2f}", flush=True)
+    finally:
+        t_stop = time.perf_counter()
+        for p in gws.values():
+            if p.poll() is None:
+                os.killpg(p.pid, signal.SIGTERM)
+        for p in gws.values():
+            try:
+                p.wait(300)
+            except subprocess.TimeoutExpired:
+                stop(p)
+        stop_s = time.perf_counter() - t_stop
+        stop(up)
+    db = tmp / "on" / "bastion.db"
+    if db.exists() and "tracing" in args.parts:
+        with sqlite3.connect(db) as conn:
+            traces = conn.execute("select count(*) from traces where status = 200").fetchone()[0]
+
+    def med(key: str) -> float:
+        return statistics.median(w["on"][key] / w["off"][key] for w in windows)
+
+    rps, cpu = med("rps"), med("cpu_us_per_req")
+    used = statistics.median((w["off"]["cpu_s"] + w["on"]["cpu_s"]) / w["off"]["wall_s"]
+                             for w in windows)
+    print(f"\ntracing_side_by_side: {args.windows} windows x {args.duration:g} s, "
+          f"c={args.conc} each, on = {args.parts}, content={args.content}, "
+          f"stream={args.stream}; medians of the per-window ratios")
+    print(f"throughput on/off {rps:.3f} (cost {100 * (1 - rps):.1f} %); CPU per request "
+          f"on/off {cpu:.3f} (gateway + ingest); core used {used:.2f}")
+    print(f"off {statistics.median(w['off']['rps'] for w in windows):.0f} rps, "
+          f"on {statistics.median(w['on']['rps'] for w in windows):.0f} rps (medians)")
+    if traces is not None:
+        print(f"'on' answered {answered} requests; {traces} traces with status 200 stored "
+              f"({'none' if traces >= answered else answered - traces} lost); stop took "
+              f"{stop_s:.1f} s")
+    print(f"logs: {tmp}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
