@@ -12,11 +12,17 @@ own. Here both run at once, on the same CPU, so drift hits both alike:
   (``bench/bastion-bench.yaml``), ``off`` (tracing and metrics off) and ``on`` (--parts on,
   tracing into SQLite in a temporary BASTION_HOME), both pinned to the last CPU; wrk and
   the upstream run on the others;
-- each gateway is its own session, so the kernel's autogroup scheduling gives the two an
-  equal share of the core; ``on``'s ingest process is in ``on``'s session, so whatever
-  CPU it takes while the load runs comes out of ``on``'s share, as it would in production;
+- both gateways (and ``on``'s ingest process) are in this script's session, hence in one
+  scheduler autogroup, as a gateway and its ingest are in production: the two gateways
+  share the core task by task, and a SCHED_IDLE ingest yields to both (in a session of
+  its own, ``on`` would be a group of its own, and its idle ingest would take half the
+  core from ``off`` whenever ``on`` has nothing else to run);
 - --windows times, two wrk runs (c=--conc each, one per gateway) for --duration seconds at
   once; per window: each gateway's requests, and its CPU (with its children: the ingest).
+  Sharing the core, each process evicts the other's caches at every switch, which makes
+  cache-hungry work look dearer than it is alone; ``--alternate`` runs the two wrk runs of
+  a window one after the other instead, each gateway alone on the core (a few seconds
+  apart, so drift mostly cancels in the per-window ratio).
 
 Reported, as medians over the windows: ``on/off`` throughput (requests answered in the
 same window; with both saturated and sharing the core fairly, the cost ratio), and
@@ -75,11 +81,15 @@ def window(urls: dict[str, str], pids: dict[str, int], key: str, args: argparse.
     def drive(mode: str) -> None:
         results[mode] = wrk(urls[mode], key, args.conc, args.duration, args.stream, cpus_load)
 
-    threads = [threading.Thread(target=drive, args=(m,)) for m in urls]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    if args.alternate:  # one after the other, each alone on the core
+        for mode in urls:
+            drive(mode)
+    else:
+        threads = [threading.Thread(target=drive, args=(m,)) for m in urls]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
     wall = time.perf_counter() - t0
     out: dict[str, dict[str, float]] = {}
     for mode, pid in pids.items():
@@ -97,6 +107,9 @@ def main() -> int:
     ap.add_argument("--windows", type=int, default=9)
     ap.add_argument("--duration", type=float, default=5)
     ap.add_argument("--conc", type=int, default=64, help="connections per gateway")
+    ap.add_argument("--alternate", action="store_true",
+                    help="each window drives off, then on, alone on the core (no cache "
+                    "sharing between the two; drift between the halves is a few seconds)")
     ap.add_argument("--content", default="redacted", choices=["full", "redacted", "metadata"])
     ap.add_argument("--stream", action="store_true")
     ap.add_argument("--parts", default="tracing",
@@ -128,10 +141,12 @@ def main() -> int:
             home = tmp / mode
             home.mkdir()
             port = args.port + i
-            gws[mode] = start([py, "-m", "bastion", "serve", "--config",
-                               str(ROOT / "bench/bastion-bench.yaml"), "--port", str(port)],
-                              gateway_env(mode, args, env, home), cpus_gw,
-                              home / "bastion.log")
+            cmd = [py, "-m", "bastion", "serve", "--config",
+                   str(ROOT / "bench/bastion-bench.yaml"), "--port", str(port)]
+            gws[mode] = subprocess.Popen(  # a process group of its own, this session
+                ["taskset", "-c", cpus_gw, *cmd], env=gateway_env(mode, args, env, home),
+                stdout=(home / "bastion.log").open("wb"), stderr=subprocess.STDOUT,
+                process_group=0)
             urls[mode] = f"http://127.0.0.1:{port}/v1/chat/completions"
         for url in urls.values():
             wait_ok(url, key, timeout=120)
@@ -172,6 +187,7 @@ def main() -> int:
     used = statistics.median((w["off"]["cpu_s"] + w["on"]["cpu_s"]) / w["off"]["wall_s"]
                              for w in windows)
     print(f"\ntracing_side_by_side: {args.windows} windows x {args.duration:g} s, "
+          f"{'alternating' if args.alternate else 'at once'}, "
           f"c={args.conc} each, on = {args.parts}, content={args.content}, "
           f"stream={args.stream}; medians of the per-window ratios")
     print(f"throughput on/off {rps:.3f} (cost {100 * (1 - rps):.1f} %); CPU per request "

@@ -166,7 +166,7 @@ class Gateway:
     async def start(self) -> None:
         """Loads every backend (concurrently). Raises if any fails to load."""
         if self.tracing is not None and self.ingest is not None:
-            self.tracing.start()
+            self.tracing.start(asyncio.get_running_loop())
             self.ingest.start()
         await asyncio.gather(*(b.start() for b in self.backends.values()))
         self.started = True

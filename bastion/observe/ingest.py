@@ -210,16 +210,44 @@ class Ingest:
                 folder.rmdir()
 
     # ------------------------------------------------------------------ the loop
-    def run(self, draining: threading.Event, poll: float = 0.1) -> None:
-        """Ingests until ``draining`` is set, then once more, then returns."""
+    def run(self, draining: threading.Event, poll: float = 0.1,
+            on_drain: Callable[[], None] | None = None) -> None:
+        """Ingests until ``draining`` is set, then (after ``on_drain``) once more, then
+        returns."""
         while not draining.is_set():
             self.run_once()
             draining.wait(poll)
+        if on_drain is not None:
+            on_drain()
         self.run_once()
 
 
 def prices_from(spec: dict[str, list[float]]) -> PriceBook:
     return PriceBook({name: Price(*values) for name, values in spec.items()})
+
+
+def idle_priority(tid: int = 0) -> bool:
+    """Moves a thread (0: this one; threads started later inherit it) to SCHED_IDLE, where
+    it runs only when the CPU would otherwise idle. False where that is unavailable."""
+    if not hasattr(os, "SCHED_IDLE"):
+        return False
+    try:
+        os.sched_setscheduler(tid, os.SCHED_IDLE, os.sched_param(0))
+    except OSError as exc:
+        log.warning("cannot use SCHED_IDLE: %s", exc)
+        return False
+    return True
+
+
+def normal_priority(tid: int) -> None:
+    """Back from SCHED_IDLE to normal scheduling (its niceness kept), to drain when the
+    gateway has stopped serving; an unprivileged process may not be allowed to."""
+    if not hasattr(os, "SCHED_OTHER"):
+        return
+    try:
+        os.sched_setscheduler(tid, os.SCHED_OTHER, os.sched_param(0))
+    except OSError as exc:
+        log.info("draining at SCHED_IDLE (cannot leave it: %s)", exc)
 
 
 def _control(stream: Iterator[bytes], ingest: Ingest, draining: threading.Event) -> None:
@@ -257,6 +285,7 @@ def main() -> int:
     tracing = spec["tracing"]
     if tracing.get("ingest_nice"):
         os.nice(tracing["ingest_nice"])  # background work yields to serving requests
+    idle = bool(tracing.get("ingest_idle")) and idle_priority()
     if tracing.get("ingest_cpus"):
         try:
             os.sched_setaffinity(0, tracing["ingest_cpus"])
@@ -271,7 +300,9 @@ def main() -> int:
     draining = threading.Event()
     threading.Thread(target=_control, args=(iter(stdin.readline, b""), ingest, draining),
                      daemon=True).start()
-    ingest.run(draining, poll=min(tracing["flush_interval"], 0.5))
+    main_thread = threading.get_native_id()
+    ingest.run(draining, poll=min(tracing["flush_interval"], 0.5),
+               on_drain=(lambda: normal_priority(main_thread)) if idle else None)
     log.info("drained: %d traces written, %d rejected", ingest.written, ingest.rejected)
     return 0
 
