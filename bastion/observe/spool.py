@@ -4,11 +4,12 @@
 
     gateway process (request path)            ingest process (bastion.observe.ingest)
     ──────────────────────────────            ───────────────────────────────────────
-    observe(ctx) ─► encode: one JSON line     scans <spool>/<pid>/*.jsonl, oldest first
-      (bodies embedded as they were sent)       ─► decode ─► build records (parse, redact,
-    every flush_interval, a thread writes         price) ─► store.insert_traces(batch)
-      the lines to a new file, then renames     ─► delete the file once all of it is in
-      it into place: files are whole or absent  store down: files wait (they are the journal)
+    observe(ctx) ─► encode: one JSON line,    scans <spool>/<pid>/*.jsonl, oldest first
+      appended to a 64 kB chunk (bodies         ─► decode ─► build records (parse, redact,
+      embedded as they were sent)                 price) ─► store.insert_traces(batch)
+    every flush_interval, a thread writes       ─► delete the file once all of it is in
+      the chunks to a new file, then renames    store down: files wait (they are the journal)
+      it into place: files are whole or absent  (runs at SCHED_IDLE: only on idle CPU)
 
 Everything expensive about a trace (parsing bodies, redaction, pricing, SQL) happens in a
 separate process, so it costs the gateway's event loop almost nothing and survives a
