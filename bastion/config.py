@@ -370,8 +370,13 @@ class TracingSettings(_Strict):
     )
     ingest_idle: bool = Field(
         True, description="run the ingest process under Linux's SCHED_IDLE: it takes only "
-        "CPU time nothing else wants (a saturated gateway loses 0.7 % of its throughput to "
-        "it instead of 3 % at nice 19); at shutdown it drains at normal priority",
+        "CPU time nothing else wants (a saturated gateway lost 3-4 % of its throughput to it "
+        "at nice 19, under 1 % this way); normal priority once it falls behind "
+        "(`ingest_max_lag`) and to drain at shutdown",
+    )
+    ingest_max_lag: float = Field(
+        30.0, gt=0, description="with `ingest_idle`: seconds the oldest waiting spool file "
+        "may age before the ingest leaves SCHED_IDLE to catch up (it returns below half)",
     )
     ingest_cpus: list[int] | None = Field(
         None, description="CPUs the ingest process (which builds and stores the traces) may "

@@ -33,6 +33,7 @@ import orjson
 
 from bastion.observe.logs import TEXT_FORMAT, JsonFormatter
 from bastion.observe.pricing import Price, PriceBook
+from bastion.observe.priority import IdleUnlessBehind
 from bastion.observe.procs import pid_alive
 from bastion.observe.record import build_record
 from bastion.observe.spool import decode
@@ -60,9 +61,12 @@ class Ingest:
         batch_size: int = 500,
         retry_interval: float = 1.0,
         retention_days: float | None = None,
+        on_lag: Callable[[float], None] | None = None,
     ) -> None:
         """``owner``: the gateway's pid, whose folder this ingests. ``store``: opens the
-        store (retried until it works); ``unavailable``: the errors meaning "store down"."""
+        store (retried until it works); ``unavailable``: the errors meaning "store down";
+        ``on_lag``: told, before each file, how many seconds ago it was spooled (0 once
+        none is left)."""
         self.root = Path(spool_root)
         self.dir = self.root / str(owner)
         self.dir.mkdir(parents=True, exist_ok=True)
@@ -82,6 +86,7 @@ class Ingest:
         self.written = 0
         self.rejected = 0
         self.deleted = 0
+        self.on_lag = on_lag
 
     # ------------------------------------------------------------------ one pass
     def run_once(self) -> bool:
@@ -89,6 +94,8 @@ class Ingest:
         waits for the next pass)."""
         self._adopt_orphans()
         done = all(self._ingest_file(path) for path in sorted(self.dir.glob("*.jsonl")))
+        if done and self.on_lag is not None:
+            self.on_lag(0.0)
         if done and self.retention_days and time.monotonic() >= self._next_retention:
             self._retain()
         return done
@@ -106,6 +113,8 @@ class Ingest:
             self._down(exc)
 
     def _ingest_file(self, path: Path) -> bool:
+        if self.on_lag is not None:
+            self.on_lag(_age(path.name))
         try:
             data = path.read_bytes()
         except FileNotFoundError:
@@ -222,32 +231,14 @@ class Ingest:
         self.run_once()
 
 
+def _age(name: str) -> float:
+    """Seconds since a spool file was written (its name starts with time.time_ns())."""
+    stamp = name.partition("-")[0]
+    return max(0.0, time.time() - int(stamp) / 1e9) if stamp.isdigit() else 0.0
+
+
 def prices_from(spec: dict[str, list[float]]) -> PriceBook:
     return PriceBook({name: Price(*values) for name, values in spec.items()})
-
-
-def idle_priority(tid: int = 0) -> bool:
-    """Moves a thread (0: this one; threads started later inherit it) to SCHED_IDLE, where
-    it runs only when the CPU would otherwise idle. False where that is unavailable."""
-    if not hasattr(os, "SCHED_IDLE"):
-        return False
-    try:
-        os.sched_setscheduler(tid, os.SCHED_IDLE, os.sched_param(0))
-    except OSError as exc:
-        log.warning("cannot use SCHED_IDLE: %s", exc)
-        return False
-    return True
-
-
-def normal_priority(tid: int) -> None:
-    """Back from SCHED_IDLE to normal scheduling (its niceness kept), to drain when the
-    gateway has stopped serving; an unprivileged process may not be allowed to."""
-    if not hasattr(os, "SCHED_OTHER"):
-        return
-    try:
-        os.sched_setscheduler(tid, os.SCHED_OTHER, os.sched_param(0))
-    except OSError as exc:
-        log.info("draining at SCHED_IDLE (cannot leave it: %s)", exc)
 
 
 def _control(stream: Iterator[bytes], ingest: Ingest, draining: threading.Event) -> None:
@@ -285,7 +276,9 @@ def main() -> int:
     tracing = spec["tracing"]
     if tracing.get("ingest_nice"):
         os.nice(tracing["ingest_nice"])  # background work yields to serving requests
-    idle = bool(tracing.get("ingest_idle")) and idle_priority()
+    main_thread = threading.get_native_id()
+    priority = (IdleUnlessBehind(main_thread, tracing.get("ingest_max_lag") or 30.0)
+                if tracing.get("ingest_idle") else None)
     if tracing.get("ingest_cpus"):
         try:
             os.sched_setaffinity(0, tracing["ingest_cpus"])
@@ -296,13 +289,13 @@ def main() -> int:
         content=tracing["content"], content_by_tenant=tracing["content_by_tenant"],
         max_chars=tracing["max_body_chars"], prices=prices_from(spec["prices"]),
         batch_size=tracing["batch_size"], retention_days=tracing.get("retention_days"),
+        on_lag=priority.lag if priority is not None else None,
     )
     draining = threading.Event()
     threading.Thread(target=_control, args=(iter(stdin.readline, b""), ingest, draining),
                      daemon=True).start()
-    main_thread = threading.get_native_id()
     ingest.run(draining, poll=min(tracing["flush_interval"], 0.5),
-               on_drain=(lambda: normal_priority(main_thread)) if idle else None)
+               on_drain=priority.normal if priority is not None else None)
     log.info("drained: %d traces written, %d rejected", ingest.written, ingest.rejected)
     return 0
 

@@ -200,7 +200,7 @@ def test_ingest_priority_idle_then_normal_for_the_drain() -> None:
         pytest.skip("no SCHED_IDLE on this platform")
     code = (
         "import os\n"
-        "from bastion.observe.ingest import idle_priority, normal_priority\n"
+        "from bastion.observe.priority import idle_priority, normal_priority\n"
         "assert idle_priority()\n"
         "print(os.sched_getscheduler(0) == os.SCHED_IDLE)\n"
         "normal_priority(0)\n"
@@ -217,3 +217,51 @@ def test_keep_freed_memory_sets_both_thresholds() -> None:
     out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True,
                          text=True)
     assert out.stdout.strip() == "True"  # glibc here (Debian); False where no mallopt
+
+
+def test_idle_ingest_goes_normal_when_behind_and_back_once_caught_up(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from bastion.observe import priority
+
+    calls: list[str] = []
+    monkeypatch.setattr(priority, "idle_priority", lambda tid=0: calls.append("idle") or True)
+    monkeypatch.setattr(priority, "normal_priority",
+                        lambda tid=0: calls.append("normal") or True)
+    p = priority.IdleUnlessBehind(123, max_lag=30.0)
+    for age in (1.0, 29.0):  # keeping up: stays idle
+        p.lag(age)
+    assert calls == ["idle"] and p.idle
+    p.lag(31.0)  # behind: normal scheduling, and it stays there until well caught up
+    p.lag(20.0)
+    assert calls == ["idle", "normal"] and not p.idle
+    p.lag(14.0)
+    assert calls == ["idle", "normal", "idle"] and p.idle
+    p.normal()  # the drain: normal, and no going back
+    p.lag(0.0)
+    assert calls == ["idle", "normal", "idle", "normal"] and not p.idle
+
+
+def test_refused_normal_priority_is_not_asked_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    from bastion.observe import priority
+
+    calls: list[str] = []
+    monkeypatch.setattr(priority, "idle_priority", lambda tid=0: True)
+    monkeypatch.setattr(priority, "normal_priority",
+                        lambda tid=0: calls.append("normal") and False)
+    p = priority.IdleUnlessBehind(1, max_lag=5.0)
+    p.lag(10.0)
+    p.lag(60.0)
+    assert calls == ["normal"] and p.idle
+
+
+def test_ingest_reports_the_age_of_each_file_and_zero_when_done(tmp_path: Path) -> None:
+    import time as clock
+
+    ingest = make_ingest(tmp_path)
+    ages: list[float] = []
+    ingest.on_lag = ages.append
+    old = clock.time_ns() - 40 * 10**9
+    (ingest.dir / f"{old:020d}-x-1.jsonl").write_bytes(encode(ctx(1)))
+    (ingest.dir / f"{clock.time_ns():020d}-x-2.jsonl").write_bytes(encode(ctx(2)))
+    assert ingest.run_once()
+    assert len(ages) == 3 and 39 < ages[0] < 60 and 0 <= ages[1] < 5 and ages[2] == 0.0
