@@ -119,7 +119,8 @@ class Ingest:
             data = path.read_bytes()
         except FileNotFoundError:
             return True
-        records = [r for r in (self._record(line) for line in data.splitlines() if line) if r]
+        # lines end at \n only: a body embedded verbatim may hold a bare \r (JSON whitespace)
+        records = [r for r in (self._record(line) for line in data.split(b"\n") if line) if r]
         for start in range(0, len(records), self.batch_size):
             if not self._insert(records[start : start + self.batch_size]):
                 return False

@@ -62,16 +62,23 @@ def encode(ctx: RequestContext) -> bytes:
     argument as an integer, and the failed try raises and clears a TypeError, ~9x the
     time)."""
     c = ctx
-    spans = [(s.name, s.start, s.end, s.attrs) for s in c.spans] if c.spans else None
+    spans: Any = c.spans
+    if spans:
+        if len(spans) == 1:  # the common case, without a comprehension's function call
+            s = spans[0]
+            spans = ((s.name, s.start, s.end, s.attrs),)
+        else:
+            spans = [(s.name, s.start, s.end, s.attrs) for s in spans]
+    else:
+        spans = None
     chunks = b"".join(c.chunks).decode("utf-8", "replace") if c.chunks else None
     body: Any = c.body
-    if body is not None:
+    if body is not None:  # a bare \r may stay: the ingest splits lines at \n only
         raw = c.raw_body
-        body = _FRAGMENT(raw) if raw and 10 not in raw and 13 not in raw else _embed(raw, body)
+        body = _FRAGMENT(raw) if raw and 10 not in raw else _embed(raw, body)
     response: Any = c.response_body
     if response:
-        response = _FRAGMENT(response) if 10 not in response and 13 not in response else (
-            _embed(response, None))
+        response = _FRAGMENT(response) if 10 not in response else _embed(response, None)
     else:
         response = None
     claim = c.claim

@@ -55,6 +55,17 @@ def test_pretty_printed_bodies_stay_one_line() -> None:
     assert decode(line).body == c.body
 
 
+def test_a_bare_carriage_return_in_a_body_stays_in_its_line(tmp_path: Path) -> None:
+    c = ctx(4)
+    c.raw_body = b'{"model": "m",\r"messages": [{"role": "user", "content": "hi 4"}]}'
+    line = encode(c)
+    assert line.count(b"\n") == 1 and b"\r" in line  # embedded as sent
+    ingest = make_ingest(tmp_path)
+    (ingest.dir / "00000000000000000001-x-1.jsonl").write_bytes(line + encode(ctx(5)))
+    assert ingest.run_once()
+    assert stored_ids(tmp_path) == ["t0004", "t0005"] and ingest.rejected == 0
+
+
 def test_spool_writes_whole_files_and_skips_non_inference_calls(tmp_path: Path) -> None:
     line = len(encode(ctx(0)))
     # a chunk per line; at most three lines a file (a chunk longer than that: a file alone)
