@@ -51,8 +51,10 @@ def children_cpu(pid: int) -> float:
     return total
 
 
-def run_mode(mode: str, args: argparse.Namespace, env: dict[str, str], home: Path,
-             cpus_gw: str | None, cpus_load: str | None, key: str) -> dict[str, float]:
+def gateway_env(mode: str, args: argparse.Namespace, env: dict[str, str],
+                home: Path) -> dict[str, str]:
+    """The environment of an ``off`` or ``on`` gateway (``args``: parts, content and,
+    maybe, ingest_cpus)."""
     env = dict(env, BASTION_HOME=str(home))
     if mode == "off":
         env.update(BASTION_TRACING__ENABLED="false", BASTION_METRICS__ENABLED="false")
@@ -61,8 +63,14 @@ def run_mode(mode: str, args: argparse.Namespace, env: dict[str, str], home: Pat
         env.update(BASTION_TRACING__ENABLED=str("tracing" in parts).lower(),
                    BASTION_METRICS__ENABLED=str("metrics" in parts).lower(),
                    BASTION_TRACING__CONTENT=args.content)
-        if args.ingest_cpus:
+        if getattr(args, "ingest_cpus", ""):
             env["BASTION_TRACING__INGEST_CPUS"] = f"[{args.ingest_cpus}]"
+    return env
+
+
+def run_mode(mode: str, args: argparse.Namespace, env: dict[str, str], home: Path,
+             cpus_gw: str | None, cpus_load: str | None, key: str) -> dict[str, float]:
+    env = gateway_env(mode, args, env, home)
     py = str(ROOT / ".venv/bin/python")
     gw = start([py, "-m", "bastion", "serve", "--config", str(ROOT / "bench/bastion-bench.yaml"),
                 "--port", str(args.port)], env, cpus_gw, home / f"bastion-{mode}.log")

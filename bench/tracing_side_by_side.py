@@ -50,20 +50,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from cpu_per_request import HARNESS, ROOT, cpu_times, start, stop, wait_ok, wrk
-from tracing_overhead import children_cpu
-
-
-def gateway_env(mode: str, args: argparse.Namespace, env: dict[str, str],
-                home: Path) -> dict[str, str]:
-    env = dict(env, BASTION_HOME=str(home))
-    if mode == "off":
-        env.update(BASTION_TRACING__ENABLED="false", BASTION_METRICS__ENABLED="false")
-    else:
-        parts = set(args.parts.split(","))
-        env.update(BASTION_TRACING__ENABLED=str("tracing" in parts).lower(),
-                   BASTION_METRICS__ENABLED=str("metrics" in parts).lower(),
-                   BASTION_TRACING__CONTENT=args.content)
-    return env
+from tracing_overhead import children_cpu, gateway_env
 
 
 def cpu_of(pid: int) -> float:

@@ -21,25 +21,24 @@ log = logging.getLogger("bastion.ingest")
 
 def idle_priority(tid: int = 0) -> bool:
     """Moves a thread (0: this one; threads started later inherit it) to SCHED_IDLE.
-    False where that is unavailable."""
-    if not hasattr(os, "SCHED_IDLE"):
-        return False
-    try:
-        os.sched_setscheduler(tid, os.SCHED_IDLE, os.sched_param(0))
-    except OSError as exc:
-        log.warning("cannot use SCHED_IDLE: %s", exc)
-        return False
-    return True
+    False where that is unavailable or refused."""
+    return _policy(tid, "SCHED_IDLE", logging.WARNING, "cannot use SCHED_IDLE: %s")
 
 
 def normal_priority(tid: int = 0) -> bool:
     """Back from SCHED_IDLE to normal scheduling (niceness kept). False if refused."""
-    if not hasattr(os, "SCHED_OTHER"):
+    return _policy(tid, "SCHED_OTHER", logging.INFO,
+                   "staying at SCHED_IDLE (cannot leave it: %s)")
+
+
+def _policy(tid: int, name: str, level: int, refused: str) -> bool:
+    policy = getattr(os, name, None)
+    if policy is None:
         return False
     try:
-        os.sched_setscheduler(tid, os.SCHED_OTHER, os.sched_param(0))
+        os.sched_setscheduler(tid, policy, os.sched_param(0))
     except OSError as exc:
-        log.info("staying at SCHED_IDLE (cannot leave it: %s)", exc)
+        log.log(level, refused, exc)
         return False
     return True
 
