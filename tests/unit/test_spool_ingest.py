@@ -69,7 +69,7 @@ def test_a_bare_carriage_return_in_a_body_stays_in_its_line(tmp_path: Path) -> N
 def test_spool_writes_whole_files_and_skips_non_inference_calls(tmp_path: Path) -> None:
     line = len(encode(ctx(0)))
     # a chunk per line; at most three lines a file (a chunk longer than that: a file alone)
-    spool = Spool(tmp_path, chunk_bytes=1, file_bytes=3 * line)
+    spool = Spool(tmp_path, chunk_lines=1, file_bytes=3 * line)
     for i in range(7):
         spool.observe(ctx(i))
     spool.observe(RequestContext("h", "/health/ready", 1.0))
@@ -98,7 +98,7 @@ def stored_ids(tmp_path: Path) -> list[str]:
 
 
 def test_ingest_stores_every_trace_once_and_removes_the_files(tmp_path: Path) -> None:
-    spool = Spool(tmp_path / "spool", chunk_bytes=1)
+    spool = Spool(tmp_path / "spool", chunk_lines=1)
     for i in range(12):
         spool.observe(ctx(i))
     spool.flush()
