@@ -170,7 +170,7 @@ class Spool:
     side by side (bench/tracing_side_by_side.py), holding each line as its own object for
     a flush interval cost 1-2 % of throughput, cache misses and all. (Appending each line
     to a ``bytearray`` instead copied the chunk over and over as it grew, by 1/8 at a time:
-    +4.8k instructions a request, under callgrind.) Only the event loop's thread touches
+    +4.6k instructions a request, under callgrind.) Only the event loop's thread touches
     the lines of the current chunk; chunks go on a deque the writer thread takes from, and
     every ``flush_interval`` the writer asks the loop (with ``call_soon_threadsafe``) to
     hand over a partial one.
@@ -186,7 +186,7 @@ class Spool:
         self.file_bytes = file_bytes
         self._lines: list[bytes] = []  # the current chunk's lines: the loop's thread only
         self._chunks: deque[bytes] = deque()  # handed over, taken by the writer
-        self._pending = 0  # bytes in _chunks (approximate: updated without a lock)
+        self._pending = 0  # bytes in _chunks (changed under _handing)
         self._handing = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wake = threading.Event()
