@@ -36,7 +36,7 @@ from bastion.observe.pricing import Price, PriceBook
 from bastion.observe.priority import IdleUnlessBehind
 from bastion.observe.procs import pid_alive
 from bastion.observe.record import build_record
-from bastion.observe.spool import decode
+from bastion.observe.spool import decode, spooled_ago
 
 log = logging.getLogger("bastion.ingest")
 
@@ -114,7 +114,7 @@ class Ingest:
 
     def _ingest_file(self, path: Path) -> bool:
         if self.on_lag is not None:
-            self.on_lag(_age(path.name))
+            self.on_lag(spooled_ago(path.name))
         try:
             data = path.read_bytes()
         except FileNotFoundError:
@@ -232,12 +232,6 @@ class Ingest:
         self.run_once()
 
 
-def _age(name: str) -> float:
-    """Seconds since a spool file was written (its name starts with time.time_ns())."""
-    stamp = name.partition("-")[0]
-    return max(0.0, time.time() - int(stamp) / 1e9) if stamp.isdigit() else 0.0
-
-
 def prices_from(spec: dict[str, list[float]]) -> PriceBook:
     return PriceBook({name: Price(*values) for name, values in spec.items()})
 
@@ -278,7 +272,7 @@ def main() -> int:
     if tracing.get("ingest_nice"):
         os.nice(tracing["ingest_nice"])  # background work yields to serving requests
     main_thread = threading.get_native_id()
-    priority = (IdleUnlessBehind(main_thread, tracing.get("ingest_max_lag") or 30.0)
+    priority = (IdleUnlessBehind(main_thread, tracing["ingest_max_lag"])
                 if tracing.get("ingest_idle") else None)
     if tracing.get("ingest_cpus"):
         try:

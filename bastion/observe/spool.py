@@ -144,6 +144,18 @@ def _write_file(path: Path, chunks: list[bytes]) -> None:
         os.close(fd)
 
 
+def file_name(seq: int) -> str:
+    """A spool file's name (without ``.jsonl``): written-at nanoseconds first, so names
+    sort oldest first and :func:`spooled_ago` can read the age back without a stat."""
+    return f"{time.time_ns():020d}-{os.getpid()}-{seq:08d}"
+
+
+def spooled_ago(name: str) -> float:
+    """Seconds since the spool file ``name`` was written (0 for a name not of ours)."""
+    stamp = name.partition("-")[0]
+    return max(0.0, time.time() - int(stamp) / 1e9) if stamp.isdigit() else 0.0
+
+
 def keep_freed_memory(trim: int = 64 << 20, mmap: int = 32 << 20) -> bool:
     """Asks glibc's malloc not to give freed heap back to the kernel below ``trim`` bytes,
     and to serve blocks below ``mmap`` bytes from the heap. The spool's chunks are
@@ -264,7 +276,7 @@ class Spool:
                 part.append(queue.popleft())
                 size += len(part[-1])
             self._seq += 1
-            name = f"{time.time_ns():020d}-{os.getpid()}-{self._seq:08d}"
+            name = file_name(self._seq)
             tmp = self.dir / f".{name}.tmp"
             try:
                 _write_file(tmp, part)
