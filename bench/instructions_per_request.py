@@ -3,7 +3,7 @@
 with the machine's load (this machine has 2 noisy cores and no hardware counters).
 
     .venv/bin/python bench/instructions_per_request.py [--modes off,tracing,metrics,on]
-        [--seconds 20] [--conc 8] [--annotate]
+        [--seconds 20] [--conc 8] [--annotate] [--diff 25]
 
 Each mode starts ``bastion serve`` (bench/bastion-bench.yaml, the shared harness's fake
 upstream, as bench/tracing_overhead.py does) under ``valgrind --tool=callgrind
@@ -11,7 +11,9 @@ upstream, as bench/tracing_overhead.py does) under ``valgrind --tool=callgrind
 drives wrk at c=--conc for --seconds, turns it off and divides the instructions executed
 by the gateway process (every thread; not the ingest child, which valgrind does not
 follow) by the requests wrk completed. ``--annotate`` prints each mode's top functions
-(C level: the interpreter's own frames show up as _PyEval_EvalFrameDefault).
+(C level: the interpreter's own frames show up as _PyEval_EvalFrameDefault). ``--diff N``
+prints, for each mode but ``off``, the N functions whose instructions per request
+(exclusive) grew or shrank the most against ``off``: where a mode's cost goes.
 """
 
 from __future__ import annotations
@@ -81,6 +83,39 @@ def run(mode: str, args: argparse.Namespace, env: dict[str, str], tmp: Path,
     return total / n, n, best
 
 
+_FN_LINE = re.compile(r"^\s*([\d,]+)\s+(?:\([\d.\s]+%\)\s+)?(\S.*?)\s*$")
+
+
+def per_function(dump: Path, n: int) -> dict[str, float]:
+    """Exclusive instructions per request of every function in a callgrind dump."""
+    ann = subprocess.run(["callgrind_annotate", "--threshold=100", "--inclusive=no",
+                          "--auto=no", str(dump)], capture_output=True, text=True, check=True)
+    out: dict[str, float] = {}
+    started = False
+    for line in ann.stdout.splitlines():
+        if not started:
+            started = line.lstrip().startswith("Ir") and "file:function" in line
+            continue
+        if not line.strip() and out:  # the function table ends
+            break
+        m = _FN_LINE.match(line)
+        if m and ":" in m.group(2):
+            name = m.group(2).split(" [", 1)[0]
+            out[name] = out.get(name, 0.0) + int(m.group(1).replace(",", "")) / n
+    return out
+
+
+def print_diff(mode: str, base: dict[str, float], other: dict[str, float], top: int) -> None:
+    names = set(base) | set(other)
+    deltas = sorted(((other.get(k, 0.0) - base.get(k, 0.0), k) for k in names),
+                    key=lambda d: -abs(d[0]))
+    print(f"-- {mode} vs off: instructions per request by function (exclusive)")
+    for delta, name in deltas[:top]:
+        print(f"  {delta:+10,.0f}  {base.get(name, 0.0):10,.0f} -> {other.get(name, 0.0):10,.0f}"
+              f"  {name[-90:]}")
+    print(f"  {sum(d for d, _ in deltas):+10,.0f}  in all")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -89,6 +124,7 @@ def main() -> int:
     ap.add_argument("--conc", type=int, default=8)
     ap.add_argument("--content", default="redacted")
     ap.add_argument("--annotate", action="store_true")
+    ap.add_argument("--diff", type=int, default=0, metavar="N")
     ap.add_argument("--port", type=int, default=15400)
     ap.add_argument("--upstream-port", type=int, default=18400)
     args = ap.parse_args()
@@ -103,10 +139,13 @@ def main() -> int:
     up = start([str(ROOT / ".venv/bin/python"), str(HARNESS / "fake_upstream.py")], env, None,
                tmp / "upstream.log")
     results: dict[str, float] = {}
+    functions: dict[str, dict[str, float]] = {}
     try:
         for mode in args.modes.split(","):
             per, n, dump = run(mode, args, env, tmp, key)
             results[mode] = per
+            if args.diff:
+                functions[mode] = per_function(dump, n)
             print(f"{mode:<8} {per:12,.0f} instructions/request over {n} requests  ({dump})",
                   flush=True)
             if args.annotate:
@@ -119,6 +158,10 @@ def main() -> int:
     if base:
         for mode, per in results.items():
             print(f"{mode:<8} {per / base:6.3f}x of off  ({per - base:+,.0f} instructions)")
+    if "off" in functions:
+        for mode, funcs in functions.items():
+            if mode != "off":
+                print_diff(mode, functions["off"], funcs, args.diff)
     return 0
 
 

@@ -14,7 +14,7 @@ import pytest
 
 from bastion.gateway.context import RequestContext, Span
 from bastion.observe.ingest import Ingest
-from bastion.observe.spool import Spool, decode, encode
+from bastion.observe.spool import Spool, c_lines, decode, encode
 from bastion.routing.fairqueue import Claim
 from bastion.store import Store, StoreUnavailable, open_store
 
@@ -66,10 +66,24 @@ def test_a_bare_carriage_return_in_a_body_stays_in_its_line(tmp_path: Path) -> N
     assert stored_ids(tmp_path) == ["t0004", "t0005"] and ingest.rejected == 0
 
 
-def test_spool_writes_whole_files_and_skips_non_inference_calls(tmp_path: Path) -> None:
-    line = len(encode(ctx(0)))
+def encoded(c: RequestContext, fast: bool) -> bytes:
+    """c's line as the C encoder (fast) or Python's writes it."""
+    if not fast:
+        return encode(c)
+    lines = c_lines()
+    if lines is None:
+        pytest.skip("the C encoder is not built (python setup.py build_ext --inplace)")
+    assert lines.add(c) == 1
+    return bytes(lines.take())
+
+
+@pytest.mark.parametrize("fast", [True, False], ids=["c", "python"])
+def test_spool_writes_whole_files_and_skips_non_inference_calls(
+    tmp_path: Path, fast: bool
+) -> None:
+    line = max(len(encoded(ctx(i), fast)) for i in range(7))
     # a chunk per line; at most three lines a file (a chunk longer than that: a file alone)
-    spool = Spool(tmp_path, chunk_lines=1, file_bytes=3 * line)
+    spool = Spool(tmp_path, chunk_lines=1, file_bytes=3 * line, fast=fast)
     for i in range(7):
         spool.observe(ctx(i))
     spool.observe(RequestContext("h", "/health/ready", 1.0))
