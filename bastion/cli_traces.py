@@ -14,6 +14,7 @@ from urllib.parse import quote, urlencode
 import click
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 _FILTERS = ("model", "deployment", "key_id", "team", "user", "session", "status", "q",
             "since", "until", "min_latency_ms", "max_latency_ms", "guard")
@@ -54,25 +55,38 @@ def _num(value: Any, fmt: str = "{:.1f}") -> str:
     return "-" if value is None else fmt.format(value)
 
 
-def _table(rows: list[dict[str, Any]]) -> Table:
-    table = Table(show_lines=False, header_style="bold", pad_edge=False)
-    table.add_column("time", no_wrap=True)
-    table.add_column("id", no_wrap=True)
-    table.add_column("model", no_wrap=True)
-    table.add_column("status", no_wrap=True)
-    table.add_column("ms", justify="right", no_wrap=True)
-    table.add_column("tokens", justify="right", no_wrap=True)
-    table.add_column("cost $", justify="right", no_wrap=True)
-    table.add_column("preview", overflow="ellipsis", no_wrap=True, ratio=1)
+def _table(rows: list[dict[str, Any]], width: int = 200) -> Table:
+    """The traces as a table for a ``width``-column console: every column but the preview
+    as wide as its widest cell, the preview cut to what is left (rich would squeeze every
+    column to fit a long preview, down to nothing)."""
+    cells = []
     for r in rows:
         code = r.get("status") or 0
         status = f"[red]{code}[/]" if code >= 400 else str(code)
         tokens = f"{_num(r.get('input_tokens'), '{}')}/{_num(r.get('output_tokens'), '{}')}"
-        table.add_row(
+        cells.append((
             time.strftime("%H:%M:%S", time.localtime(r.get("ts") or 0)), r.get("id", ""),
             r.get("model") or "-", status, _num(r.get("latency_ms")), tokens,
             _num(r.get("cost"), "{:.6f}"), str(r.get("preview") or r.get("error") or ""),
-        )
+        ))
+    columns = [("time", "left"), ("id", "left"), ("model", "left"), ("status", "left"),
+               ("ms", "right"), ("tokens", "right"), ("cost $", "right")]
+    widest = [max([len(name), *(len(Text.from_markup(c[i]).plain) for c in cells)])
+              for i, (name, _) in enumerate(columns)]
+    keep = list(range(len(columns)))
+    # each column takes its width, its padding and a rule; the preview wants 16 at least
+    while len(keep) > 4 and width - sum(widest[i] + 3 for i in keep) - 2 < 16:
+        keep.pop()  # too narrow: cost, then tokens, then ms go
+    room = max(10, width - sum(widest[i] + 3 for i in keep) - 2)
+    table = Table(show_lines=False, header_style="bold", pad_edge=False)
+    for i in keep:
+        name, justify = columns[i]
+        table.add_column(name, justify=justify, no_wrap=True,  # type: ignore[arg-type]
+                         min_width=widest[i])
+    table.add_column("preview", no_wrap=True)
+    for *fixed, preview in cells:
+        cut = preview if len(preview) <= room else preview[: room - 1] + "…"
+        table.add_row(*(fixed[i] for i in keep), Text(cut))
     return table
 
 
@@ -105,7 +119,8 @@ def register(main: click.Group) -> None:
             for row in page["data"]:
                 click.echo(json.dumps(row))
             return
-        Console().print(_table(page["data"]))
+        console = Console()
+        console.print(_table(page["data"], console.width))
         if page.get("next_cursor"):
             click.echo(f"more: --cursor {page['next_cursor']}", err=True)
 
@@ -191,7 +206,7 @@ def register(main: click.Group) -> None:
                 if count is not None:
                     fresh = fresh[: count - shown]
                 if fresh:
-                    console.print(_table(fresh))
+                    console.print(_table(fresh, console.width))
                     shown += len(fresh)
                     seen.update(r["id"] for r in fresh)
                     since = max(since, min(r["ts"] for r in fresh) - 5)

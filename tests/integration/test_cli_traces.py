@@ -100,3 +100,28 @@ def test_reprice_recomputes_cost_with_the_current_price_table(tmp_path: Path) ->
         assert other is not None and other["cost"] is None
     finally:
         store.close()
+
+
+def test_the_table_cuts_the_preview_not_the_columns() -> None:
+    from rich.console import Console
+
+    from bastion.cli_traces import _table
+
+    rows = [{"ts": 1_800_000_000, "id": "fb267e18764a00000005", "model": "smollm2",
+             "status": 503, "latency_ms": 254.4, "input_tokens": 34, "output_tokens": 16,
+             "cost": 0.000123, "preview": "x" * 500}]
+    for width, shown in ((80, ("time", "id", "model", "status", "ms")),
+                         (200, ("time", "id", "model", "status", "ms", "tokens", "cost $"))):
+        console = Console(width=width, record=True, color_system=None)
+        console.print(_table(rows, width))
+        lines = console.export_text().splitlines()
+        assert all(len(line) <= width for line in lines), width
+        header = lines[1]
+        for name in (*shown, "preview"):
+            assert f" {name} " in header or f"{name} " in header, (width, name, header)
+        body = lines[3]
+        assert "fb267e18764a00000005" in body and "503" in body and "254.4" in body
+        assert "…" in body, "the preview is what gets cut"
+    narrow = Console(width=80, record=True, color_system=None)
+    narrow.print(_table(rows, 80))
+    assert "cost $" not in narrow.export_text()  # dropped first when there is no room
