@@ -16,9 +16,10 @@
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
-#include <structmember.h>
 #include <math.h>
 #include <string.h>
+
+#include "_slots.h"
 
 #define MAX_DEPTH 32
 #define MAX_FIELDS 64
@@ -355,10 +356,6 @@ static int put_value(Lines *self, PyObject *obj, int depth, int fixed) {
 
 /* ------------------------------------------------------------------ the line */
 
-static inline PyObject *slot(PyObject *obj, Py_ssize_t offset) {
-    return *(PyObject **)((char *)obj + offset);
-}
-
 /* A body already encoded as JSON, embedded as it is when it is on one line. */
 static int put_raw(Lines *self, PyObject *raw) {
     const char *s = PyBytes_AS_STRING(raw);
@@ -564,23 +561,6 @@ static PyObject *Lines_take(Lines *self, PyObject *Py_UNUSED(ignored)) {
 }
 
 static Py_ssize_t Lines_length(Lines *self) { return self->count; }
-
-/* The offset of slot ``name`` of ``type`` (a __slots__ member: an object reference). */
-static int member_offset(PyTypeObject *type, const char *name, Py_ssize_t *offset) {
-    PyObject *descr = PyObject_GetAttrString((PyObject *)type, name);
-    if (descr == NULL)
-        return -1;
-    int ok = PyObject_TypeCheck(descr, &PyMemberDescr_Type);
-    PyMemberDef *member = ok ? ((PyMemberDescrObject *)descr)->d_member : NULL;
-    Py_DECREF(descr);  /* the type keeps it */
-    if (member == NULL || member->type != T_OBJECT_EX || (member->flags & READONLY)) {
-        PyErr_Format(PyExc_TypeError, "%s.%s is not a writable object slot", type->tp_name,
-                     name);
-        return -1;
-    }
-    *offset = member->offset;
-    return 0;
-}
 
 static int offsets(PyTypeObject *type, PyObject *names, Py_ssize_t *out, Py_ssize_t max,
                    Py_ssize_t *count) {

@@ -56,8 +56,15 @@ from bastion.observe.procs import pid_alive
 from bastion.observe.resources import Gpus, sample_process
 from bastion.server.types import Request, Response
 
+_CRows: type[Rows] | None
+try:  # the observer in C (setup.py builds it; optional)
+    from bastion.observe._rowsc import Rows as _CRows
+except ImportError:  # pragma: no cover - where it did not compile
+    _CRows = None
+
 if TYPE_CHECKING:
     from bastion.config import Settings
+    from bastion.observe._rowsc import Rows
     from bastion.gateway.context import RequestContext
     from bastion.routing.router import Router
 
@@ -519,6 +526,7 @@ class Metrics:
         gateway: GatewayView | None = None,
         shared: SharedDir | None = None,
         gpus: Gpus | None = None,
+        fast: bool = True,
     ) -> None:
         self.enabled = settings.metrics.enabled
         self.gateway = gateway
@@ -534,11 +542,30 @@ class Metrics:
         self._cache = self.state.counters["bastion_cache_requests_total"]
         self._task: asyncio.Task[None] | None = None
         self.seq = 0  # of the latest snapshot
+        # the observer in C where it is built (Python's below stays its fallback)
+        self._fast = self._c_rows() if fast else None
+        if self._fast is not None:
+            self.observe = self._fast.observe  # type: ignore[method-assign]
+        elif fast and self.enabled:
+            log.info("metrics: Python's observer (the C one is not built)")
+
+    def _c_rows(self) -> Rows | None:
+        if _CRows is None:
+            return None
+        from bastion.gateway.context import RequestContext
+
+        sections = ((_DUR, DURATION_BUCKETS), (_OVH, OVERHEAD_BUCKETS), (_TIN, TOKEN_BUCKETS),
+                    (_TOUT, TOKEN_BUCKETS), (_TTFT, TTFT_BUCKETS), (_TPOT, TPOT_BUCKETS))
+        return _CRows(RequestContext, self._rows, _OPERATIONS, _ERROR_TYPES, _STATUS,
+                      self._providers, self._prices, (_REQUESTS, _RETRIES, _COST, _CACHED),
+                      sections, ROW_SIZE, self.observe)
 
     # ------------------------------------------------------------------ hot path
     def observe(self, ctx: RequestContext) -> None:
         """Adds one finished request to its row (see the module docstring). Written for
-        the interpreter: locals over attributes, no method calls but ``bisect``."""
+        the interpreter: locals over attributes, no method calls but ``bisect``. Where
+        the C observer is built, an instance's ``observe`` is its (``_rowsc.c``: the same
+        updates in the same order; this one is its fallback for what it cannot read)."""
         operation = ctx.operation or _OPERATIONS.get(ctx.endpoint)
         if operation is None:
             return  # health, admin, /metrics: not a GenAI operation
@@ -629,6 +656,8 @@ class Metrics:
                 self._settings = settings
                 self._providers = {s.name: s.backend for s in settings.models}
                 self._prices = _token_prices(settings)
+                if self._fast is not None:
+                    self._fast.providers, self._fast.prices = self._providers, self._prices
         proc = sample_process()
         me = (str(self.pid),)
         gauges["bastion_workers"][()] = 1
