@@ -64,8 +64,8 @@ except ImportError:  # pragma: no cover - where it did not compile
 
 if TYPE_CHECKING:
     from bastion.config import Settings
-    from bastion.observe._rowsc import Rows
     from bastion.gateway.context import RequestContext
+    from bastion.observe._rowsc import Rows
     from bastion.routing.router import Router
 
 log = logging.getLogger("bastion.metrics")
