@@ -56,7 +56,7 @@ from bastion.observe.procs import pid_alive
 from bastion.observe.resources import Gpus, sample_process
 from bastion.server.types import Request, Response
 
-_CRows: type[Rows] | None
+_CRows: type[RowsObserver] | None
 try:  # the observer in C (setup.py builds it; optional)
     from bastion.observe._rowsc import Rows as _CRows
 except ImportError:  # pragma: no cover - where it did not compile
@@ -65,7 +65,7 @@ except ImportError:  # pragma: no cover - where it did not compile
 if TYPE_CHECKING:
     from bastion.config import Settings
     from bastion.gateway.context import RequestContext
-    from bastion.observe._rowsc import Rows
+    from bastion.observe._rowsc import Rows as RowsObserver
     from bastion.routing.router import Router
 
 log = logging.getLogger("bastion.metrics")
@@ -549,7 +549,7 @@ class Metrics:
         elif fast and self.enabled:
             log.info("metrics: Python's observer (the C one is not built)")
 
-    def _c_rows(self) -> Rows | None:
+    def _c_rows(self) -> RowsObserver | None:
         if _CRows is None:
             return None
         from bastion.gateway.context import RequestContext
