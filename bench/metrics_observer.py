@@ -39,9 +39,11 @@ def contexts() -> list[RequestContext]:
     return [plain, stream, error]
 
 
-def bench_ours(n: int, only: int | None = None) -> float:
+def bench_ours(n: int, only: int | None = None, fast: bool = True) -> float:
+    """``fast``: the C observer (bastion/observe/_rowsc.c) where built, else Python's."""
     metrics = m.Metrics(load_settings(env={}, overrides={"models": [
-        {"name": "gpu-a", "backend": "openai", "base_url": "http://127.0.0.1:1/v1"}]}))
+        {"name": "gpu-a", "backend": "openai", "base_url": "http://127.0.0.1:1/v1"}]}),
+        fast=fast)
     ctxs = contexts() if only is None else [contexts()[only]] * 3
     observe = metrics.observe
     start = time.perf_counter()
@@ -98,9 +100,13 @@ def main() -> None:
     rounds = 5  # best of: the least disturbed by the rest of the machine
     ours = min(bench_ours(args.n) for _ in range(rounds))
     kinds = [min(bench_ours(args.n // 2, k) for _ in range(rounds)) for k in range(3)]
+    python = min(bench_ours(args.n, fast=False) for _ in range(rounds))
     theirs = min(bench_prometheus_client(args.n) for _ in range(rounds))
-    print(f"Metrics.observe, mix of 3:     {ours:.2f} us/request")
+    which = "C" if m._CRows is not None else "Python (C not built)"
+    print(f"Metrics.observe ({which}), mix of 3: {ours:.2f} us/request")
     print("  non-stream / stream / error:  " + " / ".join(f"{k:.2f}" for k in kinds))
+    print(f"Metrics.observe in Python, mix of 3: {python:.2f} us/request "
+          f"({python / ours:.1f}x the C one)")
     print(f"prometheus_client (same work): {theirs:.2f} us/request")
 
 

@@ -5,8 +5,9 @@ adds the request to one row of floats, keyed by (operation, model, provider, dep
 status, error type): counter slots, and for each histogram a count per bucket (found with
 ``bisect``) and the sum. No locks, no I/O, no prometheus_client objects; every request
 family is a projection of the rows, computed at scrape time (``bench/metrics_observer.py``
-measures the cost: about 2 µs a request here, against 18 µs for prometheus_client doing
-the same in one process).
+measures the cost, one run: 0.43 µs a request with the observer in C (``_rowsc.c``, where
+it is built), 1.99 µs in Python, 24.5 µs for prometheus_client doing the same in one
+process).
 
 Names follow the OpenTelemetry GenAI semantic conventions translated to Prometheus
 (``gen_ai.client.operation.duration`` → ``gen_ai_client_operation_duration_seconds``,
