@@ -125,6 +125,15 @@ static PyObject *fallback(Rows *self, PyObject *ctx) {
 static PyObject *Rows_observe(Rows *self, PyObject *ctx) {
     if (Py_TYPE(ctx) != self->ctx_type)
         return fallback(self, ctx);
+    const Py_ssize_t read[] = {
+        self->operation, self->endpoint, self->backend, self->status, self->error,
+        self->model, self->provider, self->received_at, self->finished_at, self->stream,
+        self->backend_started_at, self->backend_headers_at, self->backend_done_at,
+        self->attempts, self->usage, self->first_token_at, self->last_token_at,
+    };
+    for (size_t i = 0; i < sizeof read / sizeof read[0]; i++)
+        if (slot(ctx, read[i]) == NULL)  /* a deleted field: Python raises for it */
+            return fallback(self, ctx);
     int bad = 0;
     PyObject *operation = text_or_null(FIELD(operation), &bad);
     if (bad)

@@ -134,3 +134,14 @@ def test_a_reload_gives_the_c_observer_new_prices_and_providers() -> None:
     (key,) = metrics.state.rows
     assert key[m.PROVIDER] == "tgi"
     assert metrics.state.rows[key][m._COST] == 2.0
+
+
+def test_a_deleted_field_goes_to_python_not_a_crash() -> None:
+    c, python = pair()
+    for metrics in (c, python):
+        ctx = RequestContext("r", "/v1/chat/completions", 1.0, model="chat", backend="gpu-a")
+        ctx.finished_at = 1.5
+        del ctx.usage
+        with pytest.raises(AttributeError):
+            metrics.observe(ctx)
+    assert_same_rows(c, python)  # whatever Python's observer did, the C one did not add

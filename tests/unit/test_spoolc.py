@@ -197,3 +197,11 @@ def test_a_spool_and_its_c_lines_are_collected(tmp_path: Path) -> None:
     del spool
     gc.collect()
     assert ref() is None, "the Spool <-> Lines cycle is collectable"
+
+
+def test_a_deleted_field_is_left_to_python() -> None:
+    for name in ("model", "spans", "body", "chunks", "claim", "endpoint"):
+        c = base_ctx()
+        delattr(c, name)
+        lines = c_lines()
+        assert lines is not None and lines.add(c) == 0 and lines.nbytes == 0, name
