@@ -382,6 +382,11 @@ class TracingSettings(_Strict):
         None, description="CPUs the ingest process (which builds and stores the traces) may "
         "run on; default: the gateway's own",
     )
+    spool_memory_mb: float = Field(
+        256.0, gt=0, description="traces held in memory at most while the spool files "
+        "cannot be written (disk full or gone); beyond it new traces are dropped, counted "
+        "in `bastion_traces_dropped_total` and logged, so the gateway keeps serving",
+    )
 
 
 class MetricsSettings(_Strict):

@@ -94,6 +94,8 @@ class Gateway:
             self.otel = OtelExporter(settings, lambda: self.settings)
         self.apply(settings, backends, self.router, self.build_guards(settings))
         self.metrics = Metrics(settings, self)
+        if self.tracing is not None:
+            self.tracing.on_drop = self.metrics.traces_dropped
         if settings.metrics.enabled:
             self.observers.append(self.metrics.observe)
         if self.otel is not None:

@@ -186,6 +186,9 @@ FAMILIES: tuple[Family, ...] = (
     Family("bastion_guard_decisions_total", "counter", "Guard scanner decisions",
            ("scanner", "action")),
     Family("bastion_cache_requests_total", "counter", "Response cache lookups", ("result",)),
+    Family("bastion_traces_dropped_total", "counter",
+           "Traces dropped because the spool files could not be written and its memory "
+           "bound (tracing.spool_memory_mb) was reached"),
     Family("bastion_queue_depth", "gauge", "Requests waiting in a model's queue",
            ("model",), merge="sum"),
     Family("bastion_deployment_in_flight", "gauge", "Requests in flight to a deployment",
@@ -541,6 +544,7 @@ class Metrics:
         self._prices = _token_prices(settings)
         self._guard = self.state.counters["bastion_guard_decisions_total"]
         self._cache = self.state.counters["bastion_cache_requests_total"]
+        self._dropped = self.state.counters["bastion_traces_dropped_total"]
         self._task: asyncio.Task[None] | None = None
         self.seq = 0  # of the latest snapshot
         # the observer in C where it is built (Python's below stays its fallback)
@@ -638,6 +642,10 @@ class Metrics:
         """A guard scanner decided ``action`` (e.g. block, redact, flag)."""
         key = (scanner, action)
         self._guard[key] = self._guard.get(key, 0) + 1
+
+    def traces_dropped(self, count: int) -> None:
+        """The trace spool dropped ``count`` traces (its files could not be written)."""
+        self._dropped[()] = self._dropped.get((), 0) + count
 
     def cache(self, result: str) -> None:
         """A response cache lookup: ``result`` is e.g. hit, miss or semantic_hit."""

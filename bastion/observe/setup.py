@@ -66,7 +66,9 @@ def keeps_content(settings: Settings) -> bool:
 
 
 def build_spool(settings: Settings) -> Spool:
-    return Spool(spool_root(settings), flush_interval=settings.tracing.flush_interval)
+    t = settings.tracing
+    return Spool(spool_root(settings), flush_interval=t.flush_interval,
+                 max_pending=int(t.spool_memory_mb * (1 << 20)))
 
 
 def _prices(book: PriceBook) -> dict[str, list[float]]:

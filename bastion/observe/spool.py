@@ -28,6 +28,7 @@ import os
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -174,6 +175,7 @@ def decode(line: bytes) -> RequestContext:
 _IOV_MAX = 1024  # buffers per writev(2) call (Linux's IOV_MAX)
 CHUNK_LINES = 64  # lines joined into one chunk for the writer thread
 FILE_BYTES = 4 << 20  # a spool file holds whole chunks, this much at most (one at least)
+MAX_PENDING = 256 << 20  # bytes held while the files cannot be written, then drops
 
 
 def _write_file(path: Path, chunks: list[bytes]) -> None:
@@ -236,13 +238,17 @@ class Spool:
 
     def __init__(self, root: str | os.PathLike[str], flush_interval: float = 0.2,
                  chunk_lines: int = CHUNK_LINES, file_bytes: int = FILE_BYTES,
-                 fast: bool = True) -> None:
+                 fast: bool = True, max_pending: int = MAX_PENDING) -> None:
         self.root = Path(root)
         self.dir = self.root / str(os.getpid())
         self.dir.mkdir(parents=True, exist_ok=True)
         self.flush_interval = flush_interval
         self.chunk_lines = chunk_lines
         self.file_bytes = file_bytes
+        self.max_pending = max_pending
+        self.dropped = 0  # lines dropped: the files could not be written, memory was full
+        self.on_drop: Callable[[int], None] | None = None  # told how many, as it happens
+        self._warned_at = self._write_warned_at = -1e9
         # the current chunk's lines, the loop's thread only: the C encoder's (fast) and
         # the ones it left to Python's
         self._lines: list[bytes] = []
@@ -295,10 +301,28 @@ class Spool:
                 return
             self._lines = []
             chunk = lines[0] if len(lines) == 1 else b"".join(lines)
+            if self._pending + len(chunk) > self.max_pending:
+                self._drop(chunk)
+                return
             self._chunks.append(chunk)
             self._pending += len(chunk)
         if self._pending >= self.file_bytes:
             self._wake.set()
+
+    def _drop(self, chunk: bytes) -> None:
+        """The files have not been written for a while (disk full or gone) and memory is
+        at ``max_pending``: this chunk's traces are dropped, so the gateway keeps serving
+        instead of growing without bound. Counted, and logged at most every 10 s."""
+        lines = chunk.count(10)
+        self.dropped += lines
+        if self.on_drop is not None:
+            self.on_drop(lines)
+        now = time.monotonic()
+        if now - self._warned_at >= 10.0:
+            self._warned_at = now
+            log.error("trace spool: %d MB waiting to be written to %s; dropping new traces "
+                      "(%d so far) until the files can be written", self._pending >> 20,
+                      self.dir, self.dropped)
 
     def _run(self) -> None:
         while not self._stop:
@@ -343,8 +367,12 @@ class Spool:
             try:
                 _write_file(tmp, part)
                 tmp.rename(self.dir / f"{name}.jsonl")
-            except OSError:  # disk full or gone: keep them in memory, try again later
-                log.exception("cannot write the trace spool in %s; retrying", self.dir)
+            except OSError as exc:  # disk full or gone: keep them in memory, retry
+                now = time.monotonic()
+                if now - self._write_warned_at >= 10.0:  # every flush: at most every 10 s
+                    self._write_warned_at = now
+                    log.error("cannot write the trace spool in %s (%s); %d MB wait in "
+                              "memory, retrying", self.dir, exc, self._pending >> 20)
                 queue.extendleft(reversed(part))
                 break
             with self._handing:

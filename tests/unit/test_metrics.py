@@ -405,3 +405,10 @@ def test_an_older_snapshot_never_replaces_a_newer_one(tmp_path: Path) -> None:
     shared.write(b'{"n": 2}', seq=2)  # a scrape's, reported
     shared.write(b'{"n": 1}', seq=1)  # the periodic write it overtook
     assert (tmp_path / "7.json").read_bytes() == b'{"n": 2}'
+
+
+def test_dropped_traces_are_counted() -> None:
+    metrics = m.Metrics(settings())
+    metrics.traces_dropped(3)
+    metrics.traces_dropped(2)
+    assert value(scrape(metrics), "bastion_traces_dropped", "bastion_traces_dropped_total") == 5

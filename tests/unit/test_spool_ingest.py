@@ -290,3 +290,30 @@ def test_ingest_reports_the_age_of_each_file_and_zero_when_done(tmp_path: Path) 
     (ingest.dir / f"{clock.time_ns():020d}-x-2.jsonl").write_bytes(encode(ctx(2)))
     assert ingest.run_once()
     assert len(ages) == 3 and 39 < ages[0] < 60 and 0 <= ages[1] < 5 and ages[2] == 0.0
+
+
+@pytest.mark.parametrize("fast", [True, False], ids=["c", "python"])
+def test_a_spool_that_cannot_write_drops_beyond_its_memory_bound_and_says_so(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fast: bool
+) -> None:
+    import bastion.observe.spool as spool_module
+
+    def disk_full(path: Path, chunks: list[bytes]) -> None:
+        raise OSError(28, "No space left on device")
+
+    line = max(len(encoded(ctx(i), fast)) for i in range(3))
+    spool = Spool(tmp_path, chunk_lines=1, max_pending=5 * line, fast=fast)
+    told: list[int] = []
+    spool.on_drop = told.append
+    monkeypatch.setattr(spool_module, "_write_file", disk_full)
+    for i in range(12):
+        spool.observe(ctx(i))
+        spool._write()  # the writer's pass: fails, keeps the chunks
+    assert spool._pending <= 5 * line
+    kept = len(spool._chunks)
+    assert kept >= 4 and spool.dropped == 12 - kept and sum(told) == spool.dropped
+    monkeypatch.undo()  # the disk is back
+    assert spool.flush() == kept
+    stored = [decode(x).request_id for f in sorted(spool.dir.glob("*.jsonl"))
+              for x in f.read_bytes().splitlines()]
+    assert stored == [f"t{i:04d}" for i in range(kept)], "the oldest are kept, in order"
