@@ -102,12 +102,19 @@ def run_mode(mode: str, args: argparse.Namespace, env: dict[str, str], home: Pat
             except subprocess.TimeoutExpired:
                 stop(gw)
         out["stop_s"] = time.perf_counter() - t_stop
-    db = home / "bastion.db"
-    if mode == "on" and db.exists():
-        with sqlite3.connect(db) as conn:
-            out["traces"] = conn.execute(
-                "select count(*) from traces where status = 200").fetchone()[0]
+    traces = stored_ok_traces(home)
+    if mode == "on" and traces is not None:
+        out["traces"] = traces
     return out
+
+
+def stored_ok_traces(home: Path) -> int | None:
+    """Traces with status 200 in the SQLite store of ``home`` (None: no store there)."""
+    db = home / "bastion.db"
+    if not db.exists():
+        return None
+    with sqlite3.connect(db) as conn:
+        return int(conn.execute("select count(*) from traces where status = 200").fetchone()[0])
 
 
 def main() -> int:

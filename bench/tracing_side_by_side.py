@@ -38,7 +38,6 @@ import argparse
 import os
 import shutil
 import signal
-import sqlite3
 import statistics
 import subprocess
 import sys
@@ -50,7 +49,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from cpu_per_request import HARNESS, ROOT, cpu_times, start, stop, wait_ok, wrk
-from tracing_overhead import children_cpu, gateway_env
+from tracing_overhead import children_cpu, gateway_env, stored_ok_traces
 
 
 def cpu_of(pid: int) -> float:
@@ -162,10 +161,8 @@ def main() -> int:
                 stop(p)
         stop_s = time.perf_counter() - t_stop
         stop(up)
-    db = tmp / "on" / "bastion.db"
-    if db.exists() and "tracing" in args.parts:
-        with sqlite3.connect(db) as conn:
-            traces = conn.execute("select count(*) from traces where status = 200").fetchone()[0]
+    if "tracing" in args.parts:
+        traces = stored_ok_traces(tmp / "on")
 
     def med(key: str) -> float:
         return statistics.median(w["on"][key] / w["off"][key] for w in windows)

@@ -160,19 +160,19 @@ static PyObject *Rows_observe(Rows *self, PyObject *ctx) {
         return fallback(self, ctx);
     }
     int is_stream = stream == Py_True;
-    double received, finished, started = 0, headers = 0, done = 0, first = 0, last = 0;
-    int has_started, has_headers, has_done, has_first, has_last;
+    double finished, started = 0, headers = 0, done = 0, first = 0, last = 0;
+    int has_headers, has_done, has_last;
     if (!PyFloat_CheckExact(FIELD(received_at)) || time_of(FIELD(finished_at), &finished) != 1 ||
-        (has_started = time_of(FIELD(backend_started_at), &started)) < 0 ||
+        time_of(FIELD(backend_started_at), &started) < 0 ||
         (has_headers = time_of(FIELD(backend_headers_at), &headers)) < 0 ||
         (has_done = time_of(FIELD(backend_done_at), &done)) < 0 ||
-        (has_first = time_of(FIELD(first_token_at), &first)) < 0 ||
+        time_of(FIELD(first_token_at), &first) < 0 ||
         (has_last = time_of(FIELD(last_token_at), &last)) < 0)
         return fallback(self, ctx);  /* no finished_at: Python reads the clock */
-    received = PyFloat_AS_DOUBLE(FIELD(received_at));
-    /* Python tests these with ``is None``, not ``or``: 0.0 counts */
-    has_started = FIELD(backend_started_at) != Py_None;
-    has_first = FIELD(first_token_at) != Py_None;
+    double received = PyFloat_AS_DOUBLE(FIELD(received_at));
+    /* Python tests these two with ``is None``, not ``or``: 0.0 counts */
+    int has_started = FIELD(backend_started_at) != Py_None;
+    int has_first = FIELD(first_token_at) != Py_None;
     long long attempts = 0, prompt = 0, completion = 0, cached = 0;
     if (token_count(FIELD(attempts), &attempts) != 1)
         return fallback(self, ctx);
@@ -197,14 +197,8 @@ static PyObject *Rows_observe(Rows *self, PyObject *ctx) {
         }
         if (PyErr_Occurred())
             return NULL;
-        if (!has_prompt)
-            prompt = 0;
-        if (!has_completion)
-            completion = 0;
-        if (has_cached && cached > prompt)
+        if (has_cached && cached > prompt)  /* an unread count stays 0 */
             cached = prompt;
-        if (!has_cached)
-            cached = 0;
     }
     PyObject *dep = deployment != NULL ? deployment : self->empty;
     double price[3] = {0, 0, 0};
@@ -257,8 +251,7 @@ static PyObject *Rows_observe(Rows *self, PyObject *ctx) {
         }
     } else
         error = FIELD(error) == Py_None ? self->empty : self->stream_error;
-    int no_error = error == self->empty ||
-                   (PyUnicode_Check(error) && PyUnicode_GET_LENGTH(error) == 0);
+    int no_error = error == self->empty;  /* an error type of a status is never empty */
     PyObject *key = PyTuple_Pack(6, operation, model != NULL ? model : self->empty, prov, dep,
                                  status_name, error);
     Py_XDECREF(owned_name);

@@ -501,19 +501,25 @@ static int put_line(Lines *self, PyObject *ctx) {
 
 /* ------------------------------------------------------------------ the type */
 
+/* ctx's line appended: 0 (counted), 1 (left to Python) or -1 (an error is set); nothing
+ * of a line that is not written stays in the buffer. */
+static int append_line(Lines *self, PyObject *ctx) {
+    size_t mark = self->len;
+    int rc = put_line(self, ctx);
+    if (rc)
+        self->len = mark;
+    else
+        self->count++;
+    return rc;
+}
+
 static PyObject *Lines_add(Lines *self, PyObject *ctx) {
     if (Py_TYPE(ctx) != self->ctx_type)  /* not the layout we read: Python's encoder */
         return PyLong_FromLong(0);
-    size_t mark = self->len;
-    int rc = put_line(self, ctx);
-    if (rc) {
-        self->len = mark;  /* nothing of a line left to Python stays */
-        if (rc < 0)
-            return NULL;
-        return PyLong_FromLong(0);
-    }
-    self->count++;
-    return PyLong_FromSsize_t(self->count);
+    int rc = append_line(self, ctx);
+    if (rc < 0)
+        return NULL;
+    return PyLong_FromSsize_t(rc ? 0 : self->count);
 }
 
 /* Whether ctx's endpoint is traced: 1, 0, or -1 when it is not a plain ASCII str. */
@@ -537,16 +543,14 @@ static PyObject *Lines_observe(Lines *self, PyObject *ctx) {
     if (is_traced == 0)
         Py_RETURN_NONE;
     if (is_traced > 0) {
-        size_t mark = self->len;
-        int rc = put_line(self, ctx);
+        int rc = append_line(self, ctx);
+        if (rc < 0)
+            return NULL;
         if (rc == 0) {
-            if (++self->count >= self->full)
+            if (self->count >= self->full)
                 return PyObject_CallNoArgs(self->on_full);
             Py_RETURN_NONE;
         }
-        self->len = mark;
-        if (rc < 0)
-            return NULL;
     }
     return PyObject_CallOneArg(self->python, ctx);  /* a line left to Python */
 }
