@@ -60,16 +60,12 @@ def config_check(file: str) -> None:
         click.echo(f"error: {exc}", err=True)
         sys.exit(1)
     from bastion.plugins import backend_factories, plugin_manager
+    from bastion.preflight import problems
 
-    kinds = backend_factories(plugin_manager())
-    unknown = [m for m in settings.models if m.backend not in kinds]
-    if unknown:
-        for m in unknown:
-            click.echo(
-                f"error: model {m.name!r}: no installed plugin provides backend {m.backend!r} "
-                f"(known: {', '.join(sorted(kinds))})",
-                err=True,
-            )
+    found = problems(settings, set(backend_factories(plugin_manager())))
+    if found:
+        for line in found:
+            click.echo(f"error: {line}", err=True)
         sys.exit(1)
     names = ", ".join(f"{m.name} ({m.backend})" for m in settings.models)
     click.echo(f"ok: {file}: listening on {settings.server.host}:{settings.server.port}; "

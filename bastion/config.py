@@ -14,6 +14,8 @@ This is the only module that reads the environment. Errors name the offending ke
 
 from __future__ import annotations
 
+import base64
+import binascii
 import ipaddress
 import os
 import re
@@ -23,6 +25,7 @@ from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Discriminator,
@@ -30,6 +33,7 @@ from pydantic import (
     SecretStr,
     Tag,
     ValidationError,
+    field_validator,
     model_validator,
 )
 
@@ -50,11 +54,90 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+MIN_SECRET_LENGTH = 16
+# values that appear in examples and quickstarts (LiteLLM's sk-1234 included): a key anyone
+# can guess is no key
+_PLACEHOLDERS = re.compile(
+    r"change[-_ ]?me|replace[-_ ]?me|your[-_ ]?(master[-_ ]?)?key|placeholder|example|"
+    r"x{8,}|^(sk-)?123456789|^(sk-)?(password|secret|admin|default|master[-_]?key)$",
+    re.IGNORECASE,
+)
+# names of headers that carry a credential (checked here, redacted from the logs)
+SECRET_HEADER = re.compile(r"(?i)auth|key|token|secret|password|cookie")
+_GENERATE = "python3 -c 'import secrets; print(\"sk-\" + secrets.token_urlsafe(32))'"
+
+
+def weak_secret(value: str, minimum: int = MIN_SECRET_LENGTH) -> str | None:
+    """Why ``value`` cannot serve as a secret (None: it can). An empty, blank, short or
+    placeholder secret is a bypass, so every place a secret is read asks this."""
+    if value == "":
+        return "is empty"
+    if not value.strip():
+        return "is blank (only whitespace)"
+    if any(c.isspace() for c in value):
+        return "contains whitespace (a copy-paste error?)"
+    if len(value) < minimum:
+        return f"is {len(value)} characters long; at least {minimum} are required"
+    if _PLACEHOLDERS.search(value):
+        return "is a placeholder value from an example"
+    if len(set(value)) < 6:
+        return "repeats too few characters to be guessed only with difficulty"
+    return None
+
+
+def _strong_key(value: SecretStr | None) -> SecretStr | None:
+    if value is None:
+        return None
+    reason = weak_secret(value.get_secret_value())
+    if reason is not None:
+        raise ValueError(
+            f"the master key {reason}. Use a random key of {MIN_SECRET_LENGTH}+ characters "
+            f"(e.g. {_GENERATE}); on loopback, leave it unset (not empty) to run without one"
+        )
+    return value
+
+
+def vault_key_bytes(text: str) -> bytes:
+    """The 32 bytes of a base64 AES-256 key; ValueError (naming what is wrong, never the
+    value) for an empty, malformed, short or degenerate (one repeated byte) key."""
+    if not text.strip():
+        raise ValueError("the vault key is empty; unset it for a random key per process")
+    try:
+        key = base64.b64decode(text.strip(), validate=True)
+    except (binascii.Error, ValueError):
+        raise ValueError("the vault key is not valid base64") from None
+    if len(key) != 32:
+        raise ValueError(f"the vault key decodes to {len(key)} bytes; AES-256 needs 32 "
+                         "(e.g. python3 -c 'import os,base64; "
+                         "print(base64.b64encode(os.urandom(32)).decode())')")
+    if len(set(key)) < 8:
+        raise ValueError("the vault key repeats too few byte values to be a random key")
+    return key
+
+
+def credential_headers(headers: Mapping[str, str], where: str) -> dict[str, str]:
+    """Checks configured headers that carry a credential (Authorization, X-Api-Key...): an
+    empty one, or a scheme with no credential (``Bearer ``, from an unset ``${VAR:-}``),
+    is refused rather than sent."""
+    for name, value in headers.items():
+        if not SECRET_HEADER.search(name):
+            continue
+        parts = value.split()
+        if not parts or (len(parts) == 1 and parts[0].lower() in ("bearer", "basic", "token")):
+            raise ValueError(
+                f"{where} header {name!r} carries no credential (empty, or a scheme "
+                "without a value: is the variable it comes from set?)"
+            )
+    return dict(headers)
+
+
 class ServerSettings(_Strict):
     host: str = Field("127.0.0.1", description="bind address; beyond loopback needs master_key")
     port: int = Field(8080, ge=0, le=65535, description="TCP port (0: any free port)")
-    master_key: SecretStr | None = Field(
-        None, description="when set, /v1/* requires `Authorization: Bearer <key>`"
+    master_key: Annotated[SecretStr | None, AfterValidator(_strong_key)] = Field(
+        None, description="when set, /v1/*, /api/* and /metrics require `Authorization: "
+        f"Bearer <key>`; at least {MIN_SECRET_LENGTH} characters, not a placeholder (an empty "
+        "or weak key is refused, never a way in)",
     )
     max_body_bytes: int = Field(8 << 20, ge=1024, description="413 above this request size")
     keepalive_timeout: float = Field(75.0, gt=0, description="idle keep-alive connections close")
@@ -175,6 +258,11 @@ class UpstreamModel(_Deployment, _Strict):
     headers: dict[str, str] = Field(
         default_factory=dict, description="extra headers sent upstream"
     )
+
+    @field_validator("headers")
+    @classmethod
+    def _credentials(cls, value: dict[str, str]) -> dict[str, str]:
+        return credential_headers(value, "headers:")
 
 
 class LocalEmbeddingModel(_Deployment, _Strict):
@@ -391,6 +479,10 @@ class TracingSettings(_Strict):
 
 class MetricsSettings(_Strict):
     enabled: bool = Field(True, description="serve Prometheus metrics at /metrics")
+    auth: bool = Field(
+        True, description="/metrics requires the master key when one is set (Prometheus: "
+        "`authorization: {credentials: <key>}`); false opens it to anyone who can reach it",
+    )
     dir: str | None = Field(
         None, description="where worker processes share their metrics; default: <home>/metrics"
     )
@@ -404,6 +496,11 @@ class OtelSettings(_Strict):
         "http://127.0.0.1:4318", description="OTLP/HTTP collector base URL (/v1/traces ...)"
     )
     headers: dict[str, str] = Field(default_factory=dict, description="sent to the collector")
+
+    @field_validator("headers")
+    @classmethod
+    def _credentials(cls, value: dict[str, str]) -> dict[str, str]:
+        return credential_headers(value, "otel.headers:")
     service_name: str = Field("bastion", description="service.name resource attribute")
     capture_content: bool = Field(
         False, description="add prompts and completions as span events (if tracing.content "
@@ -470,6 +567,13 @@ class GuardSettings(_Strict):
         None, description="base64 of a 32-byte AES-256-GCM key for the vault, e.g. "
         "${BASTION_VAULT_KEY} (default: a random key per process)"
     )
+
+    @field_validator("vault_key")
+    @classmethod
+    def _vault_key(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            vault_key_bytes(value.get_secret_value())
+        return value
     refusal: str = Field(
         "I can't help with that.", description="the answer's text when an output is blocked"
     )
@@ -656,5 +760,10 @@ def load_settings(
 
 
 def read_secret_env(name: str) -> str | None:
-    """Reads a secret named in the config (e.g. an upstream's ``api_key_env``)."""
-    return os.environ.get(name)
+    """Reads a secret named in the config (e.g. an upstream's ``api_key_env``). An empty or
+    blank value counts as unset (sending ``Bearer `` is no credential), surrounding
+    whitespace (a trailing newline from a file) is dropped."""
+    value = os.environ.get(name)
+    if value is None or not value.strip():
+        return None
+    return value.strip()

@@ -86,6 +86,13 @@ class AuthenticationFailed(ClientError):
     type = "authentication_error"
     default_code = "invalid_api_key"
 
+    def __init__(self, message: str, *, reason: str = "invalid", **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.reason = reason  # missing, malformed or invalid: the metric's label
+
+    def headers(self) -> list[tuple[bytes, bytes]]:
+        return [*super().headers(), (b"www-authenticate", b'Bearer realm="bastion"')]
+
 
 class PermissionDenied(ClientError):
     status = 403

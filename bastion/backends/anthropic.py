@@ -112,7 +112,7 @@ class AnthropicBackend(Backend):
             if not key:
                 raise ConfigError(
                     f"model {spec.name!r}: environment variable {options.api_key_env} "
-                    "(api_key_env) is not set"
+                    "(api_key_env) is not set or empty"
                 )
             headers.append((b"x-api-key", key.encode()))
         self._headers = headers

@@ -75,7 +75,7 @@ class UpstreamBackend(Backend):
             if key is None:
                 raise ConfigError(
                     f"model {spec.name!r}: environment variable {spec.api_key_env} "
-                    "(api_key_env) is not set"
+                    "(api_key_env) is not set or empty"
                 )
             headers.append((b"authorization", b"Bearer " + key.encode()))
         for name, value in spec.headers.items():

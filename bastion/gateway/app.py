@@ -147,6 +147,9 @@ class Gateway:
         self.admission = Admission(settings.admission)
         key = settings.server.master_key
         self._master_key = key.get_secret_value().encode() if key is not None else None
+        if self._master_key is not None and not self._master_key.strip():
+            raise ConfigError("server.master_key is empty: refusing to authenticate with it")
+        self._metrics_auth = self._master_key is not None and settings.metrics.auth
         if self.ingest is not None and self.ingest.settings is not settings:
             self.ingest.update(settings)  # new prices, maybe
         self._keep_chunks = (self.tracing is not None and keeps_content(settings)) or (
@@ -221,7 +224,16 @@ class Gateway:
                 ctx.authenticated_at = time.perf_counter()
                 ctx.claim = self.admission.claim(request.header)
                 ctx.admitted_at = time.perf_counter()
+            elif request.path == "/metrics" and self._metrics_auth:
+                self._authenticate(request)
             response = await endpoint(request, ctx)
+        except AuthenticationFailed as exc:
+            # counted, not traced: a keyless client must not grow the store (or the spool)
+            # one body at a time, nor fill the trace list with its noise
+            self.metrics.auth_failure(exc.reason)
+            response = Response(exc.status, exc.body(), [*JSON_HEADERS, *exc.headers()])
+            response.headers.append((b"x-request-id", ctx.request_id.encode()))
+            return response
         except BastionError as exc:
             ctx.status = exc.status
             ctx.error = exc.message
@@ -275,11 +287,18 @@ class Gateway:
         header = request.header(b"authorization")
         if header is None:
             raise AuthenticationFailed(
-                "Missing API key: send 'Authorization: Bearer <key>'", code="missing_api_key"
+                "Missing API key: send 'Authorization: Bearer <key>'", code="missing_api_key",
+                reason="missing",
             )
-        scheme, _, token = header.partition(b" ")
-        if scheme.lower() != b"bearer" or not hmac.compare_digest(token.strip(), self._master_key):
-            raise AuthenticationFailed("Invalid API key")
+        scheme, _, token = header.strip().partition(b" ")
+        token = token.strip()
+        if scheme.lower() != b"bearer" or not token:
+            raise AuthenticationFailed(
+                "Malformed Authorization header: send 'Authorization: Bearer <key>'",
+                code="invalid_api_key", reason="malformed",
+            )
+        if not hmac.compare_digest(token, self._master_key):
+            raise AuthenticationFailed("Invalid API key", reason="invalid")
 
     async def guard_output(self, result: Result, ctx: RequestContext) -> tuple[Result, str | None]:
         """The output guards over an answer (a stream is wrapped, scanned as it goes), and a

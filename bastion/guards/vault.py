@@ -18,7 +18,6 @@ could still become a placeholder when the next chunk arrives.
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import hmac
 import os
@@ -29,6 +28,8 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from bastion.config import vault_key_bytes
 
 # <KIND_N> with tolerance: optional opening bracket, optional spaces, the kind, _N, closing
 _PLACEHOLDER = re.compile(
@@ -67,7 +68,9 @@ class Vault:
 
     @classmethod
     def from_base64(cls, text: str | None, ttl: float) -> Vault:
-        return cls(base64.b64decode(text) if text else None, ttl)
+        """From the config's base64 key (None: a random one). A given but empty or weak key
+        is refused (ValueError), never silently replaced."""
+        return cls(vault_key_bytes(text) if text is not None else None, ttl)
 
     def pseudonym(self, session: str, kind: str, value: str) -> str:
         """The placeholder for ``value`` in ``session`` (the same one every time)."""

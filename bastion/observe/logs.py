@@ -30,7 +30,7 @@ from typing import IO, Any
 
 import orjson
 
-from bastion.config import Settings, read_secret_env
+from bastion.config import SECRET_HEADER, Settings, read_secret_env
 
 REDACTED = "[REDACTED]"
 MIN_SECRET_CHARS = 6
@@ -65,7 +65,6 @@ _RULES: list[tuple[tuple[str, ...], re.Pattern[str]]] = [
     (("xox",), re.compile(r"\bxox[abprs]-[A-Za-z0-9\-]{10,}")),
     (("hf_",), re.compile(r"\bhf_[A-Za-z0-9]{20,}")),
 ]
-_SECRET_HEADER = re.compile(r"(?i)auth|key|token|secret|password|cookie")
 # LogRecord's own attributes: anything else on a record came in through ``extra=``.
 _STANDARD = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {
     "message", "asctime", "taskName",
@@ -116,7 +115,7 @@ def settings_secrets(settings: Settings) -> list[str]:
             headers.append(configured)
     for given in headers:  # credentials configured as headers (upstreams', the collector's)
         secrets.extend(
-            v.split()[-1] for k, v in given.items() if _SECRET_HEADER.search(k) and v.split()
+            v.split()[-1] for k, v in given.items() if SECRET_HEADER.search(k) and v.split()
         )
     for name in sorted(names):
         value = read_secret_env(name)

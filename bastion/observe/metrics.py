@@ -186,6 +186,9 @@ FAMILIES: tuple[Family, ...] = (
     Family("bastion_guard_decisions_total", "counter", "Guard scanner decisions",
            ("scanner", "action")),
     Family("bastion_cache_requests_total", "counter", "Response cache lookups", ("result",)),
+    Family("bastion_auth_failures_total", "counter",
+           "Requests refused with 401 (counted here, not traced): missing, malformed or "
+           "invalid key", ("reason",)),
     Family("bastion_traces_dropped_total", "counter",
            "Traces dropped because the spool files could not be written and its memory "
            "bound (tracing.spool_memory_mb) was reached"),
@@ -545,6 +548,7 @@ class Metrics:
         self._guard = self.state.counters["bastion_guard_decisions_total"]
         self._cache = self.state.counters["bastion_cache_requests_total"]
         self._dropped = self.state.counters["bastion_traces_dropped_total"]
+        self._auth_failures = self.state.counters["bastion_auth_failures_total"]
         self._task: asyncio.Task[None] | None = None
         self.seq = 0  # of the latest snapshot
         # the observer in C where it is built (Python's below stays its fallback)
@@ -646,6 +650,11 @@ class Metrics:
     def traces_dropped(self, count: int) -> None:
         """The trace spool dropped ``count`` traces (its files could not be written)."""
         self._dropped[()] = self._dropped.get((), 0) + count
+
+    def auth_failure(self, reason: str) -> None:
+        """A request was refused with 401 (``reason``: missing, malformed or invalid)."""
+        key = (reason,)
+        self._auth_failures[key] = self._auth_failures.get(key, 0) + 1
 
     def cache(self, result: str) -> None:
         """A response cache lookup: ``result`` is e.g. hit, miss or semantic_hit."""

@@ -189,7 +189,7 @@ def test_sighup_and_file_watch_reload_a_running_process(tmp_path: Path, ups: lis
 
 def test_reload_cannot_drop_the_key_of_a_public_listener(tmp_path: Path, ups: list[FakeUpstream]) -> None:
     public = Settings(
-        server=ServerSettings(host="0.0.0.0", master_key="sk-k"),  # type: ignore[arg-type]
+        server=ServerSettings(host="0.0.0.0", master_key="sk-reload-k7Qz9wX2"),  # type: ignore[arg-type]
         models=[],
     )
     gateway = Gateway(public)

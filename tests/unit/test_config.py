@@ -54,12 +54,12 @@ def test_config_path_from_env(tmp_path: Path) -> None:
 
 def test_env_overrides_win_over_file(tmp_path: Path) -> None:
     path = write(tmp_path, "server: {port: 9000, max_body_bytes: 2048}\n")
-    env = {"BASTION_PORT": "9001", "BASTION_SERVER__MAX_BODY_BYTES": "4096", "BASTION_MASTER_KEY": "123"}
+    env = {"BASTION_PORT": "9001", "BASTION_SERVER__MAX_BODY_BYTES": "4096", "BASTION_MASTER_KEY": "9081726354657483921"}
     settings = load_settings(path, env=env)
     assert settings.server.port == 9001
     assert settings.server.max_body_bytes == 4096
     assert settings.server.master_key is not None
-    assert settings.server.master_key.get_secret_value() == "123"  # kept a string, not an int
+    assert settings.server.master_key.get_secret_value() == "9081726354657483921"  # a string, not an int
 
 
 @pytest.mark.parametrize(
@@ -83,7 +83,7 @@ def test_binding_beyond_loopback_requires_a_key(tmp_path: Path) -> None:
     path = write(tmp_path, "server: {host: 0.0.0.0}\n")
     with pytest.raises(ConfigError, match="requires authentication"):
         load_settings(path, env={})
-    assert load_settings(path, env={"BASTION_MASTER_KEY": "sk-x"}).server.host == "0.0.0.0"
+    assert load_settings(path, env={"BASTION_MASTER_KEY": "sk-" + "k7Qz" * 5}).server.host == "0.0.0.0"
 
 
 def test_duplicate_model_names_rejected(tmp_path: Path) -> None:
