@@ -60,18 +60,32 @@ def chat_formatter(llm: Any) -> Any:
 def assemble_chat(
     chunks: list[dict[str, Any]], model: str, usage: dict[str, int]
 ) -> dict[str, Any]:
+    """The non-streamed ``chat.completion`` for a run's chunks, as OpenAI's SDK assembles
+    a stream: content joined, ``delta.tool_calls`` merged by index (see
+    :func:`merge_tool_call`). A reply of tool calls only has ``content: null``."""
     content: list[str] = []
     logprobs: list[Any] = []
+    calls: dict[int, dict[str, Any]] = {}
     finish_reason = None
     for chunk in chunks:
         for choice in chunk.get("choices", ()):
             delta = choice.get("delta") or {}
             if delta.get("content"):
                 content.append(delta["content"])
+            for call in delta.get("tool_calls") or ():
+                merge_tool_call(calls, call)
             lp = choice.get("logprobs")
             if lp and lp.get("content"):
                 logprobs.extend(lp["content"])
             finish_reason = choice.get("finish_reason") or finish_reason
+    message: dict[str, Any] = {
+        "role": "assistant",
+        "content": "".join(content) if content or not calls else None,
+    }
+    if calls:
+        message["tool_calls"] = [calls[i] for i in sorted(calls)]
+        if finish_reason in (None, "stop"):
+            finish_reason = "tool_calls"
     first = chunks[0] if chunks else {}
     return {
         "id": first.get("id", f"chatcmpl-{uuid.uuid4().hex}"),
@@ -81,13 +95,36 @@ def assemble_chat(
         "choices": [
             {
                 "index": 0,
-                "message": {"role": "assistant", "content": "".join(content)},
+                "message": message,
                 "logprobs": {"content": logprobs, "refusal": None} if logprobs else None,
                 "finish_reason": finish_reason or "stop",
             }
         ],
         "usage": usage,
     }
+
+
+def merge_tool_call(calls: dict[int, dict[str, Any]], delta: Any) -> None:
+    """Folds one ``delta.tool_calls`` entry into ``calls`` (keyed by the entry's index):
+    the first id, type and name seen are kept, argument fragments are concatenated."""
+    if not isinstance(delta, dict):
+        return
+    index = delta.get("index")
+    if not isinstance(index, int) or isinstance(index, bool):
+        index = 0  # OpenAI always sends one; a lone call without it is call 0
+    current = calls.setdefault(
+        index, {"id": None, "type": "function", "function": {"name": None, "arguments": ""}}
+    )
+    if delta.get("id") and not current["id"]:
+        current["id"] = delta["id"]
+    if isinstance(delta.get("type"), str):
+        current["type"] = delta["type"]
+    function = delta.get("function")
+    if isinstance(function, dict):
+        if function.get("name") and not current["function"]["name"]:
+            current["function"]["name"] = function["name"]
+        if isinstance(function.get("arguments"), str):
+            current["function"]["arguments"] += function["arguments"]
 
 
 def assemble_completion(

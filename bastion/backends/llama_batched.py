@@ -183,6 +183,30 @@ class BatchedEngine:
     def active(self) -> int:
         return len(self._active)
 
+    @property
+    def vocab(self) -> Any:
+        return self._vocab
+
+    @property
+    def n_vocab(self) -> int:
+        return self._n_vocab
+
+    @property
+    def seq_ctx(self) -> int:
+        """Each sequence's context window in tokens."""
+        return self._seq_ctx
+
+    def prepare(self, kind: str, kwargs: dict[str, Any]) -> tuple[list[int], int, list[str]]:
+        """The prompt's tokens, its length in characters and the template's stop strings.
+
+        Thread-safe (the template and the vocabulary are read-only): callers run it on their
+        own thread and pass the result as ``kwargs["_prepared"]``, so a long prompt is not
+        tokenized on the scheduler thread while other sequences wait for their next step."""
+        if kind == "chat":
+            return self._chat_prompt(kwargs["messages"])
+        text = str(kwargs["prompt"])
+        return self._completion_prompt(text), len(text), []
+
     # ------------------------------------------------------------------ the scheduler
     def _loop(self) -> None:
         while True:
@@ -218,12 +242,9 @@ class BatchedEngine:
             self._done(run, on_done)
             return
         try:
-            params = parse_params(kind, kwargs)
-            if kind == "chat":
-                prompt, chars, stops = self._chat_prompt(kwargs["messages"])
-            else:
-                text = str(kwargs["prompt"])
-                prompt, chars, stops = self._completion_prompt(text), len(text), []
+            params = parse_params(kind, kwargs, self._n_vocab)
+            prepared = kwargs.get("_prepared")
+            prompt, chars, stops = prepared if prepared else self.prepare(kind, kwargs)
             if len(prompt) >= self._seq_ctx:
                 raise InvalidRequest(
                     f"The prompt is {len(prompt)} tokens; the model's context window is "
@@ -537,3 +558,17 @@ class BatchedEngine:
         self._put(run, error)
         self._put(run, END)
         self._done(run, on_done)
+
+
+def max_token_bytes(vocab: Any, n_vocab: int) -> int:
+    """The most bytes of text any one token stands for (special tokens by their text, as
+    prompts are tokenized with special parsing): a prompt of B bytes needs at least
+    B / this many tokens."""
+    import llama_cpp as lc
+
+    buf = ctypes.create_string_buffer(256)
+    longest = 0
+    for token in range(n_vocab):
+        n = lc.llama_token_to_piece(vocab, token, buf, 256, 0, True)
+        longest = max(longest, abs(n))  # negative: the piece needs -n bytes
+    return longest

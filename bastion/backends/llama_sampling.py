@@ -8,7 +8,6 @@ serial path token for token (same sampler chain, same defaults, same text rules)
 
 from __future__ import annotations
 
-import json
 import secrets
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,9 +15,11 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from bastion.backends.llama_grammar import response_format_grammar
 from bastion.errors import InvalidRequest
 
-UNSUPPORTED = ("tools", "tool_choice", "logit_bias", "echo", "suffix", "functions", "function_call")
+# tools/tool_choice arrive as a grammar (the backend turns them into one), so never here
+UNSUPPORTED = ("tools", "tool_choice", "echo", "suffix", "functions", "function_call")
 TOP_K = 40
 MIN_P = 0.05
 TOP_P = 0.95
@@ -38,11 +39,14 @@ class SamplingParams:
     presence_penalty: float = 0.0
     frequency_penalty: float = 0.0
     grammar: str | None = None
+    logit_bias: dict[int, float] = field(default_factory=dict)
     top_logprobs: int | None = None  # None: no logprobs; n: n alternatives per token
 
 
-def parse_params(kind: str, kwargs: dict[str, Any]) -> SamplingParams:
-    """Validates and fills in defaults; unsupported parameters raise InvalidRequest."""
+def parse_params(kind: str, kwargs: dict[str, Any], n_vocab: int | None = None) -> SamplingParams:
+    """Validates and fills in defaults; unsupported parameters raise InvalidRequest.
+
+    ``kwargs["grammar"]`` (GBNF text, from the backend) wins over ``response_format``."""
     for name in UNSUPPORTED:
         if kwargs.get(name) is not None:
             raise InvalidRequest(
@@ -67,8 +71,18 @@ def parse_params(kind: str, kwargs: dict[str, Any]) -> SamplingParams:
         frequency_penalty=num("frequency_penalty", 0.0),
     )
     fmt = kwargs.get("response_format")
-    if fmt is not None:
-        params.grammar = grammar_for(fmt)
+    if isinstance(kwargs.get("grammar"), str):
+        params.grammar = kwargs["grammar"]
+    elif fmt is not None:
+        params.grammar = response_format_grammar(fmt)
+    for key, value in (kwargs.get("logit_bias") or {}).items():
+        token = int(key)
+        if token < 0 or (n_vocab is not None and token >= n_vocab):
+            raise InvalidRequest(
+                f"'logit_bias' names token id {token}, outside the model's vocabulary",
+                param="logit_bias",
+            )
+        params.logit_bias[token] = float(value)
     logprobs = kwargs.get("logprobs")
     if kind == "chat":
         if logprobs:
@@ -80,27 +94,6 @@ def parse_params(kind: str, kwargs: dict[str, Any]) -> SamplingParams:
     return params
 
 
-def grammar_for(fmt: dict[str, Any]) -> str | None:
-    from llama_cpp import llama_grammar
-
-    kind = fmt.get("type")
-    if kind in (None, "text"):
-        return None
-    if kind == "json_object":
-        return str(llama_grammar.JSON_GBNF)
-    if kind == "json_schema":
-        schema = (fmt.get("json_schema") or {}).get("schema")
-        if schema is None:
-            return str(llama_grammar.JSON_GBNF)
-        try:
-            return str(llama_grammar.json_schema_to_gbnf(json.dumps(schema)))
-        except Exception as exc:  # any converter failure is the schema's fault
-            raise InvalidRequest(
-                f"Unsupported JSON schema: {exc}", param="response_format"
-            ) from exc
-    raise InvalidRequest(f"Unsupported response_format type {kind!r}", param="response_format")
-
-
 def build_sampler(vocab: Any, n_vocab: int, params: SamplingParams) -> Any:
     """The llama_sampler chain llama-cpp-python's ``_init_sampler`` builds for these params:
     penalties -> grammar -> (greedy | top_k -> top_p -> min_p -> temp -> dist(seed))."""
@@ -108,6 +101,14 @@ def build_sampler(vocab: Any, n_vocab: int, params: SamplingParams) -> Any:
 
     chain = lc.llama_sampler_chain_init(lc.llama_sampler_chain_default_params())
     try:
+        if params.logit_bias:  # llama-cpp-python applies it to the logits before the chain
+            items = list(params.logit_bias.items())
+            array = (lc.llama_logit_bias * len(items))()
+            for i, (token, bias) in enumerate(items):
+                array[i].token, array[i].bias = token, bias  # type: ignore[assignment]
+            lc.llama_sampler_chain_add(
+                chain, lc.llama_sampler_init_logit_bias(n_vocab, len(items), array)
+            )
         # same call (and argument list) as llama-cpp-python's LlamaSampler.add_penalties
         lc.llama_sampler_chain_add(
             chain,

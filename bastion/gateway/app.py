@@ -32,6 +32,7 @@ from bastion.errors import (
     NotFound,
 )
 from bastion.gateway.context import RequestContext
+from bastion.observe.datadir import secure_data_dir
 from bastion.observe.metrics import Metrics
 from bastion.observe.setup import IngestProcess, StoreHandle, build_spool, keeps_content
 from bastion.observe.spool import Spool
@@ -80,6 +81,7 @@ class Gateway:
         self.loader: Callable[[], Settings] | None = None  # re-reads config for a reload
         self.on_reloaded: Callable[[], None] | None = None  # after an API-triggered reload
         self.router: Router = make_router(settings, backends, self)
+        secure_data_dir(settings)  # 0700, its files 0600, before anything is written
         self.store = StoreHandle(settings)
         self.tracing: Spool | None = None  # traces: spooled here, stored by the ingest
         self.ingest: IngestProcess | None = None
@@ -247,6 +249,9 @@ class Gateway:
             response.headers.append((b"x-bastion-trace-id", ctx.record_id.encode()))
         if isinstance(response, Response):
             self.finish(ctx)
+            written = self.tracing.written() if self.tracing is not None else None
+            if written is not None:  # its trace in the spool file before the answer goes
+                await written  # out (one write for all finished in this loop iteration)
         return response
 
     def _context(self, request: Request) -> RequestContext:
@@ -320,10 +325,20 @@ class Gateway:
             ctx.response_body = result.body
             return Response(result.status, result.body, JSON_HEADERS + result.headers)
         assert isinstance(result, EventStream)
+        finished = False
+
+        def on_end() -> Awaitable[None] | None:  # the last event relayed: the trace is
+            nonlocal finished  # in the spool file before the terminating chunk goes out
+            finished = True
+            self.finish(ctx)
+            return self.tracing.written() if self.tracing is not None else None
+
         if self._watch_streams:
-            result.events = _watched(result.events, ctx, self._keep_chunks)
+            result.events = _watched(result.events, ctx, self._keep_chunks, on_end)
 
         def on_close(completed: bool) -> None:
+            if finished:
+                return
             if not completed and ctx.error is None:
                 ctx.error = "client disconnected"
                 ctx.status = 499
@@ -340,9 +355,12 @@ class Gateway:
                 log.exception("observer %r failed", observer)
 
 
-def _watched(events: AsyncIterator[bytes], ctx: RequestContext, keep: bool) -> ClosingStream:
+def _watched(events: AsyncIterator[bytes], ctx: RequestContext, keep: bool,
+             on_end: Callable[[], Awaitable[None] | None] | None = None) -> ClosingStream:
     """Relays a stream, noting when its last event went out and (``keep``) the events
-    themselves, for the trace (parsed later, off the request path)."""
+    themselves, for the trace (parsed later, off the request path); ``on_end()`` once the
+    stream has ended, before the server writes its terminating chunk (a SIGKILL after
+    the client got the whole answer must not lose its trace)."""
     chunks: list[bytes] | None = [] if keep else None
     ctx.chunks = chunks
     clock = time.perf_counter
@@ -356,6 +374,10 @@ def _watched(events: AsyncIterator[bytes], ctx: RequestContext, keep: bool) -> C
                 count += 1
                 ctx.last_token_at = clock()
                 yield chunk
+            ctx.stream_events = count
+            written = on_end() if on_end is not None else None
+            if written is not None:
+                await written
         finally:
             ctx.stream_events = count
 

@@ -105,10 +105,18 @@ class RequestContext:
 
     def overhead(self, now: float) -> float:
         """The gateway's own time so far: elapsed time less the time spent waiting on the
-        backend (for a stream, until its headers; otherwise until its complete result)."""
+        backend. The one definition behind the ``x-bastion-overhead-ms`` header, the
+        ``bastion_gateway_overhead_seconds`` metric and the trace's ``overhead_ms``.
+
+        The wait runs from the backend call until its complete result; for a stream, until
+        its last event was relayed (generation is the backend's time, not ours), or until
+        its headers while no event has been relayed yet (the header is written then)."""
         elapsed = now - self.received_at
         started = self.backend_started_at
         if started is None:
             return elapsed
-        waited_until = self.backend_headers_at if self.stream else self.backend_done_at
+        if self.stream:
+            waited_until = self.last_token_at or self.backend_headers_at
+        else:
+            waited_until = self.backend_done_at
         return max(0.0, elapsed - ((waited_until or now) - started))

@@ -64,7 +64,8 @@ async def serve(
     server = HTTPServer(
         gateway.handle,
         ServerConfig(max_body_bytes=cfg.max_body_bytes, keepalive_timeout=cfg.keepalive_timeout,
-                     drain_linger=cfg.drain_linger),
+                     drain_linger=cfg.drain_linger, header_timeout=cfg.header_timeout,
+                     body_timeout=cfg.body_timeout),
     )
 
     async def listen() -> None:

@@ -291,13 +291,14 @@ static PyObject *Rows_observe(Rows *self, PyObject *ctx) {
         return NULL;
     if (observe_into(self, row, DUR, finished - received) < 0)
         return NULL;
-    double end = is_stream ? (has_headers ? headers : finished) : finished, overhead;
-    if (!has_started)
-        overhead = end - received;
-    else {
-        int has_waited = is_stream ? has_headers : has_done;
-        double waited = has_waited ? (is_stream ? headers : done) : end;
-        overhead = end - received - (waited - started);
+    /* ctx.overhead(finished): elapsed less the wait for the backend (for a stream, until
+       its last event, else its headers: the generation is the backend's time) */
+    double overhead = finished - received;
+    if (has_started) {
+        double waited = finished;
+        if (is_stream ? (has_last || has_headers) : has_done)
+            waited = is_stream ? (has_last ? last : headers) : done;
+        overhead -= waited - started;
         overhead = overhead > 0.0 ? overhead : 0.0;
     }
     if (observe_into(self, row, OVH, overhead) < 0)

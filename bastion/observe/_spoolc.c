@@ -34,6 +34,8 @@ typedef struct {
     Py_ssize_t nfields;
     Py_ssize_t fields[MAX_FIELDS];  /* offsets, in the line's order */
     unsigned char relative[MAX_FIELDS];  /* a time written as ns after received_at */
+    unsigned char omitted[MAX_FIELDS];   /* written as null (``omit``: a body's field) */
+    int bodies;          /* 0: the bodies are written as null (content mode metadata) */
     Py_ssize_t received_at;
     Py_ssize_t claim, spans, body, raw_body, response_body, chunks;  /* ctx offsets */
     Py_ssize_t priority, tenant;                                      /* claim */
@@ -443,7 +445,11 @@ static int put_line(Lines *self, PyObject *ctx) {
             return 1;
         if (put_char(self, ',') < 0)
             return -1;
-        rc = self->relative[i] ? put_since(self, value, base) : put_value(self, value, 0, 1);
+        if (self->omitted[i])
+            rc = PUT_LIT(self, "null");
+        else
+            rc = self->relative[i] ? put_since(self, value, base)
+                                   : put_value(self, value, 0, 1);
         if (rc)
             return rc;
     }
@@ -466,6 +472,8 @@ static int put_line(Lines *self, PyObject *ctx) {
     PyObject *body = slot(ctx, self->body), *raw = slot(ctx, self->raw_body);
     if (body == NULL || raw == NULL || put_char(self, ',') < 0)
         return body == NULL || raw == NULL ? 1 : -1;
+    if (!self->bodies)  /* nothing of the content on disk: body, answer, stream events */
+        return PUT_LIT(self, "null,null,null]\n");
     if (body == Py_None)
         rc = PUT_LIT(self, "null");
     else if (PyBytes_CheckExact(raw) && PyBytes_GET_SIZE(raw)) {
@@ -593,16 +601,18 @@ static int offsets(PyTypeObject *type, PyObject *names, Py_ssize_t *out, Py_ssiz
 static int Lines_init(Lines *self, PyObject *args, PyObject *kwds) {
     static char *kwlist[] = {"version", "ctx_type", "fields", "times", "span_type",
                              "claim_type", "prefix", "skip", "python", "on_full", "full",
-                             NULL};
+                             "bodies", "omit", NULL};
     long version;
     PyObject *ctx_type, *fields, *times, *span_type, *claim_type;
-    PyObject *python = NULL, *on_full = NULL;
+    PyObject *python = NULL, *on_full = NULL, *omit = NULL;
+    int bodies = 1;
     const char *prefix = "", *skip = "";
     Py_ssize_t prefix_len = 0, skip_len = 0, full = 64;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "lO!OOO!O!|$s#s#OOn", kwlist, &version,
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "lO!OOO!O!|$s#s#OOnpO", kwlist, &version,
                                      &PyType_Type, &ctx_type, &fields, &times, &PyType_Type,
                                      &span_type, &PyType_Type, &claim_type, &prefix,
-                                     &prefix_len, &skip, &skip_len, &python, &on_full, &full))
+                                     &prefix_len, &skip, &skip_len, &python, &on_full, &full,
+                                     &bodies, &omit))
         return -1;
     if ((size_t)prefix_len >= sizeof self->prefix || (size_t)skip_len >= sizeof self->skip) {
         PyErr_SetString(PyExc_ValueError, "prefix and skip: 63 bytes at most");
@@ -637,7 +647,17 @@ static int Lines_init(Lines *self, PyObject *args, PyObject *kwds) {
         if (found < 0)
             return -1;
         self->relative[i] = (unsigned char)found;
+        int omitted = 0;
+        if (omit != NULL && omit != Py_None) {
+            name = PySequence_GetItem(fields, i);
+            omitted = name == NULL ? -1 : PySequence_Contains(omit, name);
+            Py_XDECREF(name);
+            if (omitted < 0)
+                return -1;
+        }
+        self->omitted[i] = (unsigned char)omitted;
     }
+    self->bodies = bodies;
     if (member_offset(ct, "received_at", &self->received_at) < 0 ||
         member_offset(ct, "endpoint", &self->endpoint) < 0 ||
         member_offset(ct, "claim", &self->claim) < 0 ||

@@ -6,7 +6,10 @@ gateway, its settings on the first line of stdin). It takes the spool files of i
 an atomic rename, so two ingest processes never take the same file), oldest first, builds
 the trace records (parsing, redaction, pricing: :mod:`bastion.observe.record`) and inserts
 them in batches; a file is deleted once all of it is in the store. Inserting a batch twice
-is harmless (the store ignores a trace id it has).
+is harmless (the store ignores a trace id it has). Sealed files (request bodies held
+encrypted, :mod:`bastion.observe.spool_crypto`) are opened with the spool key the gateway
+passes on stdin; a record that fails authentication is counted and skipped, and the torn
+last line a SIGKILL leaves is skipped too (its response never went out whole).
 
 When the store is down or locked the files simply stay where they are (they are the spill
 journal) and are retried every ``retry_interval``. A record the store refuses is kept in
@@ -31,12 +34,15 @@ from typing import Any, Protocol
 
 import orjson
 
+from bastion.observe import redact
+from bastion.observe.datadir import private_umask
 from bastion.observe.logs import TEXT_FORMAT, JsonFormatter
 from bastion.observe.pricing import Price, PriceBook
 from bastion.observe.priority import IdleUnlessBehind
 from bastion.observe.procs import pid_alive
 from bastion.observe.record import build_record
-from bastion.observe.spool import decode, spooled_ago
+from bastion.observe.spool import OPEN, decode, spooled_ago
+from bastion.observe.spool_crypto import is_sealed, open_file, write_sealed
 
 log = logging.getLogger("bastion.ingest")
 
@@ -62,14 +68,19 @@ class Ingest:
         retry_interval: float = 1.0,
         retention_days: float | None = None,
         on_lag: Callable[[float], None] | None = None,
+        key: bytes | None = None,
     ) -> None:
         """``owner``: the gateway's pid, whose folder this ingests. ``store``: opens the
         store (retried until it works); ``unavailable``: the errors meaning "store down";
         ``on_lag``: told, before each file, how many seconds ago it was spooled (0 once
-        none is left)."""
+        none is left); ``key``: the spool key, for sealed files."""
         self.root = Path(spool_root)
         self.dir = self.root / str(owner)
-        self.dir.mkdir(parents=True, exist_ok=True)
+        self.root.mkdir(parents=True, exist_ok=True, mode=0o700)  # bodies: private
+        self.dir.mkdir(exist_ok=True, mode=0o700)
+        self.key = key
+        self.unauthenticated = 0  # sealed records that failed authentication: skipped
+        self.torn = 0  # incomplete last lines or records (a writer killed mid-write)
         self._open = store
         self._store: TraceSink | None = None
         self._healthy = False
@@ -119,19 +130,34 @@ class Ingest:
             data = path.read_bytes()
         except FileNotFoundError:
             return True
-        # lines end at \n only: a body embedded verbatim may hold a bare \r (JSON whitespace)
-        records = [r for r in (self._record(line) for line in data.split(b"\n") if line) if r]
+        opened = open_file(data, self.key)
+        if opened.failed:
+            self.unauthenticated += opened.failed
+            log.error("%s: %d sealed records failed authentication (another key, or "
+                      "altered): skipped; the file is kept in %s", path.name,
+                      opened.failed, self.root / "unreadable")
+        if opened.torn:
+            self.torn += opened.torn
+            log.warning("%s: its last line is incomplete (the gateway was killed while "
+                        "writing it): skipped", path.name)
+        sealed = is_sealed(data)
+        records = [r for r in (self._record(line, sealed) for line in opened.lines) if r]
         for start in range(0, len(records), self.batch_size):
             if not self._insert(records[start : start + self.batch_size]):
                 return False
-        path.unlink()
+        if opened.failed:  # still sealed: readable again with the right key
+            aside = self.root / "unreadable"
+            aside.mkdir(exist_ok=True, mode=0o700)
+            with contextlib.suppress(OSError):
+                path.rename(aside / path.name)
+        path.unlink(missing_ok=True)  # taken over meanwhile: stored already, harmlessly
         return True
 
-    def _record(self, line: bytes) -> dict[str, Any] | None:
+    def _record(self, line: bytes, sealed: bool = False) -> dict[str, Any] | None:
         try:
             ctx = decode(line)
         except (ValueError, TypeError) as exc:
-            self._reject(line, f"undecodable spool line: {exc}")
+            self._reject(line, f"undecodable spool line: {exc}", sealed)
             return None
         mode = self.content
         for name in (ctx.team, ctx.claim.tenant):
@@ -200,11 +226,19 @@ class Ingest:
         self._healthy = False
         self._next_try = time.monotonic() + self.retry_interval
 
-    def _reject(self, line: bytes, why: str) -> None:
+    def _reject(self, line: bytes, why: str, sealed: bool = False) -> None:
+        """Keeps a line aside; a raw line from a sealed file stays sealed (it holds the
+        request's body), in a file of its own."""
         self.rejected += 1
-        with (self.root / "rejected.jsonl").open("ab") as fh:
-            fh.write(line.rstrip(b"\n") + b"\n")
-        log.error("%s: kept in %s", why, self.root / "rejected.jsonl")
+        if sealed and self.key is not None:
+            path = self.root / f"rejected-{time.time_ns()}-{os.getpid()}.sealed"
+            write_sealed(path, self.key, line.rstrip(b"\n") + b"\n")
+        else:
+            path = self.root / "rejected.jsonl"
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+            with os.fdopen(fd, "ab") as fh:
+                fh.write(line.rstrip(b"\n") + b"\n")
+        log.error("%s: kept in %s", why, path)
 
     def _adopt_orphans(self) -> None:
         """Takes over the files of gateways that are gone (crashed, killed, restarted)."""
@@ -216,6 +250,9 @@ class Ingest:
             for path in folder.glob("*.jsonl"):
                 with contextlib.suppress(OSError):  # another ingest took it first
                     path.rename(self.dir / path.name)
+            for path in folder.glob(f"*{OPEN}"):  # the file it was writing when it died
+                with contextlib.suppress(OSError):
+                    path.rename(self.dir / f"{path.name[: -len(OPEN)]}.jsonl")
             with contextlib.suppress(OSError):
                 folder.rmdir()
 
@@ -251,6 +288,7 @@ def _control(stream: Iterator[bytes], ingest: Ingest, draining: threading.Event)
 
 
 def main() -> int:
+    private_umask()  # the SQLite database it may create, the files it keeps aside: 0600
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(sig, signal.SIG_IGN)  # the gateway says when (after its last flush)
     stdin = sys.stdin.buffer
@@ -269,6 +307,7 @@ def main() -> int:
                           partition_days=store_spec["partition_days"])
 
     tracing = spec["tracing"]
+    redact.configure(ner=tracing.get("redact_ner", True))  # what `redacted` mode removes
     if tracing.get("ingest_nice"):
         os.nice(tracing["ingest_nice"])  # background work yields to serving requests
     main_thread = threading.get_native_id()
@@ -285,6 +324,7 @@ def main() -> int:
         max_chars=tracing["max_body_chars"], prices=prices_from(spec["prices"]),
         batch_size=tracing["batch_size"], retention_days=tracing.get("retention_days"),
         on_lag=priority.lag if priority is not None else None,
+        key=bytes.fromhex(spec["spool_key"]) if spec.get("spool_key") else None,
     )
     draining = threading.Event()
     threading.Thread(target=_control, args=(iter(stdin.readline, b""), ingest, draining),

@@ -164,8 +164,9 @@ FAMILIES: tuple[Family, ...] = (
            (*_GENAI, "deployment"), TPOT_BUCKETS,
            rows=FromRows((*_G, DEPLOYMENT), ((_TPOT, ()),))),
     Family("bastion_gateway_overhead_seconds", "histogram",
-           "The gateway's own time per request (x-bastion-overhead-ms; for a stream, "
-           "until the upstream's response headers)",
+           "The gateway's own time per request: its whole time less the wait for the "
+           "backend, a stream's generation counting as waiting (a trace's overhead_ms; "
+           "x-bastion-overhead-ms is the same, so far)",
            ("gen_ai_operation_name",), OVERHEAD_BUCKETS, rows=FromRows((OP,), ((_OVH, ()),))),
     Family("bastion_requests_total", "counter", "Requests answered",
            ("model", "deployment", "status"),
@@ -596,14 +597,15 @@ class Metrics:
         row[_DUR + bisect_left(DURATION_BUCKETS, duration)] += 1
         row[_DUR_SUM] += duration
         stream = ctx.stream
-        # ctx.overhead(), inlined: elapsed less the wait for the backend
+        # ctx.overhead(finished), inlined: elapsed less the wait for the backend (for a
+        # stream, until its last event: the generation is the backend's time)
         started = ctx.backend_started_at
-        end = (ctx.backend_headers_at or finished) if stream else finished
         if started is None:
-            overhead = end - received
+            overhead = duration
         else:
-            waited = (ctx.backend_headers_at if stream else ctx.backend_done_at) or end
-            overhead = max(0.0, end - received - (waited - started))
+            waited = ((ctx.last_token_at or ctx.backend_headers_at) if stream
+                      else ctx.backend_done_at) or finished
+            overhead = max(0.0, duration - (waited - started))
         row[_OVH + bisect_left(OVERHEAD_BUCKETS, overhead)] += 1
         row[_OVH_SUM] += overhead
         if ctx.attempts > 1:

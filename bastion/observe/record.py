@@ -8,7 +8,8 @@ tokens, cost, status, and the input and output as the content mode allows:
 
 - ``full``: as sent (truncated to ``tracing.max_body_chars`` per text);
 - ``redacted``: the request as the input guards passed it on (their redactions and
-  pseudonyms), then the built-in patterns of :mod:`bastion.observe.redact` over it all;
+  pseudonyms), then the guards' own secrets and PII detectors over it all and over the
+  answer (:mod:`bastion.observe.redact`: whatever ``bastion guard scan`` finds);
 - ``metadata``: no bodies at all.
 """
 
@@ -19,7 +20,7 @@ from typing import Any
 from bastion.gateway.context import RequestContext
 from bastion.observe.pricing import PriceBook
 from bastion.observe.redact import redact_value
-from bastion.observe.reply import Choice
+from bastion.observe.reply import Choice, events
 from bastion.observe.reply import parse as parse_reply
 
 _PARAMS = (
@@ -37,6 +38,9 @@ def build_record(
     usage = ctx.usage or usage or {}
     input_tokens = _int(usage.get("prompt_tokens"))
     output_tokens = _int(usage.get("completion_tokens"))
+    counted = output_tokens is None and ctx.stream
+    if counted:  # no usage came (the client left mid-stream): what was sent
+        output_tokens = _sent_tokens(ctx)
     details = usage.get("prompt_tokens_details")
     cached = _int(details.get("cached_tokens")) if isinstance(details, dict) else None
     finished = ctx.finished_at or ctx.received_at
@@ -88,10 +92,12 @@ def build_record(
         "trace_id": ctx.trace_id,
         "span_id": ctx.span_id,
     }
+    if counted and output_tokens is not None:
+        record["metadata"]["output_tokens_from"] = "events_sent"
     if "tools" in body and isinstance(body["tools"], list):
         record["params"]["tools"] = len(body["tools"])
     if mode != "metadata":
-        # redacted: what the guards let through (placeholders, [KIND]), then the patterns
+        # redacted: what the guards let through (placeholders, [KIND]), then the detectors
         sent = ctx.guarded_body if mode == "redacted" and ctx.guarded_body else body
         record["input"] = _input(ctx, sent, mode, max_chars)
         record["output"] = _clip(output, max_chars) if mode == "full" else (
@@ -130,6 +136,24 @@ def _output(ctx: RequestContext) -> tuple[Any, str | None, str | None, dict[str,
         return None, None, reply.model, reply.usage
     return (out[0] if len(out) == 1 else out), (finishes[-1] if finishes else None), (
         reply.model), reply.usage
+
+
+def _sent_tokens(ctx: RequestContext) -> int | None:
+    """Output tokens of a stream without usage: its content events that were forwarded (a
+    server sends one token per event), or, where the events were not kept (content mode
+    ``metadata``), the chunks forwarded."""
+    if ctx.chunks is None:
+        return ctx.stream_events or None
+    sent = 0
+    for event in events(ctx.chunks):
+        for choice in event.get("choices") or ():
+            if not isinstance(choice, dict):
+                continue
+            delta = choice.get("delta")
+            part = delta if isinstance(delta, dict) else choice
+            if part.get("content") or part.get("text") or part.get("tool_calls"):
+                sent += 1
+    return sent or None
 
 
 def _message(choice: Choice) -> dict[str, Any]:

@@ -15,8 +15,10 @@ from typing import IO, TYPE_CHECKING
 import orjson
 
 from bastion.config import Settings
+from bastion.observe.datadir import secure_data_dir
 from bastion.observe.pricing import PriceBook
 from bastion.observe.spool import Spool
+from bastion.observe.spool_crypto import load_secret, spool_key
 
 if TYPE_CHECKING:
     from bastion.store import Store
@@ -46,6 +48,7 @@ class StoreHandle:
                     s.url, self._settings.home,
                     pool_size=s.pool_size, partition_days=s.partition_days,
                 )
+                secure_data_dir(self._settings)  # a new SQLite file: 0600
             return self._store
 
     def close(self) -> None:
@@ -65,10 +68,22 @@ def keeps_content(settings: Settings) -> bool:
     return t.content != "metadata" or any(m != "metadata" for m in t.content_by_tenant.values())
 
 
+def spool_key_of(settings: Settings) -> bytes:
+    """The spool's AES-256-GCM key: from ``store.encryption_key``, else from the key
+    generated once into ``<home>/encryption.key``."""
+    secret = settings.store.encryption_key
+    return spool_key(load_secret(secret.get_secret_value() if secret is not None else None,
+                                 settings.home))
+
+
 def build_spool(settings: Settings) -> Spool:
+    """The spool: sealed when bodies may be stored; without bodies (and unsealed: nothing
+    of the content is in it) when every content mode is ``metadata``."""
     t = settings.tracing
+    bodies = keeps_content(settings)
     return Spool(spool_root(settings), flush_interval=t.flush_interval,
-                 max_pending=int(t.spool_memory_mb * (1 << 20)))
+                 max_pending=int(t.spool_memory_mb * (1 << 20)),
+                 key=spool_key_of(settings) if bodies else None, bodies=bodies)
 
 
 def _prices(book: PriceBook) -> dict[str, list[float]]:
@@ -92,6 +107,7 @@ class IngestProcess:
             "tracing": s.tracing.model_dump(mode="json"),
             "prices": _prices(PriceBook.from_settings(s)),
             "log_format": s.server.log_format,
+            "spool_key": spool_key_of(s).hex(),  # over the pipe, never on disk
         }) + b"\n"
 
     def start(self) -> None:

@@ -3,10 +3,15 @@
 One :class:`HTTPProtocol` per connection parses requests with httptools, hands each
 complete request to the handler as a task, and writes the response in one ``write`` call
 (or chunk by chunk for a :class:`StreamingResponse`). It supports keep-alive, pipelining
-(answered in order), ``Expect: 100-continue``, a request-body limit (413 before the body is
-read), write back-pressure, an idle keep-alive timeout, and a graceful drain (see
-:meth:`HTTPServer.shutdown`). When a client goes away, its handler task is cancelled, which
-closes whatever upstream stream or model slot the handler held.
+(answered in order), half-close (requests received before the client's EOF are answered),
+``Expect: 100-continue``, a request-body limit (413 before the body is read), write
+back-pressure, header / body read timeouts (408) and an idle keep-alive timeout on one lazy
+timer per connection, and a graceful drain (see :meth:`HTTPServer.shutdown`). Framing that
+could smuggle a request past a proxy (both Content-Length and Transfer-Encoding, duplicate
+or malformed lengths, obs-fold, bad chunk sizes: llhttp's strict mode; codings other than
+``chunked``, Transfer-Encoding in HTTP/1.0, a missing or repeated Host: here) is a 400 and a
+close. When a client goes away, its handler task is cancelled, which closes whatever
+upstream stream or model slot the handler held.
 """
 
 from __future__ import annotations
@@ -48,6 +53,11 @@ _STREAM_FLUSH_BYTES = 16 << 10  # later chunks are coalesced up to this size per
 _MAX_HEAD_BYTES = 64 * 1024
 _MAX_PIPELINED = 64
 
+# RFC 3986 host / IP-literal / port characters; anything else makes a Host value invalid
+_HOST_CHARS = (
+    b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~%!$&'()*+,;=:[]"
+)
+
 _date_cache: list[Any] = [0, b""]
 
 
@@ -77,9 +87,23 @@ def _error_body(status: int, message: str, code: str) -> bytes:
 
 class ServerConfig:
     """``drain_linger``: at shutdown, how long an idle keep-alive connection stays open
-    for a request that may already be on its way (answered with ``Connection: close``)."""
+    for a request that may already be on its way (answered with ``Connection: close``).
 
-    __slots__ = ("drain_linger", "keepalive_timeout", "max_body_bytes")
+    ``header_timeout``: seconds from a request's first byte to the end of its headers (and
+    a new connection's wait for its first byte). ``body_timeout``: seconds from the end of
+    the headers to the end of the body, as a total rather than a gap between reads, so a
+    client trickling a byte at a time is bounded too. Either answers a partial request with
+    408 and closes (nginx's ``client_header_timeout`` / ``client_body_timeout``).
+    """
+
+    __slots__ = (
+        "body_timeout",
+        "drain_linger",
+        "header_timeout",
+        "keepalive_timeout",
+        "max_body_bytes",
+        "timer_step",
+    )
 
     def __init__(
         self,
@@ -87,10 +111,16 @@ class ServerConfig:
         max_body_bytes: int = 8 << 20,
         keepalive_timeout: float = 75.0,
         drain_linger: float = 1.0,
+        header_timeout: float = 60.0,
+        body_timeout: float = 60.0,
     ) -> None:
         self.max_body_bytes = max_body_bytes
         self.keepalive_timeout = keepalive_timeout
         self.drain_linger = drain_linger
+        self.header_timeout = header_timeout
+        self.body_timeout = body_timeout
+        # the connection timer never sleeps longer than this (see HTTPProtocol._on_timer)
+        self.timer_step = min(header_timeout, body_timeout)
 
 
 class _BodyTooLarge(Exception):
@@ -99,6 +129,15 @@ class _BodyTooLarge(Exception):
 
 class _HeadTooLarge(Exception):
     pass
+
+
+class _BadRequest(Exception):
+    """Raised in a parser callback for a request we refuse to frame: a 400 with ``code``."""
+
+    def __init__(self, message: str, code: str) -> None:
+        super().__init__(message)
+        self.message = message
+        self.code = code
 
 
 def _request_id() -> bytes:
@@ -114,19 +153,24 @@ class HTTPProtocol(asyncio.Protocol):
         "_config",
         "_deferred",
         "_drain_waiter",
+        "_eof",
         "_handler",
         "_head_size",
         "_headers",
-        "_idle_handle",
+        "_idle_limit",
         "_idle_since",
         "_keep_alive",
         "_loop",
         "_parser",
         "_peer",
         "_pending",
+        "_read_body",
+        "_read_limit",
+        "_read_since",
         "_server",
         "_shutting_down",
         "_task",
+        "_timer",
         "_transport",
         "_url",
         "_write_paused",
@@ -152,10 +196,15 @@ class HTTPProtocol(asyncio.Protocol):
         self._task: asyncio.Task[None] | None = None
         self._write_paused = False
         self._drain_waiter: asyncio.Future[None] | None = None
-        self._idle_handle: asyncio.TimerHandle | None = None
+        self._timer: asyncio.TimerHandle | None = None  # the one lazy timer, see _on_timer
         self._deferred: bytes | None = None  # a rejection waiting for earlier responses
         self._head_size = 0
         self._idle_since = -1.0  # loop time the connection went idle; < 0 while in use
+        self._idle_limit = self._config.header_timeout  # for the first byte; then keep-alive
+        self._read_since = -1.0  # loop time the current read phase began; < 0: no partial request
+        self._read_limit = 0.0  # that phase's timeout (header_timeout or body_timeout)
+        self._read_body = False  # the phase is the body (else the request line and headers)
+        self._eof = False  # the client half-closed: answer what was received, then close
 
     # ------------------------------------------------------------------ connection
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -173,10 +222,23 @@ class HTTPProtocol(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self._closed = True
         self._server.connections.discard(self)
-        self._cancel_idle_timer()
+        self._cancel_timer()
         if self._task is not None and not self._task.done():
             self._task.cancel()
         self._wake_drain()
+
+    def eof_received(self) -> bool | None:
+        """The client half-closed (``shutdown(SHUT_WR)``): it sends no more, but still reads.
+
+        Every complete request received before the EOF has been dispatched by now (parsing
+        is synchronous): if any is still being answered, keep the transport open for
+        writing (True) and close after the last response (:meth:`_after_response`), which
+        carries ``Connection: close``. A partial request can never be completed: it is
+        dropped. With nothing owed, the transport closes itself (None).
+        """
+        self._eof = True
+        self._read_since = -1.0
+        return True if self._busy else None
 
     def pause_writing(self) -> None:
         self._write_paused = True
@@ -214,6 +276,8 @@ class HTTPProtocol(asyncio.Protocol):
                     f"Request line and headers exceed {_MAX_HEAD_BYTES} bytes",
                     "headers_too_large",
                 )
+            elif isinstance(exc.__context__, _BadRequest):
+                self._reject(400, exc.__context__.message, exc.__context__.code)
             else:
                 raise
         except httptools.HttpParserError:
@@ -228,6 +292,7 @@ class HTTPProtocol(asyncio.Protocol):
         if self._transport is None or self._closed:
             return
         self._keep_alive = False
+        self._read_since = -1.0  # nothing more is read, so nothing more can time out
         self._parser = _Discard()  # type: ignore[assignment]
         body = _error_body(status, message, code)
         payload = (
@@ -257,6 +322,14 @@ class HTTPProtocol(asyncio.Protocol):
         self._body = []
         self._body_size = 0
         self._head_size = 0
+        # the header timeout runs from the first byte; the timer is pending unless the
+        # connection was busy a whole step with nothing to read (see _on_timer)
+        now = self._loop.time()
+        self._read_since = now
+        self._read_limit = self._config.header_timeout
+        self._read_body = False
+        if self._timer is None:
+            self._timer = self._loop.call_at(now + self._config.timer_step, self._on_timer)
 
     def on_url(self, url: bytes) -> None:
         self._url += url
@@ -271,8 +344,15 @@ class HTTPProtocol(asyncio.Protocol):
             raise _HeadTooLarge()
 
     def on_headers_complete(self) -> None:
-        self._keep_alive = self._parser.should_keep_alive()
+        parser = self._parser
+        self._keep_alive = parser.should_keep_alive()
+        self._read_since = self._loop.time()  # the body timeout runs from here
+        self._read_limit = self._config.body_timeout
+        self._read_body = True
         expect_continue = False
+        hosts = 0
+        host = b""
+        coding: bytes | None = None
         for name, value in self._headers:
             if name == b"content-length":
                 try:
@@ -281,8 +361,19 @@ class HTTPProtocol(asyncio.Protocol):
                     size = 0
                 if size > self._config.max_body_bytes:
                     raise _BodyTooLarge()
+            elif name == b"host":
+                hosts += 1
+                host = value
+            elif name == b"transfer-encoding":
+                coding = value  # llhttp refused a repeated one, or one not ending in chunked
             elif name == b"expect" and value.lower() == b"100-continue":
                 expect_continue = True
+        if hosts != 1:
+            _check_hosts(hosts, parser.get_http_version())
+        elif host.translate(None, _HOST_CHARS):
+            raise _BadRequest("Invalid Host header value", "invalid_host")
+        if coding is not None:
+            _check_coding(coding, parser.get_http_version())
         if expect_continue and self._transport is not None:
             self._transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
 
@@ -293,6 +384,7 @@ class HTTPProtocol(asyncio.Protocol):
         self._body.append(body)
 
     def on_message_complete(self) -> None:
+        self._read_since = -1.0
         url = self._url
         if url[:1] != b"/" and url[:4].lower() == b"http":  # absolute-form request target
             parsed = httptools.parse_url(url)
@@ -342,8 +434,9 @@ class HTTPProtocol(asyncio.Protocol):
             if isinstance(response, StreamingResponse):
                 await _abandon(response)
             return
-        # Draining: the last response the connection owes carries Connection: close.
-        keep_alive = keep_alive and not (self._shutting_down and not self._pending)
+        # Draining or half-closed: the last response the connection owes carries
+        # Connection: close.
+        keep_alive = keep_alive and not ((self._shutting_down or self._eof) and not self._pending)
         if isinstance(response, StreamingResponse):
             try:
                 completed = await self._send_stream(response, keep_alive)
@@ -466,42 +559,84 @@ class HTTPProtocol(asyncio.Protocol):
         if self._pending:
             request, next_keep_alive = self._pending.popleft()
             if len(self._pending) < _MAX_PIPELINED // 2:
+                if self._read_since >= 0 and not transport.is_reading():
+                    # we stopped reading a partial request, not the client: its clock restarts
+                    self._read_since = self._loop.time()
                 transport.resume_reading()
             self._start(request, next_keep_alive)
+        elif self._eof:
+            transport.close()  # half-closed and everything received is answered
         else:
+            self._idle_limit = self._config.keepalive_timeout
             self._arm_idle_timer()
 
     # ------------------------------------------------------------------ timers and shutdown
     def _arm_idle_timer(self) -> None:
-        """Marks the connection idle and makes sure a keep-alive timer is pending.
+        """Marks the connection idle and makes sure its timer is pending.
 
-        The timer is not cancelled when a request arrives, nor re-created after each
-        response: it fires at most once per ``keepalive_timeout`` and then checks whether
-        the connection has really been idle that long (re-arming for the remainder if it
-        went idle again since). A busy keep-alive connection thus costs no timer work per
-        request, which a ``call_later`` + ``cancel`` pair did (a few microseconds each).
+        One timer per connection covers the idle wait and the header and body reads. It is
+        not cancelled when a request arrives, nor re-created after each response or read:
+        state changes only record a loop time (``_idle_since``, ``_read_since``), and the
+        timer, when it fires, checks the deadline of whatever state the connection is in
+        then, re-arming for the remainder. A busy keep-alive connection thus costs no timer
+        work per request, which a ``call_later`` + ``cancel`` pair did (a few microseconds
+        each). See :meth:`_on_timer` for why no deadline is ever missed.
         """
         loop = self._loop
         now = loop.time()
         self._idle_since = now
-        if self._idle_handle is None:
-            self._idle_handle = loop.call_at(now + self._config.keepalive_timeout, self._on_idle)
+        if self._timer is None:
+            step = min(self._idle_limit, self._config.timer_step)
+            self._timer = loop.call_at(now + step, self._on_timer)
 
-    def _cancel_idle_timer(self) -> None:
-        if self._idle_handle is not None:
-            self._idle_handle.cancel()
-            self._idle_handle = None
+    def _cancel_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
 
-    def _on_idle(self) -> None:
-        self._idle_handle = None
-        since = self._idle_since
-        if since < 0 or self._busy or self._transport is None or self._closed:
-            return  # in use (a request, even a partial one, arrived): re-armed when idle
-        deadline = since + self._config.keepalive_timeout
-        if self._loop.time() + 0.001 < deadline:
-            self._idle_handle = self._loop.call_at(deadline, self._on_idle)
+    def _on_timer(self) -> None:
+        """Enforces the deadline of the connection's current state, lazily.
+
+        A partial request has ``_read_since + _read_limit`` (408 when passed), an idle
+        connection ``_idle_since + _idle_limit`` (closed when passed). A connection that is
+        answering and reading nothing has none: the timer lapses, and is armed again when
+        a request begins (:meth:`on_message_begin`) or the connection goes idle.
+
+        The timer never sleeps longer than ``timer_step`` (the smaller read timeout), so
+        when a state begins, whatever timer is pending fires no later than that state's
+        deadline: a request that starts 1 s into a 75 s keep-alive wait still gets its
+        408 on time, without cancelling and re-creating a timer for it.
+        """
+        self._timer = None
+        transport = self._transport
+        if self._closed or transport is None:
             return
-        self._transport.close()
+        loop = self._loop
+        now = loop.time()
+        if self._read_since >= 0:  # a partial request (maybe behind one being answered)
+            deadline = self._read_since + self._read_limit
+            if not transport.is_reading():  # paused by us (pipelining limit): not late
+                deadline = now + self._config.timer_step
+            elif now + 0.001 >= deadline:
+                self._read_timed_out()
+                return
+        elif not self._busy:
+            if self._idle_since < 0:  # bytes that began no request (a stray CRLF)
+                self._idle_since = now
+            deadline = self._idle_since + self._idle_limit
+            if now + 0.001 >= deadline:
+                transport.close()  # no bytes of a request: nothing to answer
+                return
+        else:
+            return
+        self._timer = loop.call_at(min(deadline, now + self._config.timer_step), self._on_timer)
+
+    def _read_timed_out(self) -> None:
+        part = "body" if self._read_body else "line and headers"
+        limit = self._read_limit
+        self._reject(
+            408, f"The request {part} did not arrive within {limit:g} s", "request_timeout"
+        )
 
     def begin_shutdown(self) -> None:
         """From now on, the response that leaves nothing pending carries Connection: close.
@@ -515,7 +650,10 @@ class HTTPProtocol(asyncio.Protocol):
         """Closes the connection if it has been idle (no request, not even part of one)
         since ``cutoff`` (loop time) or earlier; True if it is now closing."""
         since = self._idle_since
-        if self._busy or since < 0 or since > cutoff or self._transport is None:
+        if (
+            self._busy or since < 0 or since > cutoff or self._read_since >= 0
+            or self._transport is None
+        ):
             return False
         self._transport.close()
         return True
@@ -527,6 +665,35 @@ class HTTPProtocol(asyncio.Protocol):
     @property
     def busy(self) -> bool:
         return self._busy
+
+
+def _check_hosts(hosts: int, version: str) -> None:
+    """RFC 9112 §3.2: 400 for an HTTP/1.1 request without Host, or any with several.
+
+    Which Host a request means must not depend on which of two a hop reads.
+    """
+    if hosts > 1:
+        raise _BadRequest("Multiple Host headers", "invalid_host")
+    if version != "1.0":
+        raise _BadRequest("Missing Host header (required in HTTP/1.1)", "missing_host")
+
+
+def _check_coding(coding: bytes, version: str) -> None:
+    """Only ``Transfer-Encoding: chunked`` frames a request here.
+
+    llhttp already refuses codings that do not end in chunked; a stacked one (``gzip,
+    chunked``) would reach the handler undecoded, and Transfer-Encoding in HTTP/1.0 is
+    faulty framing (RFC 9112 §6.1) that another hop may read as a Content-Length body.
+    400 rather than RFC's 501: the client sent what cannot be served, the server is fine.
+    """
+    if version == "1.0":
+        raise _BadRequest(
+            "Transfer-Encoding is not allowed in an HTTP/1.0 request", "invalid_transfer_encoding"
+        )
+    if coding.lower() != b"chunked":
+        raise _BadRequest(
+            "Transfer-Encoding other than chunked is not supported", "invalid_transfer_encoding"
+        )
 
 
 class _Discard:

@@ -9,7 +9,8 @@ stdlib asyncio in a daemon thread, serving ``POST /v1/messages``::
 
 It checks ``x-api-key`` (401 envelope) and ``anthropic-version`` (400), records every
 request, and answers a text reply, or a ``tool_use`` of the first tool when tools were
-given and the last user message mentions "weather". Streams are real Anthropic SSE
+given and the last user message mentions "weather", or exactly the ``tool_use`` blocks a
+test puts in ``tool_uses`` (after a ``tool_text`` block when that is set). Streams are real Anthropic SSE
 (``event:`` + ``data:`` lines, a ``ping``, chunked transfer encoding). ``stop_sequences``
 and ``max_tokens`` (counted in words) cut the reply as Anthropic would.
 """
@@ -60,6 +61,10 @@ class FakeAnthropic:
         self.drop_mid_stream = False  # close the connection after the first text delta
         self.error_mid_stream = False  # send an `error` event after the first text delta
         self.delay = 0.0  # seconds to wait before answering
+        # while set, every reply is these tool_use blocks ({"id", "name", "input"}),
+        # preceded by a text block when tool_text is set; stop_reason "tool_use"
+        self.tool_uses: list[dict[str, Any]] = []
+        self.tool_text: str | None = None
 
     @property
     def base_url(self) -> str:
@@ -168,6 +173,13 @@ class FakeAnthropic:
             "id": msg_id, "type": "message", "role": "assistant", "model": body["model"],
             "content": [], "stop_reason": "end_turn", "stop_sequence": None, "usage": usage,
         }
+        if self.tool_uses:
+            text = [{"type": "text", "text": self.tool_text}] if self.tool_text else []
+            uses = [{"type": "tool_use", **json.loads(json.dumps(u))} for u in self.tool_uses]
+            out["content"] = text + uses
+            out["stop_reason"] = "tool_use"
+            usage["output_tokens"] = 7 * len(uses)
+            return out
         tools = body.get("tools") or []
         if tools and "weather" in _last_user_text(body.get("messages") or []):
             out["content"] = [{"type": "tool_use", "id": f"toolu_fake{next(self._ids)}",

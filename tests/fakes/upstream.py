@@ -11,6 +11,7 @@ daemon thread with its own event loop, so sync and async tests can both use it::
 Every :class:`Behaviour` field can be overridden for a single request with a
 header ``x-fake-<field-with-dashes>: <value>``.  An unknown ``x-fake-*`` header or
 an unparsable value gets a 400 envelope (so a typo in a test fails loudly).
+``up.tool_calls = [...]`` makes chat replies those tool calls (streamed as deltas).
 
 Endpoints: ``POST /v1/chat/completions``, ``POST /v1/completions``,
 ``POST /v1/embeddings``, ``GET /v1/models``, ``GET /v1/models/{id}``,
@@ -252,6 +253,11 @@ class FakeUpstream:
         self.behaviour = Behaviour()
         # replies for the next requests, in order (then behaviour.content again)
         self.contents: list[str] = []
+        # tool calls every chat reply makes while set, in OpenAI's message shape
+        # ({"id", "type": "function", "function": {"name", "arguments"}}): the reply has
+        # no content and finish_reason "tool_calls"; a stream sends each call's id and
+        # name first, then its arguments in ``behaviour.chunks`` pieces, by index.
+        self.tool_calls: list[dict[str, Any]] = []
         self.requests: list[dict[str, Any]] = []
         self.connections_opened = 0
         self.errors: list[BaseException] = []
@@ -313,6 +319,7 @@ class FakeUpstream:
         self.errors.clear()
         self.behaviour = Behaviour()
         self.contents = []
+        self.tool_calls = []
         self.connections_opened = 0
 
     def __enter__(self) -> FakeUpstream:
@@ -604,12 +611,16 @@ class FakeUpstream:
         if not isinstance(messages, list):
             raise _HTTPError(400, "'messages' is a required property")
         prompt_tokens = _count_tokens(_text_of(messages))
-        completion_tokens = _count_tokens(b.content)
+        calls = [json.loads(json.dumps(c)) for c in self.tool_calls]  # a copy per reply
+        answer = "".join(c["function"]["arguments"] for c in calls) if calls else b.content
+        completion_tokens = _count_tokens(answer)
         usage = {
             "prompt_tokens": prompt_tokens,
             "completion_tokens": completion_tokens,
             "total_tokens": prompt_tokens + completion_tokens,
         }
+        if calls:
+            return self._tool_reply(body, model, calls, usage, b)
         want_logprobs = body.get("logprobs") is True
         top = body.get("top_logprobs") or 0
         top = top if isinstance(top, int) and top > 0 else 0
@@ -661,6 +672,65 @@ class FakeUpstream:
             )
             events.append(chunk({"content": piece}, None, lp))
         events.append(chunk({}, "stop"))
+        if include_usage:
+            final = chunk({}, None)
+            final["choices"] = []
+            final["usage"] = usage
+            events.append(final)
+        return events
+
+    def _tool_reply(
+        self,
+        body: dict[str, Any],
+        model: str,
+        calls: list[dict[str, Any]],
+        usage: dict[str, int],
+        b: Behaviour,
+    ) -> Any:
+        """A reply made of ``calls`` (see ``tool_calls``), whole or as OpenAI streams it."""
+        cid, created = self._new_id("chatcmpl"), int(time.time())
+        if not body.get("stream"):
+            message = {"role": "assistant", "content": None, "refusal": None, "tool_calls": calls}
+            return {
+                "id": cid,
+                "object": "chat.completion",
+                "created": created,
+                "model": model,
+                "choices": [
+                    {"index": 0, "message": message, "logprobs": None,
+                     "finish_reason": "tool_calls"}
+                ],
+                "usage": usage,
+                "system_fingerprint": "fp_fake",
+            }
+        include_usage = self._include_usage(body)
+
+        def chunk(delta: dict[str, Any], finish: str | None) -> dict[str, Any]:
+            out: dict[str, Any] = {
+                "id": cid,
+                "object": "chat.completion.chunk",
+                "created": created,
+                "model": model,
+                "system_fingerprint": "fp_fake",
+                "choices": [
+                    {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
+                ],
+            }
+            if include_usage:
+                out["usage"] = None
+            return out
+
+        events = [chunk({"role": "assistant", "content": None}, None)]
+        for index, call in enumerate(calls):
+            fn = call["function"]
+            head = {"index": index, "id": call["id"], "type": call.get("type", "function"),
+                    "function": {"name": fn["name"], "arguments": ""}}
+            events.append(chunk({"tool_calls": [head]}, None))
+            for piece in _split(fn["arguments"], b.chunks):
+                if piece:
+                    part = {"index": index, "function": {"arguments": piece}}
+                    events.append(chunk({"tool_calls": [part]}, None))
+        events.append(chunk({}, "tool_calls"))
         if include_usage:
             final = chunk({}, None)
             final["choices"] = []

@@ -12,9 +12,18 @@ from pathlib import Path
 import orjson
 import pytest
 
+from bastion.config import load_settings
+from bastion.errors import ConfigError
 from bastion.gateway.context import RequestContext, Span
 from bastion.observe.ingest import Ingest
 from bastion.observe.spool import Spool, c_lines, decode, encode
+from bastion.observe.spool_crypto import (
+    HEADER_BYTES,
+    KEY_FILE,
+    load_secret,
+    open_file,
+    spool_key,
+)
 from bastion.routing.fairqueue import Claim
 from bastion.store import Store, StoreUnavailable, open_store
 
@@ -82,18 +91,24 @@ def test_spool_writes_whole_files_and_skips_non_inference_calls(
     tmp_path: Path, fast: bool
 ) -> None:
     line = max(len(encoded(ctx(i), fast)) for i in range(7))
-    # a chunk per line; at most three lines a file (a chunk longer than that: a file alone)
-    spool = Spool(tmp_path, chunk_lines=1, file_bytes=3 * line, fast=fast)
+    # a file is handed to the ingest (renamed .jsonl) once it holds 3 lines' worth
+    spool = Spool(tmp_path, file_bytes=3 * line - 1, fast=fast)
+
+    def on_disk() -> list[str]:
+        files = sorted([*spool.dir.glob("*.jsonl"), *spool.dir.glob("*.open")])
+        return [decode(x).request_id for f in files for x in f.read_bytes().splitlines()]
+
     for i in range(7):
         spool.observe(ctx(i))
-    spool.observe(RequestContext("h", "/health/ready", 1.0))
-    spool.observe(RequestContext("m", "/v1/models", 1.0))
-    assert spool.flush() == 7
+        spool.write_pending()  # what the loop runs before the answers go out
+        # in the file before any flush: a SIGKILL now loses nothing
+        assert on_disk() == [f"t{j:04d}" for j in range(i + 1)]
+    spool.observe(RequestContext("h", "/health/ready", 1.0))  # not traced
+    assert spool.flush() == 1  # the open file's one line
     files = sorted(spool.dir.glob("*.jsonl"))
     assert [len(f.read_bytes().splitlines()) for f in files] == [3, 3, 1]
-    assert [decode(x).request_id for f in files for x in f.read_bytes().splitlines()] == [
-        f"t{i:04d}" for i in range(7)]
-    assert not list(spool.dir.glob(".*.tmp")), "no half-written file is left visible"
+    assert on_disk() == [f"t{i:04d}" for i in range(7)]
+    assert not list(spool.dir.glob("*.open")), "flushed: no file left open"
 
 
 def open_sqlite(home: Path) -> Store:
@@ -298,7 +313,7 @@ def test_a_spool_that_cannot_write_drops_beyond_its_memory_bound_and_says_so(
 ) -> None:
     import bastion.observe.spool as spool_module
 
-    def disk_full(path: Path, chunks: list[bytes]) -> None:
+    def disk_full(*args: object) -> int:
         raise OSError(28, "No space left on device")
 
     line = max(len(encoded(ctx(i), fast)) for i in range(3))
@@ -306,6 +321,7 @@ def test_a_spool_that_cannot_write_drops_beyond_its_memory_bound_and_says_so(
     told: list[int] = []
     spool.on_drop = told.append
     monkeypatch.setattr(spool_module, "_write_file", disk_full)
+    monkeypatch.setattr(spool_module, "_WRITE", disk_full)
     for i in range(12):
         spool.observe(ctx(i))
         spool._write()  # the writer's pass: fails, keeps the chunks
@@ -316,4 +332,182 @@ def test_a_spool_that_cannot_write_drops_beyond_its_memory_bound_and_says_so(
     assert spool.flush() == kept
     stored = [decode(x).request_id for f in sorted(spool.dir.glob("*.jsonl"))
               for x in f.read_bytes().splitlines()]
+    assert not list(spool.dir.glob("*.open")) and not list(spool.dir.glob(".*.tmp"))
     assert stored == [f"t{i:04d}" for i in range(kept)], "the oldest are kept, in order"
+
+
+# ---------------------------------------------------------------- sealed spool, SIGKILL leftovers
+SECRET_TEXT = "password=hunter2xyz sk-live-4f9a8b7c6d5e4f3a2b1c0d9e8f7a6b5c"
+KEY = bytes(range(32))
+
+
+def secret_ctx(i: int) -> RequestContext:
+    c = ctx(i)
+    c.body = {"model": "m", "messages": [{"role": "user", "content": f"{SECRET_TEXT} {i}"}]}
+    c.raw_body = orjson.dumps(c.body)
+    c.guarded_body = c.body
+    return c
+
+
+def sealed_ingest(tmp_path: Path, key: bytes | None = KEY, owner: int | None = None) -> Ingest:
+    home = tmp_path / "home"
+    return Ingest(tmp_path / "spool", owner or os.getpid(), lambda: open_sqlite(home),
+                  unavailable=(StoreUnavailable,), retry_interval=0.0, batch_size=4, key=key)
+
+
+def spool_bytes(root: Path) -> bytes:
+    return b"".join(p.read_bytes() for p in root.rglob("*") if p.is_file())
+
+
+@pytest.mark.parametrize("fast", [True, False], ids=["c", "python"])
+def test_a_sealed_spool_holds_no_body_in_the_clear_and_ingests_all(
+    tmp_path: Path, fast: bool
+) -> None:
+    spool = Spool(tmp_path / "spool", key=KEY, fast=fast)
+    for i in range(5):
+        spool.observe(secret_ctx(i))
+    spool.write_pending()
+    assert b"hunter2xyz" not in spool_bytes(tmp_path / "spool"), "in the file, sealed"
+    assert b"t0001" not in spool_bytes(tmp_path / "spool"), "the metadata too"
+    spool.flush()
+    assert b"hunter2xyz" not in spool_bytes(tmp_path / "spool")
+    ingest = sealed_ingest(tmp_path)
+    assert ingest.run_once() is True
+    assert stored_ids(tmp_path) == [f"t{i:04d}" for i in range(5)]
+    assert ingest.unauthenticated == 0 and ingest.torn == 0
+    assert not list(spool.dir.iterdir())
+
+
+def test_a_record_failing_authentication_is_counted_and_skipped(tmp_path: Path) -> None:
+    spool = Spool(tmp_path / "spool", key=KEY)
+    for i in range(3):
+        spool.observe(secret_ctx(i))
+        spool.write_pending()  # a record each (as three loop iterations would)
+    spool.flush()
+    (path,) = spool.dir.glob("*.jsonl")
+    data = bytearray(path.read_bytes())
+    second = HEADER_BYTES + 4 + int.from_bytes(data[HEADER_BYTES : HEADER_BYTES + 4], "little")
+    data[second + 20] ^= 1  # one bit of the second record's ciphertext
+    path.write_bytes(bytes(data))
+    ingest = sealed_ingest(tmp_path)
+    assert ingest.run_once() is True
+    assert stored_ids(tmp_path) == ["t0000", "t0002"]
+    assert ingest.unauthenticated == 1
+    assert ingest.rejected == 0, "nothing of it kept in the clear"
+    # with another key: every record counted, nothing stored, the file kept (sealed)
+    spool.observe(secret_ctx(7))
+    spool.flush()
+    wrong = sealed_ingest(tmp_path, key=bytes(32))
+    assert wrong.run_once() is True
+    assert wrong.unauthenticated == 1 and "t0007" not in stored_ids(tmp_path)
+    kept = list((tmp_path / "spool" / "unreadable").iterdir())
+    assert len(kept) == 2 and b"hunter2xyz" not in spool_bytes(tmp_path / "spool")
+
+
+@pytest.mark.parametrize("key", [KEY, None], ids=["sealed", "plain"])
+def test_a_torn_last_line_is_skipped_and_the_rest_stored(tmp_path: Path,
+                                                         key: bytes | None) -> None:
+    """What a SIGKILL mid-write leaves: the killed gateway's open file, cut short."""
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, check=True)
+    spool = Spool(tmp_path / "spool", key=key)
+    for i in range(3):
+        spool.observe(ctx(i))
+        spool.write_pending()
+    (path,) = spool.dir.glob("*.open")
+    orphan = tmp_path / "spool" / dead.stdout.decode().strip()
+    orphan.mkdir()
+    (orphan / path.name).write_bytes(path.read_bytes()[:-7])  # torn in the last line
+    path.unlink()
+    ingest = sealed_ingest(tmp_path, key=key)
+    assert ingest.run_once() is True
+    assert stored_ids(tmp_path) == ["t0000", "t0001"]
+    assert ingest.torn == 1 and ingest.rejected == 0 and ingest.unauthenticated == 0
+    assert not orphan.exists()
+
+
+@pytest.mark.parametrize("fast", [True, False], ids=["c", "python"])
+def test_metadata_mode_spools_no_body(tmp_path: Path, fast: bool) -> None:
+    spool = Spool(tmp_path, fast=fast, bodies=False)
+    spool.observe(secret_ctx(1))
+    spool.write_pending()
+    raw = spool_bytes(tmp_path)
+    assert b"hunter2xyz" not in raw and b"yo" not in raw
+    back = decode(raw.splitlines()[0])
+    assert back.request_id == "t0001" and back.model == "m" and back.status == 200
+    assert back.body is None and back.response_body is None and back.guarded_body is None
+
+
+def test_the_generated_key_is_private_and_stable_and_an_empty_one_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first = load_secret(None, tmp_path / "home")
+    assert load_secret(None, tmp_path / "home") == first and len(first) == 64
+    assert (tmp_path / "home" / KEY_FILE).stat().st_mode & 0o777 == 0o600
+    assert spool_key(first) != spool_key(b"another secret of some length")
+    for value in ("", " ", "short"):
+        monkeypatch.setenv("BASTION_ENCRYPTION_KEY", value)
+        with pytest.raises(ConfigError, match="encryption key"):
+            load_settings(None)
+    monkeypatch.setenv("BASTION_ENCRYPTION_KEY", "k3y-Of-Enough-Length-8d7f")
+    assert load_settings(None).store.encryption_key is not None
+
+
+@pytest.mark.parametrize("fast", [True, False], ids=["c", "python"])
+def test_requests_finished_in_one_loop_iteration_share_one_sealed_write(
+    tmp_path: Path, fast: bool
+) -> None:
+    """written(): what the gateway awaits before it sends an answer. Resolved only once the
+    lines are in the file; one future, one record for the lines of one iteration."""
+    import asyncio
+
+    async def scenario() -> None:
+        spool = Spool(tmp_path / "spool", key=KEY, fast=fast)
+        spool.start(asyncio.get_running_loop())
+        try:
+            assert spool.written() is None, "nothing pending: nothing to wait for"
+            waiters = []
+            for i in range(3):
+                spool.observe(secret_ctx(i))
+                waiters.append(spool.written())
+            assert all(w is not None for w in waiters)
+            assert not list(spool.dir.glob("*.open")), "not yet written"
+            assert waiters[1] is not None
+            waiters[1].cancel()  # its client went away: the others still get theirs
+            await asyncio.gather(waiters[0], waiters[2])
+            (path,) = spool.dir.glob("*.open")
+            opened = open_file(path.read_bytes(), KEY)
+            assert [decode(x).request_id for x in opened.lines] == ["t0000", "t0001", "t0002"]
+            assert path.stat().st_size == HEADER_BYTES + 4 + sum(
+                len(encoded(secret_ctx(i), fast)) for i in range(3)) + 16, "one record"
+            spool.observe(secret_ctx(3))
+            second = spool.written()
+            assert second is not None
+            await second
+            assert len(open_file(path.read_bytes(), KEY).lines) == 4
+        finally:
+            spool.close()
+
+    asyncio.run(scenario())
+
+
+def test_the_data_directory_is_made_private_but_not_what_is_not_ours(tmp_path: Path) -> None:
+    from bastion.config import Settings
+    from bastion.observe.datadir import secure_data_dir
+
+    home = tmp_path / "home"
+    (home / "spool" / "123").mkdir(parents=True)
+    for path, mode in ((home, 0o755), (home / "spool", 0o755), (home / "spool" / "123", 0o777)):
+        path.chmod(mode)
+    for name in ("bastion.db", "bastion.db-wal", "spool/123/x.jsonl", "old.log", "notes.txt"):
+        (home / name).write_bytes(b"x")
+        (home / name).chmod(0o644)
+    secure_data_dir(Settings(home=str(home)))
+    mode = {p.relative_to(home).as_posix(): p.stat().st_mode & 0o777 for p in home.rglob("*")}
+    assert home.stat().st_mode & 0o777 == 0o700
+    assert mode == {"spool": 0o700, "spool/123": 0o700, "spool/123/x.jsonl": 0o600,
+                    "bastion.db": 0o600, "bastion.db-wal": 0o600, "old.log": 0o600,
+                    "notes.txt": 0o644}
+    fresh = tmp_path / "fresh" / "home"
+    secure_data_dir(Settings(home=str(fresh)))
+    assert fresh.stat().st_mode & 0o777 == 0o700

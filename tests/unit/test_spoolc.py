@@ -180,10 +180,10 @@ def test_spool_observe_is_the_c_one_and_falls_back_line_by_line(tmp_path: Path) 
     for i in range(9):
         spool.observe(base_ctx(request_id=f"c{i}"))
     spool.observe(base_ctx(request_id="py", error=b"bytes"))  # left to Python
-    spool.observe(RequestContext("m", "/v1/models", 1.0))
     spool.observe(RequestContext("h", "/health/ready", 1.0))
     spool.observe(RequestContext("a", "/api/traces", 1.0))
-    assert len(spool._chunks) == 2  # on_full at 4 lines, twice
+    written = [x for f in spool.dir.glob("*.open") for x in f.read_bytes().splitlines()]
+    assert len(written) == 8  # on_full at 4 lines, twice: written to the spool file
     assert spool.flush() == 10
     lines = [x for f in sorted(spool.dir.glob("*.jsonl")) for x in f.read_bytes().splitlines()]
     assert sorted(decode(x).request_id for x in lines) == sorted([*(f"c{i}" for i in range(9)),

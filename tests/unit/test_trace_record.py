@@ -145,9 +145,12 @@ def test_client_request_id_is_kept_beside_our_trace_id() -> None:
     ("card 4111 1111 1111 1111 ok", "card <CREDIT_CARD> ok"),
     ("not a card 4111 1111 1111 1112", "not a card 4111 1111 1111 1112"),
     ("iban GB82 WEST 1234 5698 7654 32", "iban <IBAN>"),
-    ("ssn 123-45-6789", "ssn <US_SSN>"),
-    ("key sk-proj-abcdefghijklmnop1234", "key <SECRET>"),
-    ("Authorization: Bearer abcdefghijklmnopqrstu", "Authorization: <SECRET>"),
+    # the guards' detectors (bastion.observe.redact): example values such as 123-45-6789
+    # or sk-proj-abcdefghijklmnop1234 are not reported, and a Bearer keeps its scheme
+    ("ssn 536-22-1987", "ssn <US_SSN>"),
+    ("key sk-proj-Q7x2Lm9PzR4tK8vW1nB6yH3jD5fG0sAe", "key <SECRET>"),
+    ("the header is Authorization: Bearer Xk9mQ2vL7pR4tZ8wN1bC6yH3",
+     "the header is Authorization: Bearer <SECRET>"),
     ("call +1 415 555 0123 now", "call <PHONE> now"),
     ("from 10.1.2.3", "from <IP_ADDRESS>"),
     ("the year 2026 and 3.14", "the year 2026 and 3.14"),
