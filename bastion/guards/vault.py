@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from bastion.config import vault_key_bytes
+from bastion.secret_values import vault_key_bytes
 
 # <KIND_N> with tolerance: optional opening bracket, optional spaces, the kind, _N, closing
 _PLACEHOLDER = re.compile(

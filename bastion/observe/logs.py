@@ -30,7 +30,8 @@ from typing import IO, Any
 
 import orjson
 
-from bastion.config import SECRET_HEADER, Settings, read_secret_env
+from bastion.config import Settings, read_secret_env
+from bastion.secret_values import SECRET_HEADER
 
 REDACTED = "[REDACTED]"
 MIN_SECRET_CHARS = 6

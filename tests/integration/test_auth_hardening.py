@@ -15,9 +15,10 @@ from typing import Any
 import pytest
 import yaml
 
-from bastion.config import load_settings, read_secret_env, weak_secret
+from bastion.config import load_settings, read_secret_env
 from bastion.errors import ConfigError
 from bastion.gateway.app import Gateway
+from bastion.secret_values import weak_secret
 from tests.fakes.upstream import FakeUpstream
 from tests.gateway_harness import MASTER_KEY, RunningGateway
 
