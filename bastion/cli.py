@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from bastion import __version__, cli_guard, cli_traces
-from bastion.config import Settings, load_settings
+from bastion.config import Settings, gateway_url, load_settings
 from bastion.config import config_path as default_config_path
 from bastion.errors import ConfigError
 
@@ -68,8 +68,8 @@ def config_check(file: str) -> None:
             click.echo(f"error: {line}", err=True)
         sys.exit(1)
     names = ", ".join(f"{m.name} ({m.backend})" for m in settings.models)
-    click.echo(f"ok: {file}: listening on {settings.server.host}:{settings.server.port}; "
-               f"models: {names}")
+    click.echo(f"ok: {file}: listening on {settings.server.host}:{settings.server.port} "
+               f"(clients: {gateway_url(file)}); models: {names}")
 
 
 @config.command("reference")

@@ -150,8 +150,8 @@ def guard_eval(dataset: str, scanner_name: str | None, option_pairs: tuple[str, 
     except evaluate.DatasetError as exc:
         raise click.ClickException(str(exc)) from exc
     if policy_name is not None:
-        settings, engine = _engine(config_path)
-        policy = _policy(engine, settings, policy_name)
+        _, engine, _ = _engine(config_path)
+        policy = _policy(engine, policy_name)
         name = f"policy {policy.name} ({stage})"
         detector = policy_detector(engine, policy, stage)
         if click.get_current_context().get_parameter_source("threshold") is not (
@@ -308,7 +308,8 @@ def _latency_table(lat: LatencyReport) -> Table:
 
 # ---------------------------------------------------------------------- policies
 def _engine(config_path: str | None) -> Any:
-    """The guard engine of a configuration (its policies, plus the built-in 'standard')."""
+    """The guard engine of a configuration (its policies, plus the built-in 'standard'),
+    with the settings and the path they came from."""
     from pathlib import Path
 
     from bastion.config import config_path as default_config_path
@@ -320,18 +321,32 @@ def _engine(config_path: str | None) -> Any:
     path = Path(config_path) if config_path else default_config_path()
     try:
         settings = load_settings(path)
-        return settings, GuardEngine(settings.guards, scanner_factories(plugin_manager()))
+        engine = GuardEngine(settings.guards, scanner_factories(plugin_manager()))
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from exc
+    return settings, engine, path
 
 
-def _policy(engine: Any, settings: Any, name: str | None) -> Any:
+def _policy(engine: Any, name: str) -> Any:
     from bastion.errors import ConfigError
 
     try:
-        return engine.policy(name or settings.guards.default or "standard")
+        return engine.policy(name)
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from exc
+
+
+def _server_policy(engine: Any, settings: Any, path: Any, name: str | None) -> tuple[Any, str]:
+    """The policy a scan uses and where that choice came from: ``--policy``, else the one
+    the server applies to a request nothing attaches a policy to (``guards.default``),
+    else none, as the server then runs no guards."""
+    where = f"{path}" if path is not None and path.is_file() else "built-in defaults"
+    if name:
+        return _policy(engine, name), "--policy"
+    if settings.guards.default:
+        return _policy(engine, settings.guards.default), f"guards.default in {where}"
+    return None, (f"guards.default is not set in {where}: the server runs no guards "
+                  "(try --policy standard)")
 
 
 def policy_detector(engine: Any, policy: Any, stage: str) -> evaluate.Detector:
@@ -350,7 +365,8 @@ def policy_detector(engine: Any, policy: Any, stage: str) -> evaluate.Detector:
 @guard.command("scan")
 @click.argument("text")
 @click.option("--policy", "policy_name", default=None,
-              help="policy name (default: guards.default, else the built-in 'standard')")
+              help="policy name (default: the server's, guards.default; when that is unset "
+                   "the server runs no guards and neither does the scan)")
 @click.option("--stage", type=click.Choice(["input", "output"]), default="input",
               show_default=True, help="scan as a request (input) or as an answer (output)")
 @click.option("--source", type=click.Choice(["prompt", "system", "document", "tool"]),
@@ -362,7 +378,9 @@ def policy_detector(engine: Any, policy: Any, stage: str) -> evaluate.Detector:
 def guard_scan(text: str, policy_name: str | None, stage: str, source: str,
                config_path: str | None, as_json: bool) -> None:
     """What a policy would do to TEXT (a string, a file path, or - for stdin): each
-    decision, and the text as it would go on. Exit status 1 when the policy blocks."""
+    decision, and the text as it would go on. Without --policy, the server's default
+    policy (the one a request with no key, team or model policy gets), named in the
+    output. Exit status 1 when the policy blocks."""
     import sys
     from pathlib import Path
 
@@ -370,27 +388,33 @@ def guard_scan(text: str, policy_name: str | None, stage: str, source: str,
         text = sys.stdin.read()
     elif len(text) < 4096 and Path(text).is_file():
         text = Path(text).read_text(encoding="utf-8", errors="replace")
-    settings, engine = _engine(config_path)
-    policy = _policy(engine, settings, policy_name)
+    settings, engine, path = _engine(config_path)
+    policy, chosen_by = _server_policy(engine, settings, path, policy_name)
+    if policy is None:
+        _report_unguarded(text, stage, chosen_by, as_json)
+        return
     scanned = engine.scan(policy, stage, text, source="completion" if stage == "output"
                           else source, where="text", session="cli")
     originals = engine.vault.originals("cli")
     if as_json:
         click.echo(json.dumps({
-            "policy": policy.name, "stage": stage, "blocked": scanned.blocked is not None,
+            "policy": policy.name, "policy_from": chosen_by, "stage": stage,
+            "blocked": scanned.blocked is not None,
             "decisions": [d.as_dict() for d in scanned.decisions], "text": scanned.text,
             "pseudonyms": sorted(originals),
         }, indent=2))
     else:
         console = Console()
-        table = Table(title=f"policy {policy.name!r}, {stage}")
+        heading = f"policy {policy.name!r} ({chosen_by}), {stage}"
+        table = Table(title=heading)
         for column in ("scanner", "action", "kinds", "score", "count", "ms"):
             table.add_column(column, justify="right" if column in ("score", "count", "ms")
                              else "left")
         for d in scanned.decisions:
             table.add_row(d.scanner, d.action, ", ".join(d.kinds), f"{d.score:.3f}",
                           str(d.count), f"{d.ms:.2f}")
-        console.print(table if scanned.decisions else f"policy {policy.name!r}: nothing found")
+        console.print(table if scanned.decisions else f"{heading}: nothing found",
+                      markup=False, highlight=False)
         if scanned.blocked is not None:
             console.print(f"[bold red]blocked[/] by {scanned.blocked.scanner} "
                           f"({', '.join(scanned.blocked.kinds)})")
@@ -398,3 +422,15 @@ def guard_scan(text: str, policy_name: str | None, stage: str, source: str,
             console.print(scanned.text, markup=False, highlight=False)
     if scanned.blocked is not None:
         sys.exit(1)
+
+
+def _report_unguarded(text: str, stage: str, why: str, as_json: bool) -> None:
+    """A scan without a policy: what the server would do, which is to pass TEXT on."""
+    if as_json:
+        click.echo(json.dumps({"policy": None, "policy_from": why, "stage": stage,
+                               "blocked": False, "decisions": [], "text": text,
+                               "pseudonyms": []}, indent=2))
+        return
+    console = Console()
+    console.print(f"no policy: {why}", markup=False, highlight=False)
+    console.print(text, markup=False, highlight=False)

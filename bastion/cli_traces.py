@@ -51,6 +51,20 @@ def _when(ts: float | None) -> str:  # for `show`
     return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts))
 
 
+def one_line(row: Mapping[str, Any]) -> str:
+    """A trace on one line: the input's start, an arrow, the output's start (or the
+    error); whitespace runs, newlines included, become one space."""
+    given = row.get("preview")
+    parts: list[str] = []
+    if isinstance(given, Mapping):
+        parts = [str(given[k]) for k in ("input", "output") if given.get(k)]
+    elif given:
+        parts = [str(given)]
+    if row.get("error") and len(parts) < 2:
+        parts.append(f"error: {row['error']}")
+    return " → ".join(" ".join(p.split()) for p in parts)
+
+
 def _num(value: Any, fmt: str = "{:.1f}") -> str:
     return "-" if value is None else fmt.format(value)
 
@@ -67,7 +81,7 @@ def _table(rows: list[dict[str, Any]], width: int = 200) -> Table:
         cells.append((
             time.strftime("%H:%M:%S", time.localtime(r.get("ts") or 0)), r.get("id", ""),
             r.get("model") or "-", status, _num(r.get("latency_ms")), tokens,
-            _num(r.get("cost"), "{:.6f}"), str(r.get("preview") or r.get("error") or ""),
+            _num(r.get("cost"), "{:.6f}"), one_line(r),
         ))
     columns = [("time", "left"), ("id", "left"), ("model", "left"), ("status", "left"),
                ("ms", "right"), ("tokens", "right"), ("cost $", "right")]
@@ -92,14 +106,18 @@ def _table(rows: list[dict[str, Any]], width: int = 200) -> Table:
 
 def register(main: click.Group) -> None:
     @main.group()
-    @click.option("--url", default="http://127.0.0.1:8080", show_default=True,
-                  help="the gateway's base URL")
+    @click.option("--url", default=None,
+                  help="the gateway's base URL (default: where `bastion serve` listens with "
+                       "the same config and $BASTION_HOST/$BASTION_PORT, else "
+                       "http://127.0.0.1:8080)")
     @click.option("--key", envvar="BASTION_MASTER_KEY", default=None,
                   help="API key (default: $BASTION_MASTER_KEY)")
     @click.pass_context
-    def traces(ctx: click.Context, url: str, key: str | None) -> None:
+    def traces(ctx: click.Context, url: str | None, key: str | None) -> None:
         """List, show and follow request traces."""
-        ctx.obj = {"url": url, "key": key}
+        from bastion.config import gateway_url
+
+        ctx.obj = {"url": url or gateway_url(), "key": key}
 
     def filters(fn: Any) -> Any:
         for name in reversed(_FILTERS):
@@ -109,20 +127,25 @@ def register(main: click.Group) -> None:
 
     @traces.command("list")
     @filters
-    @click.option("--limit", type=int, default=20, show_default=True)
+    @click.option("--limit", type=click.IntRange(1, 500), default=20, show_default=True)
+    @click.option("--cursor", default=None,
+                  help="the next page: the cursor the previous page printed")
     @click.option("--json", "as_json", is_flag=True, help="print JSON lines")
     @click.pass_obj
-    def list_(obj: dict[str, Any], /, limit: int, as_json: bool, **params: Any) -> None:
-        """The newest traces, matching the filters."""
-        page = _get(obj["url"], obj["key"], "/api/traces", {**params, "limit": limit})
+    def list_(obj: dict[str, Any], /, limit: int, cursor: str | None, as_json: bool,
+              **params: Any) -> None:
+        """The newest traces, matching the filters (newest first; --cursor pages on)."""
+        page = _get(obj["url"], obj["key"], "/api/traces",
+                    {**params, "limit": limit, "cursor": cursor})
         if as_json:
             for row in page["data"]:
                 click.echo(json.dumps(row))
-            return
-        console = Console()
-        console.print(_table(page["data"], console.width))
-        if page.get("next_cursor"):
-            click.echo(f"more: --cursor {page['next_cursor']}", err=True)
+        else:
+            console = Console()
+            console.print(_table(page["data"], console.width))
+        if page.get("next_cursor"):  # on stderr: the listing on stdout stays parseable
+            click.echo(f"more: --cursor {page['next_cursor']} (with the same filters)",
+                       err=True)
 
     @traces.command("show")
     @click.argument("trace_id")

@@ -711,6 +711,33 @@ def load_settings(
         raise ConfigError(_format_errors(exc, source)) from exc
 
 
+def gateway_url(path: str | os.PathLike[str] | None = None,
+                env: Mapping[str, str] | None = None) -> str:
+    """The base URL a command on this machine reaches the gateway at: where ``serve``
+    listens with the same config file and environment (``BASTION_HOST``,
+    ``BASTION_PORT``), a wildcard address reached over loopback. A config that does not
+    validate still gives its host and port from the environment, else the defaults."""
+    env = os.environ if env is None else env
+    try:
+        server = load_settings(path, env=env).server
+        host, port = server.host, server.port
+    except ConfigError:
+        host = env.get("BASTION_HOST", "").strip() or "127.0.0.1"
+        raw_port = env.get("BASTION_PORT", "").strip()
+        port = int(raw_port) if raw_port.isdigit() and 0 < int(raw_port) < 65536 else 8080
+    return f"http://{url_host(host)}:{port}"
+
+
+def url_host(host: str) -> str:
+    """A bind address as a client reaches it in a URL: wildcards become loopback, IPv6
+    literals are bracketed."""
+    if host in ("", "0.0.0.0"):
+        return "127.0.0.1"
+    if host == "::":
+        return "[::1]"
+    return f"[{host}]" if ":" in host and not host.startswith("[") else host
+
+
 def read_secret_env(name: str) -> str | None:
     """Reads a secret named in the config (e.g. an upstream's ``api_key_env``). An empty or
     blank value counts as unset (sending ``Bearer `` is no credential), surrounding

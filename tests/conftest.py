@@ -27,6 +27,14 @@ def upstream() -> Iterator[FakeUpstream]:
 
 
 @pytest.fixture()
+def up() -> Iterator[FakeUpstream]:
+    """A fake upstream of the test's own (no API key), for tests that tell it how to
+    behave; modules that share one across their tests define a module-scoped ``up``."""
+    with FakeUpstream().start() as server:
+        yield server
+
+
+@pytest.fixture()
 def fresh_upstream(upstream: FakeUpstream) -> FakeUpstream:
     upstream.reset()
     return upstream

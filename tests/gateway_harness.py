@@ -155,3 +155,54 @@ def running(settings: Settings, wait_ready: bool = True) -> Iterator[RunningGate
         yield gw
     finally:
         gw.stop()
+
+
+# ------------------------------------------------------------ traced gateways over a fake
+def traced_gateway(up: Any, home: Any, tracing: dict[str, Any] | None = None,
+                   **sections: Any) -> RunningGateway:
+    """A started gateway with one model, ``chat``, in front of the fake upstream ``up``
+    (priced, so traces have a cost), tracing into ``home/home`` with a short flush
+    interval; ``sections`` override settings by dotted name (``store``, ``server.port``)."""
+    from bastion.config import load_settings
+
+    overrides: dict[str, Any] = {
+        "server.port": 0,
+        "home": str(home / "home"),
+        "models": [{"name": "chat", "backend": "openai", "base_url": up.base_url,
+                    "upstream_model": "fake-upstream-model",
+                    "pricing": {"input": 1.0, "output": 2.0}}],
+        "tracing": {"flush_interval": 0.05, **(tracing or {})},
+        **sections,
+    }
+    return RunningGateway(load_settings(env={}, overrides=overrides)).start()
+
+
+def chat(gw: RunningGateway, content: str = "hi", stream: bool = False,
+         headers: dict[str, str] | None = None, **extra: Any) -> tuple[int, dict[str, str], Any]:
+    """One chat completion to the ``chat`` model: (status, headers, body)."""
+    body = {"model": "chat", "messages": [{"role": "user", "content": content}],
+            "stream": stream, **extra}
+    return gw.request_full("POST", "/v1/chat/completions", body, headers)
+
+
+def traces(gw: RunningGateway, n: int, query: str = "",
+           timeout: float = 10.0) -> list[dict[str, Any]]:
+    """The stored traces (newest first) once there are ``n`` of them, or at the timeout."""
+    deadline = time.monotonic() + timeout
+    while True:
+        status, body = gw.request("GET", f"/api/traces?limit=500{query}")
+        assert status == 200, body
+        if len(body["data"]) >= n or time.monotonic() > deadline:
+            return list(body["data"])
+        time.sleep(0.05)
+
+
+def trace_of(gw: RunningGateway, request_id: str, timeout: float = 30.0) -> dict[str, Any]:
+    """One request's trace, once it is stored (fails at the timeout)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        status, body = gw.request("GET", f"/api/traces/{request_id}")
+        if status == 200:
+            return dict(body)
+        assert status == 404 and time.monotonic() < deadline, (status, body)
+        time.sleep(0.05)

@@ -32,6 +32,7 @@ from bastion.errors import (
     NotFound,
 )
 from bastion.gateway.context import RequestContext
+from bastion.gateway.recent import RecentIds
 from bastion.observe.datadir import secure_data_dir
 from bastion.observe.metrics import Metrics
 from bastion.observe.setup import IngestProcess, StoreHandle, build_spool, keeps_content
@@ -77,6 +78,7 @@ class Gateway:
         self._id_prefix = os.urandom(6).hex()
         self._ids = itertools.count(1)
         self.observers: list[Observer] = []
+        self.recent = RecentIds()  # answered ids, for feedback before the trace is stored
         self.background: set[asyncio.Task[None]] = set()
         self.loader: Callable[[], Settings] | None = None  # re-reads config for a reload
         self.on_reloaded: Callable[[], None] | None = None  # after an API-triggered reload
@@ -348,6 +350,8 @@ class Gateway:
 
     def finish(self, ctx: RequestContext) -> None:
         ctx.finished_at = time.perf_counter()
+        if ctx.endpoint.startswith("/v1/"):
+            self.recent.add(ctx.trace_key)
         for observer in self.observers:
             try:
                 observer(ctx)

@@ -5,7 +5,8 @@
     GET  /api/traces/{id}     one trace with its spans and feedback
     GET  /api/stats           QPS, latency percentiles, errors, availability, tokens/s,
                               cost, feedback; overall, by group and per time bucket
-    POST /api/feedback        thumbs up/down, a score, a comment; idempotent per (trace, key)
+    POST /api/feedback        thumbs up/down, a score, a comment; idempotent per (trace, key);
+                              404 for an id this gateway did not answer lately nor stored
 
 Store calls are blocking, so they run in a worker thread; a store that is down gives 503
 ``store_unavailable`` (the request path never depends on it).
@@ -14,6 +15,7 @@ Store calls are blocking, so they run in a worker thread; a store that is down g
 from __future__ import annotations
 
 import asyncio
+import math
 import re
 import time
 from collections.abc import Callable
@@ -35,16 +37,21 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 _RELATIVE = re.compile(r"^(\d+(?:\.\d+)?)\s*([smhdw])$")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+_MAX_SECONDS = 100 * 366 * 86400  # a century: beyond it a duration is a typo
 _TEXT_FILTERS = ("model", "deployment", "key_id", "team", "user", "session", "guard")
 _NUMBER_FILTERS = ("min_latency_ms", "max_latency_ms", "min_cost", "max_cost")
 _STATUS_CLASSES = ("2xx", "4xx", "5xx", "error")
 _GROUPS = ("model", "deployment", "key_id", "team", "user")
 MAX_PAGE = 500
+_TRACE_PARAMS = frozenset(
+    (*_TEXT_FILTERS, *_NUMBER_FILTERS, "q", "since", "until", "status", "limit", "cursor")
+)
+_STATS_PARAMS = frozenset(("since", "until", "bucket", "group_by"))
 
 
 def table(gw: Gateway) -> dict[str, dict[str, Endpoint]]:
     async def list_traces(request: Request, ctx: RequestContext) -> Response:
-        params = _params(request)
+        params = _params(request, _TRACE_PARAMS)
         query = trace_query(params)
         limit = _int(params.get("limit"), "limit", 50, 1, MAX_PAGE)
         try:
@@ -56,7 +63,7 @@ def table(gw: Gateway) -> dict[str, dict[str, Endpoint]]:
         return _json({"object": "list", "data": rows, "next_cursor": cursor})
 
     async def stats(request: Request, ctx: RequestContext) -> Response:
-        params = _params(request)
+        params = _params(request, _STATS_PARAMS)
         now = time.time()
         until = parse_time(params.get("until"), "until", now)
         since = parse_time(params.get("since"), "since", until - 3600)
@@ -78,6 +85,15 @@ def table(gw: Gateway) -> dict[str, dict[str, Endpoint]]:
     async def feedback(request: Request, ctx: RequestContext) -> Response:
         body = decode_json_object(request.body, request.header(b"content-type"))
         record = feedback_record(body)
+        request_id = record["request_id"]
+        if request_id not in gw.recent and not await _in_store(
+            gw, lambda s: s.has_trace(request_id)
+        ):
+            raise NotFound(
+                f"No request with id '{request_id}': give the response's x-request-id, or "
+                "its x-bastion-trace-id when you sent your own x-request-id",
+                code="trace_not_found", param="request_id",
+            )
         row, created = await _in_store(gw, lambda s: s.upsert_feedback(record))
         return _json(row, 201 if created else 200)
 
@@ -153,8 +169,18 @@ def feedback_record(body: dict[str, Any]) -> dict[str, Any]:
             "user": user, "ts": time.time()}
 
 
-def _params(request: Request) -> dict[str, str]:
-    return dict(parse_qsl(request.query, keep_blank_values=False))
+def _params(request: Request, known: frozenset[str]) -> dict[str, str]:
+    """The query's parameters; one this endpoint does not take is a 400 (a misspelt filter
+    must not quietly match everything)."""
+    params = dict(parse_qsl(request.query, keep_blank_values=True))
+    unknown = sorted(set(params) - known)
+    if unknown:
+        name = unknown[0]
+        raise InvalidRequest(
+            f"Unknown query parameter '{name[:64]}'; this endpoint takes "
+            f"{', '.join(sorted(known))}", param=name[:64],
+        )
+    return {k: v for k, v in params.items() if v != ""}
 
 
 def parse_time(raw: str | None, name: str, default: float) -> float:
@@ -162,14 +188,18 @@ def parse_time(raw: str | None, name: str, default: float) -> float:
     if raw is None or raw == "":
         return default
     try:
-        return float(raw)
+        value = float(raw)
     except ValueError:
         pass
+    else:
+        if not math.isfinite(value):
+            raise InvalidRequest(f"'{name}' must be a finite time, not {raw!r}", param=name)
+        return value
     if _RELATIVE.match(raw.strip()):
         return time.time() - _seconds(raw, name)
     try:
         return datetime.fromisoformat(raw.replace("Z", "+00:00")).timestamp()
-    except ValueError:
+    except (ValueError, OverflowError, OSError):
         raise InvalidRequest(
             f"'{name}' must be epoch seconds, ISO 8601, or relative like 15m, 24h, 7d",
             param=name,
@@ -178,19 +208,20 @@ def parse_time(raw: str | None, name: str, default: float) -> float:
 
 def _seconds(raw: str, name: str) -> float:
     match = _RELATIVE.match(raw.strip())
-    if match is None:
-        try:
-            return float(raw)
-        except ValueError:
-            raise InvalidRequest(f"'{name}' must be a duration like 60, 5m, 1h or 1d",
-                                 param=name) from None
-    return float(match.group(1)) * _UNITS[match.group(2)]
+    try:
+        value = float(match.group(1)) * _UNITS[match.group(2)] if match else float(raw)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or abs(value) > _MAX_SECONDS:
+        raise InvalidRequest(f"'{name}' must be a duration like 60, 5m, 1h or 1d",
+                             param=name)
+    return value
 
 
 def _int(raw: str | None, name: str, default: int, low: int, high: int) -> int:
     if raw is None or raw == "":
         return default
-    if not raw.isdigit() or not low <= int(raw) <= high:
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= 18) or not low <= int(raw) <= high:
         raise InvalidRequest(f"'{name}' must be a whole number from {low} to {high}",
                              param=name)
     return int(raw)
@@ -198,9 +229,12 @@ def _int(raw: str | None, name: str, default: int, low: int, high: int) -> int:
 
 def _float(raw: str, name: str) -> float:
     try:
-        return float(raw)
+        value = float(raw)
     except ValueError:
-        raise InvalidRequest(f"'{name}' must be a number", param=name) from None
+        value = math.nan
+    if not math.isfinite(value):
+        raise InvalidRequest(f"'{name}' must be a finite number", param=name)
+    return value
 
 
 async def _in_store(gw: Gateway, job: Callable[[Store], T]) -> T:

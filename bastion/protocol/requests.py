@@ -71,21 +71,24 @@ def _opt_bool(data: dict[str, Any], key: str) -> bool:
     return value
 
 
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+INT32_MAX = 2**31 - 1
+
+
 def _opt_int(
-    data: dict[str, Any], key: str, low: int | None = None, high: int | None = None
+    data: dict[str, Any], key: str, low: int = INT64_MIN, high: int = INT64_MAX
 ) -> None:
+    """An optional integer from ``low`` to ``high``. JSON has one number type: orjson
+    gives a float for ``1e30`` or an integer beyond 64 bits, so the error names the range
+    (an integer too large is still an integer to the client)."""
     value = data.get(key)
     if value is None:
         return
-    if not _is_int(value):
-        raise InvalidRequest(f"'{key}' must be an integer, got {_type_name(value)}", param=key)
-    if (low is not None and value < low) or (high is not None and value > high):
-        raise InvalidRequest(
-            f"'{key}' must be between {low} and {high}, got {value}"
-            if high is not None
-            else f"'{key}' must be at least {low}, got {value}",
-            param=key,
-        )
+    if _is_int(value) and low <= value <= high:
+        return
+    got = f"{_type_name(value)} {value!r}" if _is_number(value) else _type_name(value)
+    raise InvalidRequest(f"'{key}' must be an integer from {low} to {high}, got {got}",
+                         param=key)
 
 
 def _opt_number(data: dict[str, Any], key: str, low: float, high: float) -> None:
@@ -114,7 +117,7 @@ def _check_common(data: dict[str, Any]) -> bool:
         if not isinstance(options, dict):
             raise InvalidRequest("'stream_options' must be an object", param="stream_options")
         _opt_bool(options, "include_usage")
-    _opt_int(data, "max_tokens", 1)
+    _opt_int(data, "max_tokens", 1, INT32_MAX)
     _opt_int(data, "n", 1, 128)
     _opt_int(data, "seed")
     _opt_number(data, "temperature", 0.0, 2.0)
@@ -190,7 +193,7 @@ def check_chat_request(data: dict[str, Any]) -> bool:
                 param=f"messages[{i}].tool_call_id",
             )
     stream = _check_common(data)
-    _opt_int(data, "max_completion_tokens", 1)
+    _opt_int(data, "max_completion_tokens", 1, INT32_MAX)
     logprobs = _opt_bool(data, "logprobs")
     _opt_int(data, "top_logprobs", 0, 20)
     if data.get("top_logprobs") is not None and not logprobs:
@@ -264,5 +267,5 @@ def check_embedding_request(data: dict[str, Any]) -> list[str] | list[list[int]]
         raise InvalidRequest(
             "'encoding_format' must be 'float' or 'base64'", param="encoding_format"
         )
-    _opt_int(data, "dimensions", 1)
+    _opt_int(data, "dimensions", 1, INT32_MAX)
     return inputs

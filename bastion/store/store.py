@@ -309,6 +309,13 @@ class Store:
             ]
             return record
 
+    def has_trace(self, trace_id: str) -> bool:
+        """Whether a trace with this id is stored (one index probe, no body)."""
+        c = self._t.traces.c
+        with unavailable_as_store_error("has_trace"), self._engine.connect() as conn:
+            found = conn.execute(select(c.id).where(c.id == trace_id).limit(1)).first()
+            return found is not None
+
     def list_traces(
         self, q: TraceQuery, cursor: str | None = None, limit: int = 50
     ) -> tuple[list[dict[str, Any]], str | None]:

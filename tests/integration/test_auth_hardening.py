@@ -8,7 +8,6 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -133,12 +132,6 @@ def test_an_empty_api_key_variable_is_unset(monkeypatch: pytest.MonkeyPatch) -> 
 
 
 # ---------------------------------------------------------------------------- the server
-@pytest.fixture()
-def up() -> Iterator[FakeUpstream]:
-    with FakeUpstream().start() as server:
-        yield server
-
-
 def start(up: FakeUpstream, tmp_path: Path, **sections: Any) -> RunningGateway:
     overrides: dict[str, Any] = {
         "server": {"port": 0, "master_key": MASTER_KEY},

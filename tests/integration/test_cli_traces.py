@@ -10,9 +10,9 @@ from pathlib import Path
 from click.testing import CliRunner
 
 from bastion.cli import main
-from bastion.config import load_settings
+from bastion.config import gateway_url, load_settings
 from tests.fakes.upstream import FakeUpstream
-from tests.gateway_harness import MASTER_KEY, RunningGateway
+from tests.gateway_harness import MASTER_KEY, RunningGateway, chat, traced_gateway, traces
 
 
 def test_list_show_and_tail(tmp_path: Path) -> None:
@@ -60,6 +60,56 @@ def test_list_show_and_tail(tmp_path: Path) -> None:
             later.join()
             assert tailed.exit_code == 0, tailed.output
             assert first[:8] in tailed.output
+        finally:
+            gw.stop()
+
+
+def test_list_pages_with_cursor_and_previews_on_one_line(tmp_path: Path) -> None:
+    with FakeUpstream().start() as up:
+        up.behaviour.content = "first line\n\n  second   line"
+        gw = traced_gateway(up, tmp_path, {"content": "full"}, **{"server.master_key": MASTER_KEY})
+        try:
+            for i in range(5):
+                chat(gw, f"question\n number {i}")
+            traces(gw, 5)
+            base = ["traces", "--url", gw.base_url, "--key", MASTER_KEY, "list"]
+            runner = CliRunner()
+            first = runner.invoke(main, [*base, "--json", "--limit", "3"])
+            assert first.exit_code == 0, first.output
+            rows = [json.loads(line) for line in first.stdout.splitlines() if line]
+            more = first.stderr.strip()
+            assert len(rows) == 3 and more.startswith("more: --cursor ")
+            cursor = more.split()[2]
+            rest = runner.invoke(main, [*base, "--json", "--limit", "3", "--cursor", cursor])
+            assert rest.exit_code == 0, rest.output
+            later = [json.loads(line) for line in rest.stdout.splitlines() if line]
+            assert len(later) == 2 and not rest.stderr.strip(), "the last page"
+            assert not {r["id"] for r in rows} & {r["id"] for r in later}
+            table = runner.invoke(main, [*base, "--limit", "1"], env={"COLUMNS": "200"})
+            assert "question number 4 → first line second line" in table.stdout
+            assert "{'input'" not in table.stdout
+            bad = runner.invoke(main, [*base, "--cursor", "not-a-cursor"])
+            assert bad.exit_code == 1 and "cursor" in bad.output
+        finally:
+            gw.stop()
+
+
+def test_the_gateway_is_found_where_serve_listens(tmp_path: Path) -> None:
+    """No --url: the same config and BASTION_HOST/BASTION_PORT as `bastion serve`."""
+    with FakeUpstream().start() as up:
+        gw = traced_gateway(up, tmp_path)
+        try:
+            env = {"BASTION_PORT": str(gw.port), "BASTION_HOST": "0.0.0.0",
+                   "BASTION_MASTER_KEY": MASTER_KEY, "BASTION_CONFIG": str(tmp_path / "none.yaml")}
+            assert gateway_url(None, {"BASTION_PORT": str(gw.port)}) == f"http://127.0.0.1:{gw.port}"
+            assert gateway_url(None, env).endswith(f"127.0.0.1:{gw.port}"), "a wildcard via loopback"
+            config = tmp_path / "bastion.yaml"
+            config.write_text(f"server:\n  port: {gw.port}\n")
+            assert gateway_url(config, {}) == f"http://127.0.0.1:{gw.port}"
+            assert gateway_url(None, {"BASTION_HOST": "::"}) == "http://[::1]:8080"
+            out = CliRunner().invoke(main, ["traces", "list"], env={
+                "BASTION_PORT": str(gw.port), "BASTION_CONFIG": ""})
+            assert out.exit_code == 0, out.output
         finally:
             gw.stop()
 

@@ -136,6 +136,11 @@ def _cases() -> list[Any]:
         ("messages", "hello", "messages"),
         ("stream", "yes", "stream"),
         ("temperature", 9, "temperature"),
+        ("max_tokens", 1e30, "max_tokens"),
+        ("max_tokens", 2**31, "max_tokens"),
+        ("seed", 2**70, "seed"),
+        ("seed", 2**63, "seed"),
+        ("n", 1.5, "n"),
     ]:
         path = "/v1/chat/completions"
         add(f"{path}-bad-{field}-is-400-naming-it", Case(
@@ -154,13 +159,24 @@ def _cases() -> list[Any]:
             "model_not_found", "model"))
     for query, param in [("limit=0", "limit"), ("limit=9999", "limit"), ("since=soon", "since"),
                          ("status=teapot", "status"), ("max_cost=lots", "max_cost"),
-                         ("cursor=not-a-cursor", "cursor")]:
+                         ("cursor=not-a-cursor", "cursor"), ("modle=chat", "modle"),
+                         ("since=nan", "since"), ("until=inf", "until"),
+                         ("since=-Infinity", "since"), ("min_latency_ms=nan", "min_latency_ms"),
+                         ("limit=%C2%B2", "limit"), ("limit=" + "9" * 40, "limit")]:
         add(f"/api/traces-{query}-is-400-naming-{param}", Case(
             "GET", f"/api/traces?{query}", 400, "invalid_request_error", None, param))
     add("/api/traces/{id}-unknown-is-404-trace_not_found", Case(
         "GET", "/api/traces/no-such-trace", 404, "not_found_error", "trace_not_found"))
     add("/api/stats-bad-group-is-400", Case(
         "GET", "/api/stats?group_by=colour", 400, "invalid_request_error", None, "group_by"))
+    for query, param in [("bucket=inf", "bucket"), ("bucket=nan", "bucket"),
+                         ("bucket=1e400", "bucket"), ("since=nan", "since"),
+                         ("groupby=model", "groupby")]:
+        add(f"/api/stats-{query}-is-400-naming-{param}", Case(
+            "GET", f"/api/stats?{query}", 400, "invalid_request_error", None, param))
+    add("/api/feedback-unknown-request-is-404", Case(
+        "POST", "/api/feedback", 404, "not_found_error", "trace_not_found", "request_id",
+        body={"request_id": "never-answered", "value": "up"}))
     add("/api/stats-since-after-until-is-400", Case(
         "GET", "/api/stats?since=2h&until=3h", 400, "invalid_request_error", None, "since"))
     for name, body, param in [
@@ -249,6 +265,11 @@ def test_valid_request_to_every_v1_route_succeeds(api_gateway: RunningGateway, p
     """The control for the error cases: the same requests, done right, are 200."""
     method = sorted(ROUTES[path])[0]
     url = concrete(path)
+    body = VALID_BODY.get(path)
+    if path == "/api/feedback":  # feedback on a request the gateway answered
+        _, sent, _ = api_gateway.request_full("POST", "/v1/chat/completions",
+                                              VALID_BODY["/v1/chat/completions"])
+        body = {**VALID_BODY[path], "request_id": sent["x-request-id"]}
     if path == TRACE_DETAIL:  # a trace that exists: the gateway's own, once it is stored
         _, sent, _ = api_gateway.request_full("POST", "/v1/chat/completions",
                                               VALID_BODY["/v1/chat/completions"])
@@ -256,6 +277,6 @@ def test_valid_request_to_every_v1_route_succeeds(api_gateway: RunningGateway, p
         deadline = time.monotonic() + 10
         while api_gateway.request("GET", url)[0] == 404 and time.monotonic() < deadline:
             time.sleep(0.05)
-    status, headers, body = api_gateway.request_full(method, url, VALID_BODY.get(path))
-    assert status in (200, 201), body
+    status, headers, answer = api_gateway.request_full(method, url, body)
+    assert status in (200, 201), answer
     assert headers.get("x-request-id")

@@ -29,12 +29,6 @@ POLICY = {
 
 
 @pytest.fixture()
-def up() -> Iterator[FakeUpstream]:
-    with FakeUpstream().start() as server:
-        yield server
-
-
-@pytest.fixture()
 def gw(up: FakeUpstream, tmp_path: Path) -> Iterator[RunningGateway]:
     overrides: dict[str, Any] = {
         "server.port": 0,

@@ -6,44 +6,15 @@ from __future__ import annotations
 
 import json
 import socket
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from bastion.config import load_settings
 from tests.fakes.upstream import FakeUpstream
-from tests.gateway_harness import RunningGateway
+from tests.gateway_harness import RunningGateway, trace_of, traced_gateway
 from tests.unit.test_trace_redaction import NER_ONLY, needles
-
-
-@pytest.fixture()
-def up() -> Iterator[FakeUpstream]:
-    with FakeUpstream().start() as server:
-        yield server
-
-
-def start(up: FakeUpstream, tmp_path: Path, **tracing: Any) -> RunningGateway:
-    overrides: dict[str, Any] = {
-        "server.port": 0,
-        "home": str(tmp_path / "home"),
-        "models": [{"name": "chat", "backend": "openai", "base_url": up.base_url,
-                    "upstream_model": "fake-upstream-model"}],
-        "tracing": {"flush_interval": 0.05, **tracing},
-    }
-    return RunningGateway(load_settings(env={}, overrides=overrides)).start()
-
-
-def trace_of(gw: RunningGateway, request_id: str, timeout: float = 30.0) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while True:
-        status, body = gw.request("GET", f"/api/traces/{request_id}")
-        if status == 200:
-            return dict(body)
-        assert status == 404 and time.monotonic() < deadline, (status, body)
-        time.sleep(0.05)
 
 
 def strings(value: Any) -> Iterator[str]:
@@ -76,7 +47,7 @@ def test_stored_trace_holds_no_kind_the_scanners_know(
     assert undetected <= (set() if ner else NER_ONLY), "a sample the scanners do not detect"
     text = "\n".join(sample for _, sample, _ in cases)
     up.behaviour.content = "Noted:\n" + text
-    gw = start(up, tmp_path, **({} if ner else {"redact_ner": False}))
+    gw = traced_gateway(up, tmp_path, {} if ner else {"redact_ner": False})
     try:
         messages = [{"role": "user", "content": sample} for _, sample, _ in cases]
         status, headers, answer = gw.request_full(
@@ -100,7 +71,7 @@ def test_streamed_overhead_excludes_generation(up: FakeUpstream, tmp_path: Path)
     trace's overhead is a small part of its latency, and the metric's is the trace's."""
     up.behaviour.chunks = 12
     up.behaviour.chunk_delay_ms = 60
-    gw = start(up, tmp_path)
+    gw = traced_gateway(up, tmp_path)
     try:
         headers, _ = stream_chat(gw)
         trace = trace_of(gw, headers["x-request-id"])
@@ -112,7 +83,9 @@ def test_streamed_overhead_excludes_generation(up: FakeUpstream, tmp_path: Path)
     generation = trace["latency_ms"] - trace["ttft_ms"]
     assert generation >= 0.5 * 11 * 60, "the upstream did stream slowly"
     assert trace["overhead_ms"] * 10 < trace["latency_ms"], trace
-    assert float(headers["x-bastion-overhead-ms"]) <= trace["overhead_ms"] + 0.001
+    # the header is written before the stream: it counts the gateway's time up to then,
+    # which the trace counts too, give or take the instants around the backend's headers
+    assert float(headers["x-bastion-overhead-ms"]) <= trace["overhead_ms"] + 1.0
     metric = next(line for line in text.decode().splitlines() if line.startswith(
         'bastion_gateway_overhead_seconds_sum{gen_ai_operation_name="chat"}'))
     assert float(metric.split()[-1]) * 1000 == pytest.approx(trace["overhead_ms"], abs=0.01)
@@ -137,7 +110,7 @@ def test_disconnected_stream_counts_the_tokens_sent(
     up.behaviour.chunks = 40
     up.behaviour.chunk_delay_ms = 40
     up.behaviour.content = " ".join(f"word{i}" for i in range(40))
-    gw = start(up, tmp_path, content=mode)
+    gw = traced_gateway(up, tmp_path, {"content": mode})
     try:
         body = json.dumps({"model": "chat", "stream": True,
                            "messages": [{"role": "user", "content": "count"}]}).encode()
@@ -158,7 +131,7 @@ def test_disconnected_stream_counts_the_tokens_sent(
 
 def test_model_list_is_traced(up: FakeUpstream, tmp_path: Path) -> None:
     """README: every /v1/* call is traced; the model list and a model's entry too."""
-    gw = start(up, tmp_path)
+    gw = traced_gateway(up, tmp_path)
     try:
         status, listed, _ = gw.request_full("GET", "/v1/models")
         assert status == 200

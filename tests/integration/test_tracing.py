@@ -9,59 +9,21 @@ import signal
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from bastion.config import load_settings
 from tests.fakes.upstream import FakeUpstream
-from tests.gateway_harness import RunningGateway
+from tests.gateway_harness import chat, traced_gateway, traces
 from tests.integration.test_lifecycle import free_port, start_bastion, stop_process, wait_ready
 from tests.store_helpers import throwaway_postgres
 
 EMAIL = "jane.doe@example.com"
 
 
-@pytest.fixture()
-def up() -> Iterator[FakeUpstream]:
-    with FakeUpstream().start() as server:
-        yield server
-
-
-def start(up: FakeUpstream, tmp_path: Path, **sections: Any) -> RunningGateway:
-    overrides: dict[str, Any] = {
-        "server.port": 0,
-        "home": str(tmp_path / "home"),
-        "models": [{"name": "chat", "backend": "openai", "base_url": up.base_url,
-                    "upstream_model": "fake-upstream-model",
-                    "pricing": {"input": 1.0, "output": 2.0}}],
-        "tracing": {"flush_interval": 0.05, **sections.pop("tracing", {})},
-    }
-    overrides.update(sections)
-    return RunningGateway(load_settings(env={}, overrides=overrides)).start()
-
-
-def chat(gw: RunningGateway, content: str = "hi", stream: bool = False,
-         headers: dict[str, str] | None = None, **extra: Any) -> tuple[int, dict[str, str], Any]:
-    body = {"model": "chat", "messages": [{"role": "user", "content": content}], "stream": stream, **extra}
-    return gw.request_full("POST", "/v1/chat/completions", body, headers)
-
-
-def traces(gw: RunningGateway, n: int, query: str = "", timeout: float = 10.0) -> list[dict[str, Any]]:
-    deadline = time.monotonic() + timeout
-    while True:
-        status, body = gw.request("GET", f"/api/traces?limit=500{query}")
-        assert status == 200, body
-        if len(body["data"]) >= n or time.monotonic() > deadline:
-            return list(body["data"])
-        time.sleep(0.05)
-
-
 def test_every_request_is_traced_with_its_details(up: FakeUpstream, tmp_path: Path) -> None:
-    gw = start(up, tmp_path, tracing={"content": "full"})
+    gw = traced_gateway(up, tmp_path, tracing={"content": "full"})
     try:
         status, headers, _ = chat(gw, f"mail {EMAIL}", user="u-42", metadata={"session_id": "s-1"},
                                   temperature=0.3)
@@ -113,7 +75,7 @@ def test_every_request_is_traced_with_its_details(up: FakeUpstream, tmp_path: Pa
 
 
 def test_feedback_is_idempotent_and_shows_in_trace_and_stats(up: FakeUpstream, tmp_path: Path) -> None:
-    gw = start(up, tmp_path)
+    gw = traced_gateway(up, tmp_path)
     try:
         _, headers, _ = chat(gw)
         rid = headers["x-request-id"]
@@ -141,9 +103,44 @@ def test_feedback_is_idempotent_and_shows_in_trace_and_stats(up: FakeUpstream, t
         gw.stop()
 
 
+def test_feedback_names_a_request_the_gateway_answered(up: FakeUpstream, tmp_path: Path) -> None:
+    """An id nobody answered is a 404 naming request_id; one answered a moment ago is taken
+    before its trace is stored (the ingest is held back), and one stored before a restart
+    is taken from the store."""
+    gw = traced_gateway(up, tmp_path, tracing={"flush_interval": 10})
+    try:
+        status, body = gw.request("POST", "/api/feedback", {"request_id": "nope", "value": "up"})
+        assert status == 404, body
+        assert body["error"]["code"] == "trace_not_found"
+        assert body["error"]["param"] == "request_id"
+        _, headers, _ = chat(gw)
+        rid = headers["x-request-id"]
+        assert gw.request("GET", f"/api/traces/{rid}")[0] == 404, "not stored yet"
+        status, row = gw.request("POST", "/api/feedback", {"request_id": rid, "value": "up"})
+        assert status == 201, row
+        # the client's own x-request-id is not the trace's id: the 404 says which to send
+        _, own, _ = chat(gw, headers={"x-request-id": "client-chosen-1"})
+        status, body = gw.request("POST", "/api/feedback",
+                                  {"request_id": "client-chosen-1", "value": "up"})
+        assert status == 404 and "x-bastion-trace-id" in body["error"]["message"]
+        status, _ = gw.request("POST", "/api/feedback",
+                               {"request_id": own["x-bastion-trace-id"], "value": "up"})
+        assert status == 201
+    finally:
+        gw.stop()  # drains the spool: both traces are stored
+    gw = traced_gateway(up, tmp_path)
+    try:
+        status, row = gw.request("POST", "/api/feedback", {"request_id": rid, "value": "down"})
+        assert status == 200 and row["value"] == "down", "the stored trace, after a restart"
+        status, body = gw.request("POST", "/api/feedback", {"request_id": "nope", "value": "up"})
+        assert status == 404, body
+    finally:
+        gw.stop()
+
+
 def test_content_modes(up: FakeUpstream, tmp_path: Path) -> None:
     for mode in ("redacted", "metadata"):
-        gw = start(up, tmp_path / mode, tracing={"content": mode})
+        gw = traced_gateway(up, tmp_path / mode, tracing={"content": mode})
         try:
             _, headers, _ = chat(gw, f"write to {EMAIL} please")
             traces(gw, 1)
@@ -160,7 +157,7 @@ def test_content_modes(up: FakeUpstream, tmp_path: Path) -> None:
 
 
 def test_content_mode_per_tenant(up: FakeUpstream, tmp_path: Path) -> None:
-    gw = start(up, tmp_path, tracing={"content": "metadata", "content_by_tenant": {"debug": "full"}})
+    gw = traced_gateway(up, tmp_path, tracing={"content": "metadata", "content_by_tenant": {"debug": "full"}})
     try:
         _, plain, _ = chat(gw, f"to {EMAIL}")
         _, debug, _ = chat(gw, f"to {EMAIL}", headers={"x-bastion-tenant": "debug"})
@@ -175,7 +172,7 @@ def test_content_mode_per_tenant(up: FakeUpstream, tmp_path: Path) -> None:
 
 
 def test_traces_api_rejects_bad_parameters(up: FakeUpstream, tmp_path: Path) -> None:
-    gw = start(up, tmp_path)
+    gw = traced_gateway(up, tmp_path)
     try:
         for query, param in [("limit=0", "limit"), ("limit=x", "limit"), ("since=yesterday", "since"),
                              ("status=abc", "status"), ("min_latency_ms=fast", "min_latency_ms")]:
@@ -183,6 +180,17 @@ def test_traces_api_rejects_bad_parameters(up: FakeUpstream, tmp_path: Path) -> 
             assert status == 400 and body["error"]["param"] == param, (query, body)
         status, body = gw.request("GET", "/api/stats?group_by=colour")
         assert status == 400 and body["error"]["param"] == "group_by"
+        # a misspelt filter must not quietly match everything; nan and inf are no time
+        chat(gw)
+        traces(gw, 1)
+        for path, param in [("/api/traces?modle=chat", "modle"), ("/api/traces?since=nan", "since"),
+                            ("/api/traces?until=inf", "until"), ("/api/stats?bucket=inf", "bucket"),
+                            ("/api/stats?sinse=1h", "sinse"), ("/api/traces?max_cost=nan", "max_cost")]:
+            status, body = gw.request("GET", path)
+            assert status == 400 and body["error"]["param"] == param, (path, body)
+        assert "model" in gw.request("GET", "/api/traces?modle=chat")[1]["error"]["message"]
+        status, body = gw.request("GET", "/api/traces?model=")  # blank is no filter
+        assert status == 200 and body["data"]
     finally:
         gw.stop()
 
@@ -190,7 +198,7 @@ def test_traces_api_rejects_bad_parameters(up: FakeUpstream, tmp_path: Path) -> 
 def test_a_locked_store_loses_no_trace(up: FakeUpstream, tmp_path: Path) -> None:
     """The store refuses writes for a while (another process holds SQLite's write lock):
     requests are all answered meanwhile, and every trace is in the store afterwards."""
-    gw = start(up, tmp_path, tracing={"flush_interval": 0.05})
+    gw = traced_gateway(up, tmp_path, tracing={"flush_interval": 0.05})
     db = Path(gw.settings.home) / "bastion.db"
     try:
         assert chat(gw)[0] == 200
@@ -266,7 +274,7 @@ def test_postgres_stopped_mid_load_loses_no_trace(up: FakeUpstream, tmp_path: Pa
     """Postgres (a throwaway server) is stopped while requests keep coming and started again
     later: every request is answered, and every trace is in Postgres afterwards."""
     with throwaway_postgres() as server:
-        gw = start(up, tmp_path, store={"url": server.url()})
+        gw = traced_gateway(up, tmp_path, store={"url": server.url()})
         try:
             sent: list[str] = []
 

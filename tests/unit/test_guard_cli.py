@@ -58,3 +58,30 @@ def test_unknown_policy_is_a_clear_error(tmp_path: Path) -> None:
     result = CliRunner().invoke(main, ["guard", "scan", "--config", config(tmp_path),
                                        "--policy", "nope", "x"])
     assert result.exit_code != 0 and "unknown guard policy 'nope'" in result.output
+
+
+def test_scan_without_a_policy_does_what_the_server_does(tmp_path: Path) -> None:
+    """No guards.default: the server runs no guards, so the scan applies none and says why
+    (not the built-in 'standard', which the server would not run)."""
+    path = tmp_path / "bastion.yaml"
+    path.write_text(yaml.safe_dump({"guards": {"policies": {}}}))
+    secret = "my key is AKIAIOSFODNN7EXAMPLE"
+    out = CliRunner().invoke(main, ["guard", "scan", "--config", str(path), "--json", secret])
+    assert out.exit_code == 0, out.output
+    verdict = json.loads(out.output)
+    assert verdict["policy"] is None and verdict["decisions"] == []
+    assert verdict["text"] == secret and "guards.default is not set" in verdict["policy_from"]
+    text = CliRunner().invoke(main, ["guard", "scan", "--config", str(path), secret])
+    assert text.exit_code == 0 and "no policy" in text.output and "--policy standard" in text.output
+    chosen = CliRunner().invoke(main, ["guard", "scan", "--config", str(path), "--json",
+                                       "--policy", "standard", secret])
+    assert json.loads(chosen.output)["policy_from"] == "--policy"
+
+
+def test_scan_names_the_default_policy_and_where_it_comes_from(tmp_path: Path) -> None:
+    out = CliRunner().invoke(main, ["guard", "scan", "--config", config(tmp_path), "hello"])
+    assert out.exit_code == 0, out.output
+    assert "policy 'p' (guards.default in" in out.output and "bastion.yaml" in out.output
+    verdict = json.loads(CliRunner().invoke(
+        main, ["guard", "scan", "--config", config(tmp_path), "--json", "hello"]).output)
+    assert verdict["policy"] == "p" and verdict["policy_from"].startswith("guards.default in")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
 import pytest
 
 from bastion.errors import InvalidRequest, UnsupportedMediaType
@@ -79,3 +80,26 @@ def test_decode_rejects_non_objects_and_multipart() -> None:
             decode_json_object(raw, None)
     with pytest.raises(UnsupportedMediaType):
         decode_json_object(b"{}", b"multipart/form-data; boundary=x")
+
+
+@pytest.mark.parametrize(("raw", "param", "limit"), [
+    (b'{"max_tokens": 1e30}', "max_tokens", "from 1 to 2147483647"),
+    (b'{"max_tokens": 99999999999999999999}', "max_tokens", "from 1 to 2147483647"),
+    (b'{"seed": 1180591620717411303424}', "seed", "to 9223372036854775807"),  # 2**70
+    (b'{"seed": -9223372036854775809}', "seed", "from -9223372036854775808"),
+    (b'{"n": 0}', "n", "from 1 to 128"),
+    (b'{"max_completion_tokens": 2.5}', "max_completion_tokens", "from 1 to 2147483647"),
+])
+def test_integers_out_of_range_say_the_range(raw: bytes, param: str, limit: str) -> None:
+    """JSON has one number type: a number too large for an integer field (orjson gives a
+    float past 64 bits) is reported with the field's range, not as 'got float'."""
+    body = {"model": "m", "messages": [{"role": "user", "content": "hi"}],
+            **orjson.loads(raw)}
+    with pytest.raises(InvalidRequest) as info:
+        check_chat_request(body)
+    assert info.value.param == param and limit in info.value.message, info.value.message
+
+
+def test_integers_at_their_limits_are_taken() -> None:
+    check_chat_request({"model": "m", "messages": [{"role": "user", "content": "hi"}],
+                "max_tokens": 2**31 - 1, "seed": -(2**63), "n": 128})
