@@ -354,6 +354,32 @@ _PROSE_NAME = re.compile(
     r"(?i)^(?:pass(?:word|wort|phrase|e)?|pwd|contrase(?:ñ|n)a|wachtwoord|mot de passe)$"
 )
 _CONN_NAME = re.compile(r"(?i)conn|dsn|webhook")
+# a tight ``name=value`` for these names is a credential whatever the value's entropy
+# (password=hunter2xyz), unless the value reads as a variable or a setting
+_TIGHT_NAME = re.compile(r"(?i)(?:pass(?:word|wd|phrase)?|pwd|secret|token)s?$")
+_CAMEL = re.compile(r"[a-z][A-Z]")
+_CRED_IN_VALUE = re.compile(r"(?i)pass|pwd|secret|token|key|cred|auth")
+_SETTING_VALUE = re.compile(
+    r"(?i)^(?:true|false|none|null|nil|yes|no|on|off|required|optional|hidden|masked|"
+    r"redacted|empty|unset|reset|changed|invalid|incorrect|expired|string|text|bool|"
+    r"boolean|default|undefined|missing|random|generated|omitted|disabled|enabled)$"
+)
+
+
+def _tight_value(full_name: str, value: str, text: str, m: re.Match[str]) -> bool:
+    """``password=hunter2xyz`` mid-sentence: a name of a credential, ``=`` or ``:`` with
+    no space either side, a value of 6+ characters that is neither an identifier of code
+    (snake_case, dotted, camelCase, one naming a credential) nor a setting's word."""
+    op = m.group("op")
+    if op not in ("=", ":") or m.group("close"):
+        return False
+    if text[m.start("op") - 1 : m.start("op")].isspace() or m.end("op") != m.start("uv"):
+        return False
+    return (
+        _TIGHT_NAME.search(full_name) is not None and len(value) >= 6
+        and "_" not in value and "." not in value and not _CAMEL.search(value)
+        and not _CRED_IN_VALUE.search(value) and not _SETTING_VALUE.match(value)
+    )
 
 
 def _is_code_name(value: str) -> bool:
@@ -414,6 +440,9 @@ def _assignment_findings(text: str, lower: str) -> Iterable[Finding]:
         value = value.strip()
         if is_placeholder(value) or _CODE_VALUE.search(value):
             continue
+        if not quoted and _SETTING_VALUE.match(value):
+            continue  # password: required, token=none (a schema or a flag, not a value)
+        tight = not quoted and _tight_value(full_name, value, text, m)
         prose = op.strip() not in (":=", "=>", "=", ":")
         if prose:
             # "my password is hunter2": only for password-like names, and the value must
@@ -431,9 +460,11 @@ def _assignment_findings(text: str, lower: str) -> Iterable[Finding]:
             # code (password = password_from_form) assigns a variable
             config_line = at_line_start and (
                 op == ":" or text[m.end("op") : m.end("op") + 1] not in (" ", "\t"))
-            if _is_code_name(value) and not (config_line and _PASSWORDISH.search(full_name)):
+            if _is_code_name(value) and not tight and not (
+                config_line and _PASSWORDISH.search(full_name)
+            ):
                 continue
-            if not at_line_start and _classes(value) < 2 and not any(
+            if not at_line_start and not tight and _classes(value) < 2 and not any(
                 not c.isalnum() for c in value
             ):
                 continue
@@ -448,11 +479,12 @@ def _assignment_findings(text: str, lower: str) -> Iterable[Finding]:
             rule, score = "connection_string", 0.75
         else:
             rule = "secret_assignment"
-            if len(value) < 8 or (_classes(value) < 2 and ratio < 0.85):
-                continue
             score = 0.55 + 0.35 * min(1.0, max(0.0, (ratio - 0.6) / 0.35))
-            if _WEAK_NAME.match(full_name) and ratio < 0.8:
-                continue
+            if quoted or not tight:
+                if len(value) < 8 or (_classes(value) < 2 and ratio < 0.85):
+                    continue
+                if _WEAK_NAME.match(full_name) and ratio < 0.8:
+                    continue
         if prose:
             score = min(score, 0.75)
         yield Finding(KIND, vstart, vstart + len(value), round(score, 3), rule)

@@ -227,13 +227,6 @@ def test_nothing_on_disk_holds_a_secret_sent_in_a_request(tmp_path: Path,
     finally:
         stop_process(proc, graceful=True)
     assert_private(home)
-    from bastion.observe.redact import redact_value
-
-    if any(x.decode() in str(redact_value(PROMPT)) for x in SECRETS):
-        # the stored trace is redacted by bastion.observe.redact: until it knows every
-        # kind the secrets scanner finds (issue 12, "trace redaction is weaker than the
-        # secrets scanner"), the database holds what it misses; the spool never does
-        pytest.xfail("trace redaction still misses a secret of PROMPT")
     assert_no_secret(home, "after the ingest")
 
 

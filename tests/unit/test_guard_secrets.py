@@ -137,7 +137,13 @@ def test_password_assignments_in_code_config_and_prose(scanner) -> None:  # type
     }
     for text, value in cases.items():
         assert found(scanner, text) == [("password_assignment", value)], text
-    for text in ("the password is incorrect, try again", "password_min_length: 12",
+    for text, value in (("keep them: password=hunter2xyz please", "hunter2xyz"),
+                        ("log in with pwd=letmein then", "letmein")):
+        assert found(scanner, text) == [("password_assignment", value)], text
+    assert found(scanner, "and token=hunter2xyz here") == [("secret_assignment", "hunter2xyz")]
+    for text in ("call f(password=pwd_input)", "f(password=userPassword)", "password: required",
+                 "reset?password=true", "password=mypassword", "login(password = pw)",
+                 "the password is incorrect, try again", "password_min_length: 12",
                  "password = password_from_form", "Forgot your password? Reset it here.",
                  "passenger: Alice", "author: JohnSmith2024", "max_tokens: 4096",
                  "tokenizer: bert-base-uncased", "if password == other:"):
