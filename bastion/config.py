@@ -80,6 +80,11 @@ class ServerSettings(_Strict):
         "the end of its headers; a total, not a gap between reads, so a trickling client is "
         "bounded too), like nginx's client_body_timeout; then 408 and the connection closes",
     )
+    write_timeout: float = Field(
+        60.0, gt=0, description="seconds a response may wait on a client that reads none of "
+        "it (its buffer full), like nginx's send_timeout: a gap between writes, not the whole "
+        "transfer; then the connection is aborted and a stream's backend call cancelled",
+    )
     graceful_timeout: float = Field(
         30.0, ge=0, description="on SIGTERM, seconds in-flight requests and streams may finish"
     )

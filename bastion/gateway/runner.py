@@ -65,7 +65,7 @@ async def serve(
         gateway.handle,
         ServerConfig(max_body_bytes=cfg.max_body_bytes, keepalive_timeout=cfg.keepalive_timeout,
                      drain_linger=cfg.drain_linger, header_timeout=cfg.header_timeout,
-                     body_timeout=cfg.body_timeout),
+                     body_timeout=cfg.body_timeout, write_timeout=cfg.write_timeout),
     )
 
     async def listen() -> None:

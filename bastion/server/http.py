@@ -94,6 +94,11 @@ class ServerConfig:
     the headers to the end of the body, as a total rather than a gap between reads, so a
     client trickling a byte at a time is bounded too. Either answers a partial request with
     408 and closes (nginx's ``client_header_timeout`` / ``client_body_timeout``).
+
+    ``write_timeout``: seconds a response may wait on a client that reads none of it (the
+    send buffer full, writing paused), like nginx's ``send_timeout``: the time between two
+    successful writes, not the whole transfer, so a slow reader is served; then the
+    connection is aborted (its buffered bytes dropped, a stream's backend call cancelled).
     """
 
     __slots__ = (
@@ -103,6 +108,7 @@ class ServerConfig:
         "keepalive_timeout",
         "max_body_bytes",
         "timer_step",
+        "write_timeout",
     )
 
     def __init__(
@@ -113,8 +119,10 @@ class ServerConfig:
         drain_linger: float = 1.0,
         header_timeout: float = 60.0,
         body_timeout: float = 60.0,
+        write_timeout: float = 60.0,
     ) -> None:
         self.max_body_bytes = max_body_bytes
+        self.write_timeout = write_timeout
         self.keepalive_timeout = keepalive_timeout
         self.drain_linger = drain_linger
         self.header_timeout = header_timeout
@@ -174,6 +182,7 @@ class HTTPProtocol(asyncio.Protocol):
         "_transport",
         "_url",
         "_write_paused",
+        "_write_timer",
     )
 
     def __init__(self, server: HTTPServer) -> None:
@@ -195,6 +204,7 @@ class HTTPProtocol(asyncio.Protocol):
         self._shutting_down = False
         self._task: asyncio.Task[None] | None = None
         self._write_paused = False
+        self._write_timer: asyncio.TimerHandle | None = None  # armed while writing is paused
         self._drain_waiter: asyncio.Future[None] | None = None
         self._timer: asyncio.TimerHandle | None = None  # the one lazy timer, see _on_timer
         self._deferred: bytes | None = None  # a rejection waiting for earlier responses
@@ -223,6 +233,9 @@ class HTTPProtocol(asyncio.Protocol):
         self._closed = True
         self._server.connections.discard(self)
         self._cancel_timer()
+        if self._write_timer is not None:
+            self._write_timer.cancel()
+            self._write_timer = None
         if self._task is not None and not self._task.done():
             self._task.cancel()
         self._wake_drain()
@@ -241,11 +254,28 @@ class HTTPProtocol(asyncio.Protocol):
         return True if self._busy else None
 
     def pause_writing(self) -> None:
+        """The send buffer is over its high-water mark: the client reads slower than we
+        write. A timer (rare: only a full buffer arms it) bounds how long it may stay so."""
         self._write_paused = True
+        if self._write_timer is None:
+            self._write_timer = self._loop.call_later(
+                self._config.write_timeout, self._write_timed_out)
 
     def resume_writing(self) -> None:
         self._write_paused = False
+        if self._write_timer is not None:
+            self._write_timer.cancel()
+            self._write_timer = None
         self._wake_drain()
+
+    def _write_timed_out(self) -> None:
+        """The client read nothing for ``write_timeout``: abort, since a close would wait
+        for the buffer to drain, which it never will (the response is lost either way)."""
+        self._write_timer = None
+        if self._write_paused and self._transport is not None and not self._closed:
+            log.info("closing a connection from %s: it read nothing for %g s",
+                     self._peer[0] if self._peer else "?", self._config.write_timeout)
+            self._transport.abort()
 
     def _wake_drain(self) -> None:
         waiter = self._drain_waiter

@@ -24,6 +24,7 @@ CHAT_BODY = json.dumps(
     {"model": "chat", "messages": [{"role": "user", "content": "hi"}]}
 ).encode()
 READ_TIMEOUT = 0.5  # header_timeout and body_timeout of the gateway under test
+WRITE_TIMEOUT = 1.0  # write_timeout: how long a response waits on a client reading nothing
 HANG_GUARD = 20.0  # a socket still open after this long means the server never gave up
 
 
@@ -40,6 +41,7 @@ def gw(up: FakeUpstream, tmp_path_factory: pytest.TempPathFactory) -> Iterator[R
         "server.port": 0,
         "server.header_timeout": READ_TIMEOUT,
         "server.body_timeout": READ_TIMEOUT,
+        "server.write_timeout": WRITE_TIMEOUT,
         "home": str(home),
         "models": [{"name": "chat", "backend": "openai", "base_url": up.base_url}],
         "routing": {"default": {"retries": 0}},
@@ -256,6 +258,56 @@ def test_slow_clients_get_408_while_other_clients_are_served(gw: RunningGateway)
     finally:
         for sock in slow:
             sock.close()
+    assert_serving(gw)
+
+
+@pytest.fixture()
+def big_answer(up: FakeUpstream) -> Iterator[FakeUpstream]:
+    """Answers of 24 MB (a stream of 3,000 events): more than loopback's socket buffers
+    hold, so a client that reads nothing leaves the gateway's writes paused."""
+    up.reset()
+    up.behaviour.content = "abcdefgh " * ((24 << 20) // 9)
+    up.behaviour.chunks = 3000
+    yield up
+    up.reset()
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_client_that_stops_reading_is_cut_off_after_the_write_timeout(
+        gw: RunningGateway, big_answer: FakeUpstream, stream: bool) -> None:
+    """A client asks for a big answer and reads none of it: after ``write_timeout`` the
+    gateway aborts the connection (a close would wait forever on the full buffer), others
+    are served meanwhile, and a stream's trace says the client went away."""
+    body = json.dumps({"model": "chat", "stream": stream,
+                       "messages": [{"role": "user", "content": "hi"}]}).encode()
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.settimeout(HANG_GUARD)
+    try:
+        sock.connect(("127.0.0.1", gw.port))
+        sock.sendall(b"POST " + CHAT + b" HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                     b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n"
+                     % len(body) + body)
+        started = time.monotonic()
+        time.sleep(WRITE_TIMEOUT * 3)  # reads nothing; others are served meanwhile
+        small = json.dumps({"model": "chat", "max_tokens": 5,
+                            "messages": [{"role": "user", "content": "hi"}]}).encode()
+        big_answer.behaviour.content = "short"
+        status, answer = gw.request("POST", "/v1/chat/completions", raw=small)
+        assert status == 200, answer
+        reply = read_until_eof(sock)  # ends: the server gave up on this client
+        assert time.monotonic() - started < HANG_GUARD
+    finally:
+        sock.close()
+    head = reply.split(b"\r\n\r\n", 1)[0].decode("latin-1").lower()
+    assert head.startswith("http/1.1 200"), head[:200]
+    assert len(reply) < 24 << 20, "the whole answer was not sent"
+    if stream:
+        assert not reply.endswith(b"0\r\n\r\n"), "no terminating chunk: the stream was cut"
+        rid = next(line.split(":", 1)[1].strip() for line in head.split("\r\n")
+                   if line.startswith("x-request-id:"))
+        trace = wait_for_trace(gw, rid)
+        assert trace["status"] == 499 and trace["error"] == "client disconnected", trace
     assert_serving(gw)
 
 
