@@ -340,12 +340,12 @@ def _server_policy(engine: Any, settings: Any, path: Any, name: str | None) -> t
     """The policy a scan uses and where that choice came from: ``--policy``, else the one
     the server applies to a request nothing attaches a policy to (``guards.default``),
     else none, as the server then runs no guards."""
-    where = f"{path}" if path is not None and path.is_file() else "built-in defaults"
+    where = f"in {path}" if path is not None and path.is_file() else "(no config file)"
     if name:
         return _policy(engine, name), "--policy"
     if settings.guards.default:
-        return _policy(engine, settings.guards.default), f"guards.default in {where}"
-    return None, (f"guards.default is not set in {where}: the server runs no guards "
+        return _policy(engine, settings.guards.default), f"guards.default {where}"
+    return None, (f"guards.default is not set {where}, so the server runs no guards "
                   "(try --policy standard)")
 
 
