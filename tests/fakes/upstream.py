@@ -242,6 +242,40 @@ def _sse(obj: Any) -> bytes:
     return f"data: {data}\n\n".encode()
 
 
+Chunk = Callable[..., dict[str, Any]]
+
+
+def _chunk_maker(cid: str, created: int, model: str, include_usage: bool) -> Chunk:
+    """The builder of one stream's ``chat.completion.chunk`` events, as OpenAI sends them
+    (``usage: null`` on each when the client asked for usage at the end)."""
+
+    def chunk(delta: dict[str, Any], finish: str | None, lp: Any = None) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "id": cid,
+            "object": "chat.completion.chunk",
+            "created": created,
+            "model": model,
+            "system_fingerprint": "fp_fake",
+            "choices": [{"index": 0, "delta": delta, "logprobs": lp, "finish_reason": finish}],
+        }
+        if include_usage:
+            out["usage"] = None
+        return out
+
+    return chunk
+
+
+def _with_usage(events: list[dict[str, Any]], chunk: Chunk,
+                usage: dict[str, int] | None) -> list[dict[str, Any]]:
+    """``events``, and when ``usage`` is given the final usage event (no choices)."""
+    if usage is not None:
+        final = chunk({}, None)
+        final["choices"] = []
+        final["usage"] = usage
+        events.append(final)
+    return events
+
+
 class FakeUpstream:
     """Fake OpenAI-compatible HTTP/1.1 upstream on loopback, served from a thread."""
 
@@ -650,19 +684,7 @@ class FakeUpstream:
 
         include_usage = self._include_usage(body)
 
-        def chunk(delta: dict[str, Any], finish: str | None, lp: Any = None) -> dict[str, Any]:
-            out: dict[str, Any] = {
-                "id": cid,
-                "object": "chat.completion.chunk",
-                "created": created,
-                "model": model,
-                "system_fingerprint": "fp_fake",
-                "choices": [{"index": 0, "delta": delta, "logprobs": lp, "finish_reason": finish}],
-            }
-            if include_usage:
-                out["usage"] = None
-            return out
-
+        chunk = _chunk_maker(cid, created, model, include_usage)
         events = [chunk({"role": "assistant", "content": ""}, None)]
         for piece in _split(b.content, b.chunks):
             lp = (
@@ -672,12 +694,7 @@ class FakeUpstream:
             )
             events.append(chunk({"content": piece}, None, lp))
         events.append(chunk({}, "stop"))
-        if include_usage:
-            final = chunk({}, None)
-            final["choices"] = []
-            final["usage"] = usage
-            events.append(final)
-        return events
+        return _with_usage(events, chunk, usage if include_usage else None)
 
     def _tool_reply(
         self,
@@ -705,21 +722,7 @@ class FakeUpstream:
             }
         include_usage = self._include_usage(body)
 
-        def chunk(delta: dict[str, Any], finish: str | None) -> dict[str, Any]:
-            out: dict[str, Any] = {
-                "id": cid,
-                "object": "chat.completion.chunk",
-                "created": created,
-                "model": model,
-                "system_fingerprint": "fp_fake",
-                "choices": [
-                    {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
-                ],
-            }
-            if include_usage:
-                out["usage"] = None
-            return out
-
+        chunk = _chunk_maker(cid, created, model, include_usage)
         events = [chunk({"role": "assistant", "content": None}, None)]
         for index, call in enumerate(calls):
             fn = call["function"]
@@ -731,12 +734,7 @@ class FakeUpstream:
                     part = {"index": index, "function": {"arguments": piece}}
                     events.append(chunk({"tool_calls": [part]}, None))
         events.append(chunk({}, "tool_calls"))
-        if include_usage:
-            final = chunk({}, None)
-            final["choices"] = []
-            final["usage"] = usage
-            events.append(final)
-        return events
+        return _with_usage(events, chunk, usage if include_usage else None)
 
     def _post_completions(self, req: _Request, body: dict[str, Any], b: Behaviour) -> Any:
         model = self._model(body)

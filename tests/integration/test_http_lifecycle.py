@@ -17,7 +17,7 @@ import pytest
 
 from bastion.config import load_settings
 from tests.fakes.upstream import FakeUpstream
-from tests.gateway_harness import RunningGateway
+from tests.gateway_harness import RunningGateway, trace_of
 
 CHAT = b"/v1/chat/completions"
 CHAT_BODY = json.dumps(
@@ -118,17 +118,6 @@ def assert_envelope(body: bytes, code: str) -> dict[str, Any]:
     return error
 
 
-def wait_for_trace(gw: RunningGateway, trace_id: str) -> dict[str, Any]:
-    deadline = time.monotonic() + HANG_GUARD
-    while True:
-        status, body = gw.request("GET", f"/api/traces/{trace_id}")
-        if status == 200:
-            return dict(body)
-        if time.monotonic() > deadline:
-            pytest.fail(f"no trace for answered request {trace_id}: {status} {body}")
-        time.sleep(0.05)
-
-
 def trace_id(headers: dict[str, str]) -> str:
     return headers.get("x-bastion-trace-id") or headers["x-request-id"]
 
@@ -138,10 +127,14 @@ def assert_serving(gw: RunningGateway) -> None:
     assert status == 200, body
 
 
-def exchange(gw: RunningGateway, data: bytes) -> list[tuple[int, dict[str, str], bytes]]:
-    """Sends ``data`` and reads until the server closes: it must close by itself."""
+def exchange(gw: RunningGateway, data: bytes,
+             half_close: bool = False) -> list[tuple[int, dict[str, str], bytes]]:
+    """Sends ``data`` (then, with ``half_close``, a FIN: ``shutdown(SHUT_WR)``) and reads
+    until the server closes: it must close by itself."""
     with socket.create_connection(("127.0.0.1", gw.port), timeout=HANG_GUARD) as sock:
         sock.sendall(data)
+        if half_close:
+            sock.shutdown(socket.SHUT_WR)
         return responses(read_until_eof(sock))
 
 
@@ -149,15 +142,12 @@ def exchange(gw: RunningGateway, data: bytes) -> list[tuple[int, dict[str, str],
 def test_half_closed_client_gets_its_answer_and_a_trace(
     gw: RunningGateway, slow_upstream: FakeUpstream
 ) -> None:
-    with socket.create_connection(("127.0.0.1", gw.port), timeout=HANG_GUARD) as sock:
-        sock.sendall(chat_request())
-        sock.shutdown(socket.SHUT_WR)
-        answers = responses(read_until_eof(sock))
+    answers = exchange(gw, chat_request(), half_close=True)
     assert [a[0] for a in answers] == [200], answers
     _, headers, body = answers[0]
     assert headers.get("connection") == "close", headers
     assert json.loads(body)["choices"][0]["message"]["content"]
-    assert wait_for_trace(gw, trace_id(headers))["status"] == 200
+    assert trace_of(gw, trace_id(headers))["status"] == 200
     assert_serving(gw)
 
 
@@ -166,25 +156,19 @@ def test_pipelined_requests_then_half_close_are_all_answered_in_order_and_traced
 ) -> None:
     ids = [f"half-close-{i}" for i in range(5)]
     data = b"".join(chat_request(b"X-Request-Id: %s\r\n" % i.encode()) for i in ids)
-    with socket.create_connection(("127.0.0.1", gw.port), timeout=HANG_GUARD) as sock:
-        sock.sendall(data)
-        sock.shutdown(socket.SHUT_WR)
-        answers = responses(read_until_eof(sock))
+    answers = exchange(gw, data, half_close=True)
     assert [a[0] for a in answers] == [200] * 5, answers
     assert [a[1]["x-request-id"] for a in answers] == ids, "answered in request order"
     assert [a[1].get("connection") for a in answers] == [None] * 4 + ["close"]
     for _, headers, _ in answers:
-        assert wait_for_trace(gw, trace_id(headers))["status"] == 200
+        assert trace_of(gw, trace_id(headers))["status"] == 200
     assert_serving(gw)
 
 
 def test_half_close_after_a_partial_request_answers_the_complete_one_then_closes(
     gw: RunningGateway, slow_upstream: FakeUpstream
 ) -> None:
-    with socket.create_connection(("127.0.0.1", gw.port), timeout=HANG_GUARD) as sock:
-        sock.sendall(chat_request() + chat_request()[:40])
-        sock.shutdown(socket.SHUT_WR)
-        answers = responses(read_until_eof(sock))
+    answers = exchange(gw, chat_request() + chat_request()[:40], half_close=True)
     assert [a[0] for a in answers] == [200], answers
     assert_serving(gw)
 
@@ -306,7 +290,7 @@ def test_a_client_that_stops_reading_is_cut_off_after_the_write_timeout(
         assert not reply.endswith(b"0\r\n\r\n"), "no terminating chunk: the stream was cut"
         rid = next(line.split(":", 1)[1].strip() for line in head.split("\r\n")
                    if line.startswith("x-request-id:"))
-        trace = wait_for_trace(gw, rid)
+        trace = trace_of(gw, rid)
         assert trace["status"] == 499 and trace["error"] == "client disconnected", trace
     assert_serving(gw)
 

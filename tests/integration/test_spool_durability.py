@@ -194,6 +194,25 @@ def assert_private(home: Path) -> None:
             assert mode == 0o600, f"{path}: {mode:o}"
 
 
+def answered_then_killed(tmp_path: Path, settings: dict[str, Any], port: int, n: int,
+                         content: str) -> set[str | None]:
+    """Starts a gateway, asks ``n`` questions (alternately streamed), then SIGKILLs it and
+    its ingest at once, so the spool stays as it was: the answered ids (None: no answer)."""
+    proc = start_bastion(tmp_path, settings, port)
+    try:
+        wait_ready(port, proc)
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        ids = {ask(conn, stream=i % 2 == 0, content=content) for i in range(n)}
+        conn.close()
+        ingest = children(proc.pid)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+        kill_all(ingest)
+    finally:
+        stop_process(proc)
+    return ids
+
+
 def test_nothing_on_disk_holds_a_secret_sent_in_a_request(tmp_path: Path,
                                                           upstream: FakeUpstream) -> None:
     home = tmp_path / "home"
@@ -201,20 +220,8 @@ def test_nothing_on_disk_holds_a_secret_sent_in_a_request(tmp_path: Path,
     (home / "old.log").write_bytes(b"x")
     os.chmod(home / "old.log", 0o644)
     port = free_port()
-    proc = start_bastion(tmp_path, config(upstream), port)
-    try:
-        wait_ready(port, proc)
-        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-        ids = {ask(conn, stream=i % 2 == 0, content=PROMPT) for i in range(6)}
-        conn.close()
-        assert None not in ids
-        ingest = children(proc.pid)
-        # both killed at once: the spool stays as it was, not yet ingested
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(10)
-        kill_all(ingest)
-    finally:
-        stop_process(proc)
+    ids = answered_then_killed(tmp_path, config(upstream), port, 6, PROMPT)
+    assert None not in ids
     spool = list((home / "spool").rglob("*.open")) + list((home / "spool").rglob("*.jsonl"))
     assert spool, "the spool was read before the ingest"
     assert_no_secret(home, "before the ingest")
@@ -232,21 +239,9 @@ def test_nothing_on_disk_holds_a_secret_sent_in_a_request(tmp_path: Path,
 
 def test_metadata_mode_spools_no_body(tmp_path: Path, upstream: FakeUpstream) -> None:
     home = tmp_path / "home"
-    port = free_port()
-    proc = start_bastion(tmp_path, config(upstream, content="metadata"), port)
-    try:
-        wait_ready(port, proc)
-        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-        ids = {ask(conn, stream=i % 2 == 0, content=PROMPT + " plain-marker-q7")
-               for i in range(4)}
-        conn.close()
-        assert None not in ids
-        ingest = children(proc.pid)
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(10)
-        kill_all(ingest)
-    finally:
-        stop_process(proc)
+    ids = answered_then_killed(tmp_path, config(upstream, content="metadata"), free_port(), 4,
+                               PROMPT + " plain-marker-q7")
+    assert None not in ids
     lines = [x for p in (home / "spool").rglob("*") if p.is_file()
              for x in p.read_bytes().splitlines()]
     assert len(lines) >= 4, "metadata mode: plain lines, readable"

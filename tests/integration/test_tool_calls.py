@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -24,7 +23,7 @@ from bastion.hookspecs import RegisterBackend, hookimpl
 from bastion.plugins import plugin_manager
 from tests.fakes.anthropic_upstream import FakeAnthropic
 from tests.fakes.upstream import FakeUpstream
-from tests.gateway_harness import MASTER_KEY, RunningGateway
+from tests.gateway_harness import MASTER_KEY, RunningGateway, trace_of
 
 ANTHROPIC_KEY = "sk-ant-tool-calls-test"
 KEY_ENV = "BASTION_TEST_TOOL_CALLS_ANTHROPIC_KEY"
@@ -126,14 +125,18 @@ def client(gateway: RunningGateway, up: FakeUpstream, claude: FakeAnthropic) -> 
     return openai.OpenAI(base_url=gateway.base_url + "/v1", api_key=MASTER_KEY, max_retries=0)
 
 
-def trace_of(gw: RunningGateway, request_id: str, timeout: float = 10.0) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while True:
-        status, trace = gw.request("GET", f"/api/traces/{request_id}")
-        if status == 200 or time.monotonic() > deadline:
-            assert status == 200, trace
-            return dict(trace)
-        time.sleep(0.05)
+def traced_tool_call(client: openai.OpenAI, gateway: RunningGateway, model: str,
+                     stream: bool) -> dict[str, Any]:
+    """Asks ``model`` with the two tools, reads the answer (streamed or whole), and returns
+    its stored trace."""
+    raw = client.chat.completions.with_raw_response.create(
+        model=model, messages=HISTORY[:2], tools=[WEATHER, TIME], stream=stream
+    )
+    if stream:
+        list(raw.parse())
+    else:
+        raw.parse()
+    return trace_of(gateway, raw.headers["x-request-id"])
 
 
 def plain(calls: Any) -> list[dict[str, Any]]:
@@ -254,14 +257,7 @@ def test_upstream_trace_records_the_tool_calls(
     client: openai.OpenAI, up: FakeUpstream, gateway: RunningGateway, stream: bool
 ) -> None:
     up.tool_calls = CALLS
-    raw = client.chat.completions.with_raw_response.create(
-        model="up", messages=HISTORY[:2], tools=[WEATHER, TIME], stream=stream
-    )
-    if stream:
-        list(raw.parse())
-    else:
-        raw.parse()
-    trace = trace_of(gateway, raw.headers["x-request-id"])
+    trace = traced_tool_call(client, gateway, "up", stream)
     assert trace["output"]["tool_calls"] == CALLS, trace["output"]
     assert trace["output"].get("content") in (None, "")
     assert trace["finish_reason"] == "tool_calls"
@@ -360,14 +356,7 @@ def test_anthropic_trace_records_the_tool_calls(
     client: openai.OpenAI, claude: FakeAnthropic, gateway: RunningGateway, stream: bool
 ) -> None:
     claude.tool_uses = USES
-    raw = client.chat.completions.with_raw_response.create(
-        model="claude", messages=HISTORY[:2], tools=[WEATHER, TIME], stream=stream
-    )
-    if stream:
-        list(raw.parse())
-    else:
-        raw.parse()
-    trace = trace_of(gateway, raw.headers["x-request-id"])
+    trace = traced_tool_call(client, gateway, "claude", stream)
     calls = trace["output"]["tool_calls"]
     assert [(c["id"], c["function"]["name"]) for c in calls] == [
         ("toolu_w1", "get_weather"), ("toolu_t2", "get_time")], trace["output"]
