@@ -86,9 +86,7 @@ def table(gw: Gateway) -> dict[str, dict[str, Endpoint]]:
         body = decode_json_object(request.body, request.header(b"content-type"))
         record = feedback_record(body)
         request_id = record["request_id"]
-        if request_id not in gw.recent and not await _in_store(
-            gw, lambda s: s.has_trace(request_id)
-        ):
+        if request_id not in gw.recent and not await _answered(gw, request_id):
             raise NotFound(
                 f"No request with id '{request_id}': give the response's x-request-id, or "
                 "its x-bastion-trace-id when you sent your own x-request-id",
@@ -235,6 +233,22 @@ def _float(raw: str, name: str) -> float:
     if not math.isfinite(value):
         raise InvalidRequest(f"'{name}' must be a finite number", param=name)
     return value
+
+
+async def _answered(gw: Gateway, request_id: str) -> bool:
+    """Whether the store has the request's trace. With several workers, another one may
+    have answered it a moment ago and its trace be on its way through the spool: then
+    this waits for the ingest (a flush interval and two seconds at most) before a 404."""
+    settings = gw.settings
+    patience = (settings.tracing.flush_interval + 2.0
+                if settings.server.workers > 1 and settings.tracing.enabled else 0.0)
+    deadline = time.monotonic() + patience
+    while True:
+        if await _in_store(gw, lambda s: s.has_trace(request_id)):
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        await asyncio.sleep(0.1)
 
 
 async def _in_store(gw: Gateway, job: Callable[[Store], T]) -> T:

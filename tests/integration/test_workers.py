@@ -78,3 +78,39 @@ def test_workers_share_the_port_reload_together_and_are_restarted(tmp_path: Path
                 raise AssertionError(f"worker {pid} outlived the supervisor")
         finally:
             stop_process(proc)
+
+
+def test_feedback_right_after_the_answer_reaches_any_worker(tmp_path: Path) -> None:
+    """Each worker knows the ids it answered; feedback sent at once on a new connection
+    may reach the other, which waits for the trace to be stored rather than say 404."""
+    with FakeUpstream().start() as up:
+        port = free_port()
+        config = {"server": {"workers": 2},
+                  "models": [{"name": "a", "backend": "openai", "base_url": up.base_url}]}
+        proc = start_bastion(tmp_path, config, port)
+        try:
+            wait_ready(port, proc)
+
+            def post(path: str, body: dict[str, Any]) -> tuple[int, Any, str | None]:
+                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+                try:
+                    conn.request("POST", path, body=json.dumps(body),
+                                 headers={"content-type": "application/json"})
+                    resp = conn.getresponse()
+                    return resp.status, json.loads(resp.read()), resp.getheader("x-request-id")
+                finally:
+                    conn.close()
+
+            workers = set()
+            for i in range(12):
+                status, _, rid = post("/v1/chat/completions", {
+                    "model": "a", "messages": [{"role": "user", "content": f"q{i}"}]})
+                assert status == 200 and rid
+                status, row = post("/api/feedback", {"request_id": rid, "value": "up"})[:2]
+                assert status == 201, (i, row)
+                workers |= pids(port, 4)
+            assert len(workers) == 2
+            status, body = post("/api/feedback", {"request_id": "never", "value": "up"})[:2]
+            assert status == 404, body
+        finally:
+            stop_process(proc, graceful=True)
