@@ -8,7 +8,7 @@ from __future__ import annotations
 import base64
 import binascii
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from pydantic import SecretStr
 
@@ -43,29 +43,29 @@ def weak_secret(value: str, minimum: int = MIN_SECRET_LENGTH) -> str | None:
     return None
 
 
-def strong_key(value: SecretStr | None) -> SecretStr | None:
-    if value is None:
-        return None
-    reason = weak_secret(value.get_secret_value())
-    if reason is not None:
-        raise ValueError(
-            f"the master key {reason}. Use a random key of {MIN_SECRET_LENGTH}+ characters "
-            f"(e.g. {_GENERATE}); on loopback, leave it unset (not empty) to run without one"
-        )
-    return value
+def _strong(what: str, unset: str) -> Callable[[SecretStr | None], SecretStr | None]:
+    """A settings validator refusing a weak ``what`` (e.g. "master key"); ``unset`` says
+    what leaving it unset does instead."""
+
+    def check(value: SecretStr | None) -> SecretStr | None:
+        if value is None:
+            return None
+        reason = weak_secret(value.get_secret_value())
+        if reason is not None:
+            raise ValueError(
+                f"the {what} {reason}. Use a random key of {MIN_SECRET_LENGTH}+ characters "
+                f"(e.g. {_GENERATE}); {unset}"
+            )
+        return value
+
+    return check
 
 
-def strong_encryption_key(value: SecretStr | None) -> SecretStr | None:
-    if value is None:
-        return None
-    reason = weak_secret(value.get_secret_value())
-    if reason is not None:
-        raise ValueError(
-            f"the encryption key {reason}. Use a random key of {MIN_SECRET_LENGTH}+ "
-            f"characters (e.g. {_GENERATE}), or leave it unset (not empty) for a key "
-            "generated into <home>/encryption.key"
-        )
-    return value
+strong_key = _strong("master key",
+                     "on loopback, leave it unset (not empty) to run without one")
+strong_encryption_key = _strong(
+    "encryption key", "or leave it unset (not empty) for a key generated into "
+    "<home>/encryption.key")
 
 
 def vault_key_bytes(text: str) -> bytes:
