@@ -10,6 +10,7 @@ Errors raised anywhere along the way become one OpenAI error envelope.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hmac
 import itertools
 import logging
@@ -30,9 +31,14 @@ from bastion.errors import (
     InvalidRequest,
     MethodNotAllowed,
     NotFound,
+    PermissionDenied,
+    StoreUnavailableError,
 )
 from bastion.gateway.context import RequestContext
 from bastion.gateway.recent import RecentIds
+from bastion.governance.keys import MASTER, Principal, expired, looks_like_key
+from bastion.governance.keysync import key_table, sync_forever, sync_once
+from bastion.governance.roles import permission_for
 from bastion.observe.datadir import secure_data_dir
 from bastion.observe.metrics import Metrics
 from bastion.observe.setup import IngestProcess, StoreHandle, build_spool, keeps_content
@@ -85,6 +91,7 @@ class Gateway:
         self.router: Router = make_router(settings, backends, self)
         secure_data_dir(settings)  # 0700, its files 0600, before anything is written
         self.store = StoreHandle(settings)
+        self.keys = key_table(settings)  # virtual keys, kept current by sync_forever
         self.tracing: Spool | None = None  # traces: spooled here, stored by the ingest
         self.ingest: IngestProcess | None = None
         if settings.tracing.enabled:
@@ -178,6 +185,13 @@ class Gateway:
             self.tracing.start(asyncio.get_running_loop())
             self.ingest.start()
         await asyncio.gather(*(b.start() for b in self.backends.values()))
+        from bastion.store import StoreUnavailable  # SQLAlchemy: the store opens here
+
+        with contextlib.suppress(StoreUnavailable):  # else 503 for virtual keys until read
+            await sync_once(self.keys, self.store)
+        keys = asyncio.get_running_loop().create_task(sync_forever(self.keys, self.store))
+        self.background.add(keys)
+        keys.add_done_callback(self.background.discard)
         self.started = True
         probes = asyncio.get_running_loop().create_task(self._probe_forever())
         self.background.add(probes)
@@ -224,12 +238,18 @@ class Gateway:
             ctx.deadline = _deadline(request)
             endpoint = self._route(request)
             if request.path.startswith(("/v1/", "/api/")):
-                self._authenticate(request)
+                principal = self._authenticate(request)
                 ctx.authenticated_at = time.perf_counter()
-                ctx.claim = self.admission.claim(request.header)
+                if principal is not MASTER:
+                    ctx.principal = principal
+                    ctx.key_id, ctx.team = principal.key_id, principal.team
+                    self._authorize(principal, request.path)
+                    ctx.claim = self.admission.claim(request.header, principal.team or "")
+                else:
+                    ctx.claim = self.admission.claim(request.header)
                 ctx.admitted_at = time.perf_counter()
             elif request.path == "/metrics" and self._metrics_auth:
-                self._authenticate(request)
+                self._authorize(self._authenticate(request), request.path)
             response = await endpoint(request, ctx)
         except AuthenticationFailed as exc:
             # counted, not traced: a keyless client must not grow the store (or the spool)
@@ -288,11 +308,13 @@ class Gateway:
             )
         return endpoint
 
-    def _authenticate(self, request: Request) -> None:
-        if self._master_key is None:
-            return
+    def _authenticate(self, request: Request) -> Principal:
+        """Who the request is: a virtual key's principal, or MASTER for the master key (and
+        for any request when no master key is set: loopback only, see Settings)."""
         header = request.header(b"authorization")
         if header is None:
+            if self._master_key is None:
+                return MASTER
             raise AuthenticationFailed(
                 "Missing API key: send 'Authorization: Bearer <key>'", code="missing_api_key",
                 reason="missing",
@@ -300,12 +322,37 @@ class Gateway:
         scheme, _, token = header.strip().partition(b" ")
         token = token.strip()
         if scheme.lower() != b"bearer" or not token:
+            if self._master_key is None:
+                return MASTER
             raise AuthenticationFailed(
                 "Malformed Authorization header: send 'Authorization: Bearer <key>'",
                 code="invalid_api_key", reason="malformed",
             )
+        if looks_like_key(token):
+            if not self.keys.loaded:
+                raise StoreUnavailableError(
+                    "Virtual keys are not loaded yet: the key store is unreachable",
+                    code="keys_unavailable", retry_after=1)
+            principal = self.keys.lookup(token)
+            if principal is None:
+                raise AuthenticationFailed("Invalid API key", reason="invalid")
+            if expired(principal):
+                raise AuthenticationFailed("This API key has expired", code="expired_api_key",
+                                           reason="expired")
+            return principal
+        if self._master_key is None:
+            return MASTER
         if not hmac.compare_digest(token, self._master_key):
             raise AuthenticationFailed("Invalid API key", reason="invalid")
+        return MASTER
+
+    @staticmethod
+    def _authorize(principal: Principal, path: str) -> None:
+        needed = permission_for(path)
+        if not principal.can(needed):
+            raise PermissionDenied(
+                f"This key's role ({principal.role}) may not {_DOING[needed]}",
+                code="insufficient_permissions")
 
     async def guard_output(self, result: Result, ctx: RequestContext) -> tuple[Result, str | None]:
         """The output guards over an answer (a stream is wrapped, scanned as it goes), and a
@@ -351,7 +398,7 @@ class Gateway:
     def finish(self, ctx: RequestContext) -> None:
         ctx.finished_at = time.perf_counter()
         if ctx.endpoint.startswith("/v1/"):
-            self.recent.add(ctx.trace_key)
+            self.recent.add(ctx.trace_key, ctx.team)
         for observer in self.observers:
             try:
                 observer(ctx)
@@ -386,6 +433,10 @@ def _watched(events: AsyncIterator[bytes], ctx: RequestContext, keep: bool,
             ctx.stream_events = count
 
     return ClosingStream(relay(), lambda: aclose(events))
+
+
+_DOING = {"infer": "call models", "feedback": "send feedback", "read": "read traces and stats",
+          "keys": "manage keys", "admin": "administer the gateway"}
 
 
 def _deadline(request: Request) -> float | None:

@@ -10,6 +10,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from bastion.governance.keys import MASTER, Principal
 from bastion.routing.fairqueue import DEFAULT_CLAIM, Claim
 
 
@@ -61,7 +62,8 @@ class RequestContext:
     chunks: list[bytes] | None = None  # a stream's events, as sent (when content is kept)
     stream_events: int = 0  # content events sent on a stream
     spans: list[Span] = field(default_factory=list)  # stages and backend attempts
-    key_id: str | None = None  # the principal, once governance authenticates keys
+    principal: Principal = MASTER  # who is asking (a virtual key's, or the master key)
+    key_id: str | None = None  # the principal's key and team, as traced
     team: str | None = None
     user: str | None = None  # the request's ``user`` field
     session: str | None = None  # x-bastion-session or metadata.session_id

@@ -25,7 +25,7 @@ from urllib.parse import parse_qsl, unquote
 
 import orjson
 
-from bastion.errors import InvalidRequest, NotFound, StoreUnavailableError
+from bastion.errors import InvalidRequest, NotFound, PermissionDenied, StoreUnavailableError
 from bastion.protocol.requests import decode_json_object
 from bastion.server.types import JSON_HEADERS, Request, Response
 
@@ -46,12 +46,13 @@ MAX_PAGE = 500
 _TRACE_PARAMS = frozenset(
     (*_TEXT_FILTERS, *_NUMBER_FILTERS, "q", "since", "until", "status", "limit", "cursor")
 )
-_STATS_PARAMS = frozenset(("since", "until", "bucket", "group_by"))
+_STATS_PARAMS = frozenset(("since", "until", "bucket", "group_by", "team"))
 
 
 def table(gw: Gateway) -> dict[str, dict[str, Endpoint]]:
     async def list_traces(request: Request, ctx: RequestContext) -> Response:
         params = _params(request, _TRACE_PARAMS)
+        _own_team(params, ctx)
         query = trace_query(params)
         limit = _int(params.get("limit"), "limit", 50, 1, MAX_PAGE)
         try:
@@ -64,6 +65,7 @@ def table(gw: Gateway) -> dict[str, dict[str, Endpoint]]:
 
     async def stats(request: Request, ctx: RequestContext) -> Response:
         params = _params(request, _STATS_PARAMS)
+        _own_team(params, ctx)
         now = time.time()
         until = parse_time(params.get("until"), "until", now)
         since = parse_time(params.get("since"), "since", until - 3600)
@@ -79,14 +81,18 @@ def table(gw: Gateway) -> dict[str, dict[str, Endpoint]]:
         if unknown:
             raise InvalidRequest(f"'group_by' takes {', '.join(_GROUPS)}; not {unknown}",
                                  param="group_by")
-        data = await _in_store(gw, lambda s: s.stats(since, until, bucket_s, group_by))
+        team = params.get("team")
+        data = await _in_store(gw, lambda s: s.stats(since, until, bucket_s, group_by, team))
         return _json(data)
 
     async def feedback(request: Request, ctx: RequestContext) -> Response:
         body = decode_json_object(request.body, request.header(b"content-type"))
         record = feedback_record(body)
         request_id = record["request_id"]
-        if request_id not in gw.recent and not await _answered(gw, request_id):
+        found, team = gw.recent.team(request_id)
+        if not found:
+            found, team = await _answered(gw, request_id)
+        if not found or not ctx.principal.sees_team(team):  # another team's: not found
             raise NotFound(
                 f"No request with id '{request_id}': give the response's x-request-id, or "
                 "its x-bastion-trace-id when you sent your own x-request-id",
@@ -106,7 +112,7 @@ def prefixed(gw: Gateway) -> list[tuple[str, dict[str, Endpoint]]]:
     async def get_trace(request: Request, ctx: RequestContext) -> Response:
         trace_id = unquote(request.path[len("/api/traces/") :])
         row = await _in_store(gw, lambda s: s.get_trace(trace_id))
-        if row is None:
+        if row is None or not ctx.principal.sees_team(row.get("team")):
             raise NotFound(f"No trace with id '{trace_id}' (yet)", code="trace_not_found")
         return _json(row)
 
@@ -114,6 +120,21 @@ def prefixed(gw: Gateway) -> list[tuple[str, dict[str, Endpoint]]]:
 
 
 # ---------------------------------------------------------------------------- parsing
+def _own_team(params: dict[str, str], ctx: RequestContext) -> None:
+    """A team's key reads its own team's traces only: the filter is set to it (asking
+    for another team is a 403, not an empty page that looks like no traffic)."""
+    asker = ctx.principal
+    if asker.admin:
+        return
+    asked = params.get("team")
+    if asked is not None and asked != asker.team:
+        raise PermissionDenied("This key reads its own team's traces and stats only",
+                               code="insufficient_permissions", param="team")
+    if asker.team is None:  # unreachable for reading roles (they need a team): no data
+        raise PermissionDenied("This key has no team to read", code="insufficient_permissions")
+    params["team"] = asker.team
+
+
 def trace_query(params: dict[str, str]) -> TraceQuery:
     """A TraceQuery from query parameters (names as in the store's TraceQuery)."""
     from bastion.store import TraceQuery
@@ -235,19 +256,18 @@ def _float(raw: str, name: str) -> float:
     return value
 
 
-async def _answered(gw: Gateway, request_id: str) -> bool:
-    """Whether the store has the request's trace. With several workers, another one may
-    have answered it a moment ago and its trace be on its way through the spool: then
-    this waits for the ingest (a flush interval and two seconds at most) before a 404."""
+async def _answered(gw: Gateway, request_id: str) -> tuple[bool, str | None]:
+    """Whether the store has the request's trace, and its team. With several workers,
+    another one may have answered it a moment ago and its trace be on its way through the
+    spool: then this waits for the ingest (a flush interval and 2 s at most)."""
     settings = gw.settings
     patience = (settings.tracing.flush_interval + 2.0
                 if settings.server.workers > 1 and settings.tracing.enabled else 0.0)
     deadline = time.monotonic() + patience
     while True:
-        if await _in_store(gw, lambda s: s.has_trace(request_id)):
-            return True
-        if time.monotonic() >= deadline:
-            return False
+        found, team = await _in_store(gw, lambda s: s.trace_team(request_id))
+        if found or time.monotonic() >= deadline:
+            return found, team
         await asyncio.sleep(0.1)
 
 

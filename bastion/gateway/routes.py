@@ -14,8 +14,8 @@ from urllib.parse import unquote
 import orjson
 
 from bastion.backends.base import Completion
-from bastion.errors import ConfigError, InvalidRequest
-from bastion.gateway import observe_routes
+from bastion.errors import ConfigError, InvalidRequest, ModelNotFound, PermissionDenied
+from bastion.gateway import key_routes, observe_routes
 from bastion.protocol.requests import (
     check_chat_request,
     check_completion_request,
@@ -76,7 +76,8 @@ def table(gw: Gateway) -> dict[str, dict[str, Endpoint]]:
         return gw.respond(result, ctx)
 
     async def list_models(request: Request, ctx: RequestContext) -> Response:
-        data = [_describe(route) for route in gw.router.routes.values()]
+        may_use = ctx.principal.may_use
+        data = [_describe(route) for name, route in gw.router.routes.items() if may_use(name)]
         return Response(200, orjson.dumps({"object": "list", "data": data}), JSON_HEADERS)
 
     async def deployments(request: Request, ctx: RequestContext) -> Response:
@@ -130,6 +131,7 @@ def table(gw: Gateway) -> dict[str, dict[str, Endpoint]]:
         "/api/config/reload": {"POST": reload_config},
         "/metrics": {"GET": lambda request, ctx: gw.metrics.endpoint(request, ctx)},
         **observe_routes.table(gw),
+        **key_routes.table(gw),
     }
 
 
@@ -138,14 +140,22 @@ def prefixed(gw: Gateway) -> list[tuple[str, dict[str, Endpoint]]]:
 
     async def get_model(request: Request, ctx: RequestContext) -> Response:
         name = unquote(request.path[len("/v1/models/") :])
+        if not ctx.principal.may_use(name):  # as for a model that does not exist
+            raise ModelNotFound(
+                f"The model '{name}' does not exist or you do not have access to it.",
+                param="model")
         return Response(200, orjson.dumps(_describe(gw.router.route(name))), JSON_HEADERS)
 
-    return [("/v1/models/", {"GET": get_model}), *observe_routes.prefixed(gw)]
+    return [("/v1/models/", {"GET": get_model}), *observe_routes.prefixed(gw),
+            *key_routes.prefixed(gw)]
 
 
 def _describe_request(ctx: RequestContext, operation: str, body: dict[str, Any]) -> None:
     """What the trace needs from a validated request (references, no copies)."""
     ctx.parsed_at = time.perf_counter()
+    if ctx.principal.models is not None and body["model"] not in ctx.principal.models:
+        raise PermissionDenied(f"This key may not use the model '{body['model'][:128]}'",
+                               code="model_not_allowed", param="model")
     ctx.operation = operation
     ctx.body = body
     user = body.get("user")

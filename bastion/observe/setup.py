@@ -68,12 +68,19 @@ def keeps_content(settings: Settings) -> bool:
     return t.content != "metadata" or any(m != "metadata" for m in t.content_by_tenant.values())
 
 
+def deployment_secret(settings: Settings) -> bytes:
+    """The one secret the deployment's keys derive from (HKDF, one ``info`` each):
+    ``store.encryption_key``, else the key generated once into ``<home>/encryption.key``.
+    Replicas sharing a store must share it (set ``BASTION_ENCRYPTION_KEY``)."""
+    secret = settings.store.encryption_key
+    return load_secret(secret.get_secret_value() if secret is not None else None,
+                       settings.home)
+
+
 def spool_key_of(settings: Settings) -> bytes:
     """The spool's AES-256-GCM key: from ``store.encryption_key``, else from the key
     generated once into ``<home>/encryption.key``."""
-    secret = settings.store.encryption_key
-    return spool_key(load_secret(secret.get_secret_value() if secret is not None else None,
-                                 settings.home))
+    return spool_key(deployment_secret(settings))
 
 
 def build_spool(settings: Settings) -> Spool:

@@ -44,6 +44,11 @@ def _hkdf(secret: bytes, salt: bytes | None, info: bytes) -> bytes:
     return HKDF(algorithm=hashes.SHA256(), length=32, salt=salt, info=info).derive(secret)
 
 
+def derive(secret: bytes, info: bytes) -> bytes:
+    """A 32-byte key for one purpose (``info``) from the deployment's secret."""
+    return _hkdf(secret, None, info)
+
+
 def spool_key(secret: bytes) -> bytes:
     """The spool's key, derived from the configured or generated secret."""
     return _hkdf(secret, None, INFO)

@@ -327,10 +327,34 @@ def _m003_postgres(conn: Connection) -> None:
         conn.execute(text(f"CLUSTER {quote(table_name)} USING {quote(index_name)}"))
 
 
+def m004_api_keys(conn: Connection) -> None:
+    """Virtual keys (HMAC digests, never the keys), and their change order: workers poll
+    ``updated_at`` to pick up a change made through any of them."""
+    md = MetaData()
+    floats = ("created_at", "updated_at")
+    columns: list[Column[Any]] = [
+        Column("id", String, primary_key=True),
+        Column("digest", String, nullable=False, unique=True),
+        *(Column(n, Text) for n in ("hint", "name", "team", "user")),
+        Column("role", String, nullable=False),
+        *(Column(n, json_type()) for n in ("models", "limits", "budget")),
+        Column("guard_policy", Text), Column("content_mode", Text),
+        Column("priority", Integer), Column("metadata", json_type()),
+        *(Column(n, Double, nullable=n not in floats)
+          for n in ("created_at", "expires_at", "revoked_at", "updated_at")),
+        Column("rotated_from", Text),
+    ]
+    keys = Table("api_keys", md, *columns)
+    Index("ix_api_keys_updated_at", keys.c.updated_at)
+    Index("ix_api_keys_team", keys.c.team)
+    md.create_all(conn)
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration("m001_initial", m001_initial),
     Migration("m002_text_search", m002_text_search),
     Migration("m003_trace_bodies", m003_trace_bodies),
+    Migration("m004_api_keys", m004_api_keys),
 )
 
 

@@ -77,6 +77,14 @@ TRACE_KEYS: tuple[str, ...] = tuple(k for k in RECORD_KEYS if k not in HEAVY_KEY
 # Postgres: the text search vector (immutable: the configuration is named by a constant)
 TSVECTOR_SQL = "strip(to_tsvector('bastion_text'::regconfig, coalesce(search, '')))"
 FEEDBACK_KEYS: tuple[str, ...] = ("request_id", "key", "value", "score", "comment", "user", "ts")
+# a virtual key's record (the key itself is never stored: ``digest`` is its HMAC)
+API_KEY_KEYS: tuple[str, ...] = (
+    "id", "digest", "hint", "name", "team", "user", "role", "models", "limits", "budget",
+    "guard_policy", "content_mode", "priority", "metadata", "created_at", "expires_at",
+    "revoked_at", "updated_at", "rotated_from",
+)
+API_KEY_JSON = frozenset({"models", "limits", "budget", "metadata"})
+API_KEY_FLOATS = frozenset({"created_at", "expires_at", "revoked_at", "updated_at"})
 
 
 def json_type() -> TypeEngine[Any]:
@@ -102,6 +110,7 @@ class Tables:
     traces: Table
     bodies: Table
     feedback: Table
+    api_keys: Table
     migrations: Table
     # SQLite's FTS5 index over trace_bodies.search (rowid = seq); None elsewhere
     trace_text: TableClause | None
@@ -144,9 +153,31 @@ def build(dialect: str) -> Tables:
         Column("ts", Double, nullable=False),
         UniqueConstraint("request_id", "key", name="uq_feedback_request_key"),
     )
+    api_keys = api_keys_table(md)
     migrations = migrations_table(md)
     trace_text = None if pg else table("trace_text", column("rowid"), column("search"))
-    return Tables(md, traces, bodies, feedback, migrations, trace_text)
+    return Tables(md, traces, bodies, feedback, api_keys, migrations, trace_text)
+
+
+def api_keys_table(md: MetaData) -> Table:
+    """Virtual keys: one row per key, revoked ones kept (for audit and their id's traces)."""
+
+    def col(key: str) -> Column[Any]:
+        if key == "id":
+            return Column("id", String, primary_key=True)
+        if key == "digest":
+            return Column("digest", String, nullable=False, unique=True)
+        if key == "role":
+            return Column("role", String, nullable=False)
+        if key == "priority":
+            return Column("priority", Integer)
+        if key in API_KEY_JSON:
+            return Column(key, json_type())
+        if key in API_KEY_FLOATS:
+            return Column(key, Double, nullable=key in ("expires_at", "revoked_at"))
+        return Column(key, Text)
+
+    return Table("api_keys", md, *(col(k) for k in API_KEY_KEYS))
 
 
 def migrations_table(md: MetaData) -> Table:

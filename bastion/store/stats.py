@@ -51,7 +51,7 @@ Key = tuple[Any, ...]
 
 def compute(
     conn: Connection, t: Tables, since: float, until: float, bucket_s: int | None,
-    group_by: Sequence[str],
+    group_by: Sequence[str], team: str | None = None,
 ) -> dict[str, Any]:
     groups = list(dict.fromkeys(group_by))  # in order, once each
     for name in groups:
@@ -62,6 +62,8 @@ def compute(
     if bucket_s is not None and (bucket_s < 1 or (until - since) / bucket_s > MAX_BUCKETS):
         raise ValueError(f"bucket_s gives more than {MAX_BUCKETS} buckets")
     window = and_(t.traces.c.ts >= since, t.traces.c.ts < until)
+    if team is not None:  # one team's traces only (what a team's key may read)
+        window = and_(window, t.traces.c.team == team)
     pg = conn.dialect.name == "postgresql"
     levels: list[tuple[str, ...]] = [()]
     if groups:

@@ -12,9 +12,8 @@ import contextlib
 import math
 import operator
 import re
-import sqlite3
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -45,7 +44,8 @@ from sqlalchemy.types import ARRAY, Text
 
 from bastion.store import engine as engines
 from bastion.store import stats as aggregates
-from bastion.store.errors import StoreUnavailable
+from bastion.store.errors import unavailable_as_store_error
+from bastion.store.keys import KeyRows
 from bastion.store.migrations import WRITE, migrate
 from bastion.store.partitions import Partitions
 from bastion.store.query import (
@@ -82,32 +82,6 @@ PG_PREFILTER_MAX = 5000
 _WORD = re.compile(r"\w+")
 DELETE_CHUNK = 5000
 FEEDBACK_VALUES = (None, "up", "down")
-UNAVAILABLE: tuple[type[BaseException], ...] = (
-    sa_exc.OperationalError,  # connection refused or lost, database locked, disk full ...
-    sa_exc.InterfaceError,
-    sa_exc.TimeoutError,  # no pooled connection in time
-    sa_exc.DisconnectionError,
-    sqlite3.OperationalError,  # raised by the connection setup, outside SQLAlchemy's wrapping
-)
-
-
-@contextlib.contextmanager
-def unavailable_as_store_error(what: str) -> Iterator[None]:
-    try:
-        yield
-    except UNAVAILABLE as exc:
-        raise StoreUnavailable(f"{what}: {_reason(exc)}") from exc
-    except sa_exc.DBAPIError as exc:
-        if not exc.connection_invalidated:
-            raise
-        raise StoreUnavailable(f"{what}: {_reason(exc)}") from exc
-
-
-def _reason(exc: BaseException) -> str:
-    orig = getattr(exc, "orig", None) or exc
-    return " ".join(str(orig).split())[:300] or type(orig).__name__
-
-
 class Store:
     """Open one with :func:`open_store`."""
 
@@ -115,6 +89,7 @@ class Store:
         self._engine = engine
         self.dialect: str = engine.dialect.name
         self._t: Tables = build(self.dialect)
+        self._keys = KeyRows(engine, self._t.api_keys)
         self._pg = self.dialect == "postgresql"
         self._partitions = Partitions(partition_days) if self._pg else None
         self._merged_before = -math.inf  # text pending lists merged for days before this
@@ -170,6 +145,11 @@ class Store:
                     "SELECT 1 FROM sqlite_master WHERE name = 'trace_text'"
                 ).first()
                 self.text_search = "fts5" if master is not None else "scan"
+
+    @property
+    def keys(self) -> KeyRows:
+        """Virtual keys' rows (``api_keys``)."""
+        return self._keys
 
     def _write(self) -> contextlib.AbstractContextManager[Connection]:
         return self._engine.connect().execution_options(**WRITE)
@@ -309,12 +289,12 @@ class Store:
             ]
             return record
 
-    def has_trace(self, trace_id: str) -> bool:
-        """Whether a trace with this id is stored (one index probe, no body)."""
+    def trace_team(self, trace_id: str) -> tuple[bool, str | None]:
+        """Whether a trace with this id is stored, and its team (one index probe)."""
         c = self._t.traces.c
-        with unavailable_as_store_error("has_trace"), self._engine.connect() as conn:
-            found = conn.execute(select(c.id).where(c.id == trace_id).limit(1)).first()
-            return found is not None
+        with unavailable_as_store_error("trace_team"), self._engine.connect() as conn:
+            found = conn.execute(select(c.team).where(c.id == trace_id).limit(1)).first()
+            return (True, found[0]) if found is not None else (False, None)
 
     def list_traces(
         self, q: TraceQuery, cursor: str | None = None, limit: int = 50
@@ -514,14 +494,16 @@ class Store:
 
     # ------------------------------------------------------------------------- stats
     def stats(
-        self, since: float, until: float, bucket_s: int | None, group_by: Sequence[str]
+        self, since: float, until: float, bucket_s: int | None, group_by: Sequence[str],
+        team: str | None = None,
     ) -> dict[str, Any]:
         """Requests, errors, availability, QPS, latency and TTFT percentiles, tokens,
         tokens/s, cost and feedback over ``[since, until)``: ``totals``, ``groups`` (when
         ``group_by``: model, deployment, key_id, team, user) and ``buckets`` (when
-        ``bucket_s``; each group then has its own). See :mod:`bastion.store.stats`."""
+        ``bucket_s``; each group then has its own); ``team``: that team's traces only. See
+        :mod:`bastion.store.stats`."""
         with unavailable_as_store_error("stats"), self._engine.connect() as conn:
-            return aggregates.compute(conn, self._t, since, until, bucket_s, group_by)
+            return aggregates.compute(conn, self._t, since, until, bucket_s, group_by, team)
 
     # ---------------------------------------------------------------------- feedback
     def reprice(

@@ -19,6 +19,7 @@ from tests.gateway_harness import MASTER_KEY, RunningGateway
 
 MODEL_DETAIL = "/v1/models/{id}"
 TRACE_DETAIL = "/api/traces/{id}"
+KEY_DETAIL = "/api/keys/{id}"
 EXPECTED_ROUTES = {
     "/v1/chat/completions": {"POST"},
     "/v1/completions": {"POST"},
@@ -33,6 +34,8 @@ EXPECTED_ROUTES = {
     TRACE_DETAIL: {"GET"},
     "/api/stats": {"GET"},
     "/api/feedback": {"POST"},
+    "/api/keys": {"GET", "POST"},
+    KEY_DETAIL: {"GET", "POST", "DELETE"},
     "/metrics": {"GET"},
 }
 
@@ -53,6 +56,7 @@ VALID_BODY = {
     "/v1/completions": {"model": "fake-model", "prompt": "hi"},
     "/v1/embeddings": {"model": "fake-model", "input": "hi"},
     "/api/feedback": {"request_id": "any-request", "value": "up"},
+    "/api/keys": {"name": "envelope-test", "role": "user"},
 }
 # POST routes that take an OpenAI request body (the admin routes take their own)
 POST_ROUTES = sorted(
@@ -187,6 +191,21 @@ def _cases() -> list[Any]:
     ]:
         add(f"/api/feedback-{name}-is-400", Case(
             "POST", "/api/feedback", 400, "invalid_request_error", None, param, body=body))
+    for name, body, param in [
+        ("unknown-field", {"rpm": 5}, "rpm"), ("bad-role", {"role": "root"}, "role"),
+        ("viewer-without-team", {"role": "viewer"}, "team"),
+        ("unknown-model", {"models": ["gpt-99"]}, "models"),
+        ("past-expiry", {"expires_in": -5}, "expires_in"),
+        ("bad-team", {"team": "a b"}, "team"),
+    ]:
+        add(f"/api/keys-{name}-is-400", Case(
+            "POST", "/api/keys", 400, "invalid_request_error", None, param, body=body))
+    add("/api/keys-bad-status-is-400", Case(
+        "GET", "/api/keys?status=lost", 400, "invalid_request_error", None, "status"))
+    add("/api/keys/{id}-unknown-is-404", Case(
+        "GET", "/api/keys/key_nope", 404, "not_found_error", "key_not_found", "id"))
+    add("/api/keys/{id}-unknown-action-is-404", Case(
+        "POST", "/api/keys/key_nope/explode", 404, "not_found_error", "unknown_url"))
     add("/api/feedback-invalid-json-is-400", Case(
         "POST", "/api/feedback", 400, "invalid_request_error", None, None, raw=b"{nope"))
     for path in ("/v1/nothing-here", "/v1/", "/v1", "/v2/models", "/", "/health"):
@@ -246,7 +265,8 @@ def test_405_names_the_allowed_methods_in_allow_header(
     api_gateway: RunningGateway, path: str
 ) -> None:
     """RFC 9110 §15.5.6: a 405 response MUST carry ``Allow`` with the route's methods."""
-    status, headers, _ = api_gateway.request_full("DELETE", concrete(path))
+    method = next(m for m in ("DELETE", "PUT", "PATCH") if m not in ROUTES[path])
+    status, headers, _ = api_gateway.request_full(method, concrete(path))
     assert status == 405
     assert "allow" in headers, headers
     assert {m.strip() for m in headers["allow"].split(",")} == ROUTES[path]
@@ -270,6 +290,9 @@ def test_valid_request_to_every_v1_route_succeeds(api_gateway: RunningGateway, p
         _, sent, _ = api_gateway.request_full("POST", "/v1/chat/completions",
                                               VALID_BODY["/v1/chat/completions"])
         body = {**VALID_BODY[path], "request_id": sent["x-request-id"]}
+    if path == KEY_DETAIL:  # a key that exists (DELETE revokes it)
+        _, _, made = api_gateway.request_full("POST", "/api/keys", VALID_BODY["/api/keys"])
+        url = concrete(path, made["id"])
     if path == TRACE_DETAIL:  # a trace that exists: the gateway's own, once it is stored
         _, sent, _ = api_gateway.request_full("POST", "/v1/chat/completions",
                                               VALID_BODY["/v1/chat/completions"])

@@ -1,0 +1,130 @@
+"""Admin API over virtual keys (``keys`` permission: developers for their team, admins).
+
+    POST   /api/keys                 a new key: the token is in this answer only (201)
+    GET    /api/keys                 the keys the asker may see (``team``, ``status`` filters)
+    GET    /api/keys/{id}            one key
+    POST   /api/keys/{id}/rotate     a new token with the same attributes; the old one
+                                     keeps working for ``grace_seconds`` (default 0)
+    POST   /api/keys/{id}/revoke     (or DELETE /api/keys/{id}) stops it at once
+
+A change is applied to this worker's table at once and reaches the other workers (and
+replicas on the same store) within a poll (``bastion.governance.keysync``).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qsl, unquote
+
+from bastion.errors import InvalidRequest, MethodNotAllowed, NotFound
+from bastion.gateway.observe_routes import _in_store, _json
+from bastion.governance import admin
+from bastion.protocol.requests import decode_json_object
+from bastion.server.types import Request, Response
+
+if TYPE_CHECKING:
+    from bastion.gateway.app import Endpoint, Gateway
+    from bastion.gateway.context import RequestContext
+
+_LIST_PARAMS = frozenset({"team", "status"})
+_STATUSES = ("active", "expired", "revoked")
+
+
+def table(gw: Gateway) -> dict[str, dict[str, Endpoint]]:
+    async def create(request: Request, ctx: RequestContext) -> Response:
+        body = decode_json_object(request.body, request.header(b"content-type"))
+        token, row = admin.new_key_row(body, ctx.principal, gw.router.routes,
+                                       gw.keys.digest_hex)
+        stored = await _in_store(gw, lambda s: s.keys.insert(row))
+        gw.keys.apply([stored])
+        return _json({**admin.public(stored), "key": token}, 201)
+
+    async def list_keys(request: Request, ctx: RequestContext) -> Response:
+        params = dict(parse_qsl(request.query, keep_blank_values=True))
+        unknown = sorted(set(params) - _LIST_PARAMS)
+        if unknown:
+            raise InvalidRequest(f"Unknown query parameter '{unknown[0][:64]}'; this "
+                                 "endpoint takes status, team", param=unknown[0][:64])
+        status = params.get("status") or None
+        if status is not None and status not in _STATUSES:
+            raise InvalidRequest(f"'status' must be one of {', '.join(_STATUSES)}",
+                                 param="status")
+        asker = ctx.principal
+        team = params.get("team") or None
+        if not asker.admin:
+            team = asker.team  # a developer sees its team's keys, whatever it asks
+        rows = await _in_store(gw, lambda s: s.keys.list(team))
+        now = time.time()
+        data = [admin.public(r, now) for r in rows]
+        if status is not None:
+            data = [k for k in data if k["status"] == status]
+        return _json({"object": "list", "data": data})
+
+    return {"/api/keys": {"POST": create, "GET": list_keys}}
+
+
+def prefixed(gw: Gateway) -> list[tuple[str, dict[str, Endpoint]]]:
+    async def load(key_id: str, ctx: RequestContext) -> dict[str, Any]:
+        row = await _in_store(gw, lambda s: s.keys.get(key_id))
+        return admin.visible(row, ctx.principal, key_id)
+
+    async def change(key_id: str, ctx: RequestContext, values: dict[str, Any]) -> Response:
+        row = await load(key_id, ctx)
+        admin.check_may_change(row, ctx.principal)
+        if row["revoked_at"] is not None:  # revoking again changes nothing
+            return _json(admin.public(row))
+        changed = await _in_store(gw, lambda s: s.keys.update(key_id, values))
+        if changed is None:
+            raise NotFound(f"No key with id '{key_id}'", code="key_not_found", param="id")
+        gw.keys.apply([changed])
+        return _json(admin.public(changed))
+
+    async def rotate(key_id: str, request: Request, ctx: RequestContext) -> Response:
+        body = (decode_json_object(request.body, request.header(b"content-type"))
+                if request.body else {})
+        unknown = sorted(set(body) - {"grace_seconds"})
+        if unknown:
+            raise InvalidRequest(f"Unknown field '{unknown[0]}'; rotate takes grace_seconds",
+                                 param=unknown[0])
+        grace = admin.grace_of(body)
+        old = await load(key_id, ctx)
+        admin.check_may_change(old, ctx.principal)
+        if old["revoked_at"] is not None:
+            raise InvalidRequest(f"Key '{key_id}' is revoked: create a new one",
+                                 code="key_revoked", param="id")
+        same = {k: old[k] for k in ("name", "team", "user", "role", "models", "metadata")}
+        now = time.time()
+        token, row = admin.new_key_row({k: v for k, v in same.items() if v is not None},
+                                       ctx.principal, old["models"] or gw.router.routes,
+                                       gw.keys.digest_hex, now)
+        row["expires_at"], row["rotated_from"] = old["expires_at"], key_id
+        stored = await _in_store(gw, lambda s: s.keys.insert(row))
+        until = now + grace
+        ending = ({"revoked_at": now} if grace == 0 else
+                  {"expires_at": min(until, old["expires_at"] or until)})
+        ended = await _in_store(gw, lambda s: s.keys.update(key_id, ending))
+        gw.keys.apply([stored, *([ended] if ended is not None else [])])
+        return _json({**admin.public(stored), "key": token}, 201)
+
+    async def one_key(request: Request, ctx: RequestContext) -> Response:
+        rest = unquote(request.path[len("/api/keys/"):])
+        key_id, _, action = rest.partition("/")
+        if not key_id or "/" in action:
+            raise NotFound(f"Unknown path: {request.method} {request.path}", code="unknown_url")
+        if request.method == "GET" and not action:
+            return _json(admin.public(await load(key_id, ctx)))
+        if request.method == "DELETE" and not action:
+            return await change(key_id, ctx, {"revoked_at": time.time()})
+        if request.method == "POST" and action == "revoke":
+            return await change(key_id, ctx, {"revoked_at": time.time()})
+        if request.method == "POST" and action == "rotate":
+            return await rotate(key_id, request, ctx)
+        if action in ("", "revoke", "rotate"):
+            allow = "GET, DELETE" if not action else "POST"
+            raise MethodNotAllowed(
+                f"Method {request.method} is not allowed for {request.path}; use {allow}",
+                allow=allow)
+        raise NotFound(f"Unknown path: {request.method} {request.path}", code="unknown_url")
+
+    return [("/api/keys/", {m: one_key for m in ("GET", "POST", "DELETE")})]

@@ -1,0 +1,141 @@
+"""What the key API may do, as plain functions over request bodies and stored rows: the
+checks of a new key, who may see or change which key, and what a key looks like out.
+
+A developer manages its own team's keys of its own rank or below; an admin, every key.
+A key that is not the asker's to see is reported as not found (its existence is not
+another team's business).
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+import time
+from collections.abc import Collection, Mapping
+from typing import Any
+
+from bastion.errors import InvalidRequest, NotFound, PermissionDenied
+from bastion.governance.keys import Principal, hint, new_token
+from bastion.governance.roles import MAY_GRANT, ROLES
+
+CREATE_FIELDS = frozenset({"name", "team", "user", "role", "models", "expires_in",
+                           "expires_at", "metadata"})
+_NAME = re.compile(r"^[A-Za-z0-9._:@\-]{1,128}$")
+MAX_LIFETIME = 10 * 366 * 86400.0
+MAX_GRACE = 30 * 86400.0
+PUBLIC = ("id", "hint", "name", "team", "user", "role", "models", "metadata", "created_at",
+          "expires_at", "revoked_at", "rotated_from")
+
+
+def public(row: Mapping[str, Any], now: float | None = None) -> dict[str, Any]:
+    """A key as the API shows it: never its digest, with its state."""
+    out = {k: row.get(k) for k in PUBLIC}
+    now = time.time() if now is None else now
+    if row.get("revoked_at") is not None:
+        out["status"] = "revoked"
+    elif row.get("expires_at") is not None and row["expires_at"] <= now:
+        out["status"] = "expired"
+    else:
+        out["status"] = "active"
+    out["object"] = "api_key"
+    return out
+
+
+def _name(value: Any, field: str) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or not _NAME.match(value):
+        raise InvalidRequest(
+            f"'{field}' must be 1-128 characters of letters, digits and . _ : @ -",
+            param=field)
+    return value
+
+
+def new_key_row(body: Mapping[str, Any], asker: Principal, known_models: Collection[str],
+                digest_of: Any, now: float | None = None) -> tuple[str, dict[str, Any]]:
+    """The token and the row of a key ``asker`` asks for; 400 naming what is wrong, 403
+    for a role or team the asker may not grant."""
+    unknown = sorted(set(body) - CREATE_FIELDS)
+    if unknown:
+        raise InvalidRequest(f"Unknown field '{unknown[0]}'; a key takes "
+                             f"{', '.join(sorted(CREATE_FIELDS))}", param=unknown[0])
+    now = time.time() if now is None else now
+    role = body.get("role", "user")
+    if role not in ROLES:
+        raise InvalidRequest(f"'role' must be one of {', '.join(ROLES)}", param="role")
+    team = _name(body.get("team"), "team")
+    if not asker.admin:
+        team = team if team is not None else asker.team
+        if team != asker.team:
+            raise PermissionDenied("A developer creates keys for its own team only",
+                                   code="insufficient_permissions")
+    if role not in MAY_GRANT.get(asker.role, frozenset()):
+        raise PermissionDenied(f"A {asker.role} key may not create a key with role {role}",
+                               code="insufficient_permissions")
+    if role in ("developer", "viewer") and team is None:
+        raise InvalidRequest(f"A {role} key needs a 'team' (what it may read)", param="team")
+    models = body.get("models")
+    if models is not None:
+        if not isinstance(models, list) or not all(isinstance(m, str) for m in models):
+            raise InvalidRequest("'models' must be a list of model names", param="models")
+        missing = sorted(set(models) - set(known_models))
+        if missing:
+            raise InvalidRequest(f"'models': no model named {missing[0]!r}", param="models")
+        models = sorted(set(models))
+    metadata = body.get("metadata")
+    if metadata is not None and not (
+        isinstance(metadata, dict) and len(metadata) <= 32
+        and all(isinstance(k, str) and isinstance(v, str) and len(k) <= 64 and len(v) <= 512
+                for k, v in metadata.items())
+    ):
+        raise InvalidRequest("'metadata' must map at most 32 short strings to strings",
+                             param="metadata")
+    token = new_token()
+    row = {
+        "id": "key_" + secrets.token_hex(8), "digest": digest_of(token), "hint": hint(token),
+        "name": _name(body.get("name"), "name"), "team": team,
+        "user": _name(body.get("user"), "user"), "role": role, "models": models,
+        "metadata": metadata, "created_at": now, "expires_at": _expiry(body, now),
+        "revoked_at": None, "rotated_from": None,
+    }
+    return token, row
+
+
+def _expiry(body: Mapping[str, Any], now: float) -> float | None:
+    given = [k for k in ("expires_in", "expires_at") if body.get(k) is not None]
+    if not given:
+        return None
+    if len(given) == 2:
+        raise InvalidRequest("Give 'expires_in' or 'expires_at', not both", param="expires_at")
+    name = given[0]
+    value = body[name]
+    if isinstance(value, bool) or not isinstance(value, int | float) or value != value:
+        raise InvalidRequest(f"'{name}' must be a number of seconds", param=name)
+    at = now + float(value) if name == "expires_in" else float(value)
+    if not now < at <= now + MAX_LIFETIME:
+        raise InvalidRequest(f"'{name}' must give a time in the future, at most ten years "
+                             "away", param=name)
+    return at
+
+
+def visible(row: Mapping[str, Any] | None, asker: Principal, key_id: str) -> dict[str, Any]:
+    """The row, if ``asker`` may see it; else 404 (as for a key that does not exist)."""
+    if row is None or not (asker.admin or (
+            asker.team is not None and row.get("team") == asker.team)):
+        raise NotFound(f"No key with id '{key_id}'", code="key_not_found", param="id")
+    return dict(row)
+
+
+def check_may_change(row: Mapping[str, Any], asker: Principal) -> None:
+    if row["role"] not in MAY_GRANT.get(asker.role, frozenset()):
+        raise PermissionDenied(f"A {asker.role} key may not change a {row['role']} key",
+                               code="insufficient_permissions")
+
+
+def grace_of(body: Mapping[str, Any]) -> float:
+    value = body.get("grace_seconds", 0)
+    if isinstance(value, bool) or not isinstance(value, int | float) or not (
+            0 <= value <= MAX_GRACE):
+        raise InvalidRequest("'grace_seconds' must be from 0 to 2592000 (30 days)",
+                             param="grace_seconds")
+    return float(value)
