@@ -114,3 +114,38 @@ def test_feedback_right_after_the_answer_reaches_any_worker(tmp_path: Path) -> N
             assert status == 404, body
         finally:
             stop_process(proc, graceful=True)
+
+
+def test_a_key_made_through_one_worker_works_on_all_within_a_second(tmp_path: Path) -> None:
+    with FakeUpstream().start() as up:
+        port = free_port()
+        master = "sk-workers-master-key-0123456789"
+        config = {"server": {"workers": 2, "master_key": master},
+                  "models": [{"name": "a", "backend": "openai", "base_url": up.base_url}]}
+        proc = start_bastion(tmp_path, config, port)
+        try:
+            wait_ready(port, proc)
+
+            def call(method: str, path: str, key: str, body: Any = None) -> tuple[int, Any]:
+                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+                try:
+                    conn.request(method, path, body=json.dumps(body) if body else None,
+                                 headers={"authorization": f"Bearer {key}",
+                                          "content-type": "application/json"})
+                    resp = conn.getresponse()
+                    return resp.status, json.loads(resp.read())
+                finally:
+                    conn.close()
+
+            status, made = call("POST", "/api/keys", master, {"role": "user"})
+            assert status == 201, made
+            time.sleep(1.0)  # the other worker's poll (every 0.5 s) has read it
+            got = [call("GET", "/v1/models", made["key"])[0] for _ in range(30)]
+            assert got == [200] * 30, got
+            status, _ = call("POST", f"/api/keys/{made['id']}/revoke", master)
+            assert status == 200
+            time.sleep(1.0)
+            got = [call("GET", "/v1/models", made["key"])[0] for _ in range(30)]
+            assert got == [401] * 30, got
+        finally:
+            stop_process(proc, graceful=True)
