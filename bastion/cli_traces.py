@@ -5,44 +5,19 @@ from __future__ import annotations
 import json
 import sys
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Mapping
 from typing import Any
-from urllib.parse import quote, urlencode
+from urllib.parse import quote
 
 import click
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from bastion.cli_api import call, connection, gateway_options
+
 _FILTERS = ("model", "deployment", "key_id", "team", "user", "session", "status", "q",
             "since", "until", "min_latency_ms", "max_latency_ms", "guard")
-
-
-class ApiError(click.ClickException):
-    pass
-
-
-def _get(url: str, key: str | None, path: str, params: dict[str, Any] | None = None) -> Any:
-    if not url.startswith(("http://", "https://")):
-        raise ApiError(f"--url must be an http(s) URL, not {url!r}")
-    query = urlencode({k: v for k, v in (params or {}).items() if v not in (None, "")})
-    full = url.rstrip("/") + path + (f"?{query}" if query else "")
-    request = urllib.request.Request(full)  # noqa: S310 - http(s) only, checked above
-    if key:
-        request.add_header("Authorization", f"Bearer {key}")
-    try:
-        with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310
-            return json.loads(response.read())
-    except urllib.error.HTTPError as exc:
-        try:
-            message = json.loads(exc.read())["error"]["message"]
-        except (ValueError, KeyError, TypeError):
-            message = exc.reason
-        raise ApiError(f"{exc.code}: {message}") from exc
-    except urllib.error.URLError as exc:
-        raise ApiError(f"cannot reach the gateway at {url}: {exc.reason}") from exc
 
 
 def _when(ts: float | None) -> str:  # for `show`
@@ -106,18 +81,11 @@ def _table(rows: list[dict[str, Any]], width: int = 200) -> Table:
 
 def register(main: click.Group) -> None:
     @main.group()
-    @click.option("--url", default=None,
-                  help="the gateway's base URL (default: where `bastion serve` listens with "
-                       "the same config and $BASTION_HOST/$BASTION_PORT, else "
-                       "http://127.0.0.1:8080)")
-    @click.option("--key", envvar="BASTION_MASTER_KEY", default=None,
-                  help="API key (default: $BASTION_MASTER_KEY)")
+    @gateway_options
     @click.pass_context
     def traces(ctx: click.Context, url: str | None, key: str | None) -> None:
         """List, show and follow request traces."""
-        from bastion.config import gateway_url
-
-        ctx.obj = {"url": url or gateway_url(), "key": key}
+        ctx.obj = connection(url, key)
 
     def filters(fn: Any) -> Any:
         for name in reversed(_FILTERS):
@@ -135,7 +103,7 @@ def register(main: click.Group) -> None:
     def list_(obj: dict[str, Any], /, limit: int, cursor: str | None, as_json: bool,
               **params: Any) -> None:
         """The newest traces, matching the filters (newest first; --cursor pages on)."""
-        page = _get(obj["url"], obj["key"], "/api/traces",
+        page = call(obj["url"], obj["key"], "GET", "/api/traces",
                     {**params, "limit": limit, "cursor": cursor})
         if as_json:
             for row in page["data"]:
@@ -152,7 +120,7 @@ def register(main: click.Group) -> None:
     @click.pass_obj
     def show(obj: dict[str, Any], trace_id: str) -> None:
         """One trace in full: timings, tokens, spans, input, output, feedback."""
-        row = _get(obj["url"], obj["key"], f"/api/traces/{quote(trace_id, safe='')}")
+        row = call(obj["url"], obj["key"], "GET", f"/api/traces/{quote(trace_id, safe='')}")
         console = Console()
         summary = Table(show_header=False, box=None)
         for key in ("id", "ts", "endpoint", "model", "deployment", "provider",
@@ -223,7 +191,7 @@ def register(main: click.Group) -> None:
         console = Console()
         try:
             while count is None or shown < count:
-                page = _get(obj["url"], obj["key"], "/api/traces",
+                page = call(obj["url"], obj["key"], "GET", "/api/traces",
                             {**params, "since": since, "limit": 200})
                 fresh = [r for r in reversed(page["data"]) if r["id"] not in seen]
                 if count is not None:

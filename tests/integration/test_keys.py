@@ -198,3 +198,42 @@ def test_virtual_keys_wait_for_the_store_with_a_503(tmp_path: Path) -> None:
             assert headers.get("retry-after")
         finally:
             gw.stop()
+
+
+def test_the_keys_command_line(gw: RunningGateway) -> None:
+    import json
+
+    from click.testing import CliRunner
+
+    from bastion.cli import main
+
+    base = ["keys", "--url", gw.base_url, "--key", MASTER_KEY]
+    runner = CliRunner()
+    made = runner.invoke(main, [*base, "create", "--name", "cli-key", "--team", "gamma",
+                                "--model", "chat", "--expires-in", "30d", "--meta", "owner=ops",
+                                "--json"])
+    assert made.exit_code == 0, made.output
+    key = json.loads(made.stdout)
+    assert key["key"].startswith("bst-") and key["models"] == ["chat"]
+    assert key["metadata"] == {"owner": "ops"} and key["expires_at"] > time.time() + 29 * 86400
+    assert ask(gw, key["key"])[0] == 200
+    table = runner.invoke(main, [*base, "create", "--team", "gamma"], env={"COLUMNS": "200"})
+    assert table.exit_code == 0 and "key: bst-" in table.stdout
+    assert "only time" in table.stderr
+    listed = runner.invoke(main, [*base, "list", "--team", "gamma", "--json"])
+    rows = [json.loads(line) for line in listed.stdout.splitlines()]
+    assert {r["team"] for r in rows} == {"gamma"} and len(rows) == 2
+    assert all("key" not in r for r in rows)
+    shown = runner.invoke(main, [*base, "show", key["id"]])
+    assert shown.exit_code == 0 and "cli-key" in shown.stdout and "bst-" in shown.stdout
+    rotated = runner.invoke(main, [*base, "rotate", key["id"], "--grace", "1h", "--json"])
+    assert rotated.exit_code == 0, rotated.output
+    new = json.loads(rotated.stdout)
+    assert ask(gw, key["key"])[0] == 200 and ask(gw, new["key"])[0] == 200
+    revoked = runner.invoke(main, [*base, "revoke", new["id"]])
+    assert revoked.exit_code == 0 and "revoked" in revoked.stdout
+    assert ask(gw, new["key"])[0] == 401
+    bad = runner.invoke(main, [*base, "create", "--expires-in", "soon"])
+    assert bad.exit_code == 2 and "duration" in bad.output
+    denied = runner.invoke(main, ["keys", "--url", gw.base_url, "--key", new["key"], "list"])
+    assert denied.exit_code == 1 and "401" in denied.output
