@@ -2,7 +2,7 @@
 """What tracing costs, measured side by side: two gateways share one core at the same time.
 
     .venv/bin/python bench/tracing_side_by_side.py [--windows 9] [--duration 5]
-        [--parts tracing] [--content redacted] [--stream]
+        [--parts tracing|metrics|keys|tracing,metrics] [--content redacted] [--stream]
 
 Why: this machine's speed drifts by a quarter within minutes (other tenants), so a
 gateway measured after another one can look 10 % faster or slower for no reason of its
@@ -57,15 +57,16 @@ def cpu_of(pid: int) -> float:
     return user + system + children_cpu(pid)
 
 
-def window(urls: dict[str, str], pids: dict[str, int], key: str, args: argparse.Namespace,
-           cpus_load: str | None) -> dict[str, dict[str, float]]:
+def window(urls: dict[str, str], pids: dict[str, int], keys: dict[str, str],
+           args: argparse.Namespace, cpus_load: str | None) -> dict[str, dict[str, float]]:
     """Both wrk runs at once; each gateway's requests and CPU seconds over the window."""
     results: dict[str, dict[str, float]] = {}
     before = {mode: cpu_of(pid) for mode, pid in pids.items()}
     t0 = time.perf_counter()
 
     def drive(mode: str) -> None:
-        results[mode] = wrk(urls[mode], key, args.conc, args.duration, args.stream, cpus_load)
+        results[mode] = wrk(urls[mode], keys[mode], args.conc, args.duration, args.stream,
+                            cpus_load)
 
     if args.alternate:  # one after the other, each alone on the core
         for mode in urls:
@@ -87,6 +88,21 @@ def window(urls: dict[str, str], pids: dict[str, int], key: str, args: argparse.
     return out
 
 
+def virtual_key(url: str, master: str) -> str:
+    """A virtual key made on the gateway at ``url`` (``--parts keys``: 'on' is called with
+    it, 'off' with the master key; the same configuration otherwise)."""
+    import json
+    import urllib.request
+
+    base = url.split("/v1/", 1)[0]
+    request = urllib.request.Request(
+        base + "/api/keys", data=json.dumps({"role": "user", "team": "bench"}).encode(),
+        headers={"authorization": f"Bearer {master}", "content-type": "application/json"},
+        method="POST")
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return str(json.loads(response.read())["key"])
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -99,7 +115,8 @@ def main() -> int:
     ap.add_argument("--content", default="redacted", choices=["full", "redacted", "metadata"])
     ap.add_argument("--stream", action="store_true")
     ap.add_argument("--parts", default="tracing",
-                    help="what 'on' turns on: tracing, metrics or both (tracing,metrics)")
+                    help="what 'on' turns on: tracing, metrics, keys (called with a virtual "
+                    "key instead of the master key), or several (tracing,metrics)")
     ap.add_argument("--port", type=int, default=15500, help="off; on is the next port")
     ap.add_argument("--upstream-port", type=int, default=18500)
     args = ap.parse_args()
@@ -137,11 +154,12 @@ def main() -> int:
         for url in urls.values():
             wait_ok(url, key, timeout=120)
         pids = {mode: p.pid for mode, p in gws.items()}
-        warm = window(urls, pids, key, argparse.Namespace(**{**vars(args), "duration": 2}),
+        keys = {"off": key, "on": virtual_key(urls["on"], key) if "keys" in args.parts else key}
+        warm = window(urls, pids, keys, argparse.Namespace(**{**vars(args), "duration": 2}),
                       cpus_load)
         answered = 1 + int(warm["on"]["requests"])  # the readiness probe, the warm-up
         for w in range(args.windows):
-            result = window(urls, pids, key, args, cpus_load)
+            result = window(urls, pids, keys, args, cpus_load)
             windows.append(result)
             answered += int(result["on"]["requests"])
             off, on = result["off"], result["on"]
