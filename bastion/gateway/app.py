@@ -38,6 +38,7 @@ from bastion.gateway.context import RequestContext
 from bastion.gateway.recent import RecentIds
 from bastion.governance.keys import MASTER, Principal, expired, looks_like_key
 from bastion.governance.keysync import key_table, sync_forever, sync_once
+from bastion.governance.limits import Limiter
 from bastion.governance.roles import permission_for
 from bastion.observe.datadir import secure_data_dir
 from bastion.observe.metrics import Metrics
@@ -92,6 +93,7 @@ class Gateway:
         secure_data_dir(settings)  # 0700, its files 0600, before anything is written
         self.store = StoreHandle(settings)
         self.keys = key_table(settings)  # virtual keys, kept current by sync_forever
+        self.limiter = Limiter()  # the keys' rate limits (in this process)
         self.tracing: Spool | None = None  # traces: spooled here, stored by the ingest
         self.ingest: IngestProcess | None = None
         if settings.tracing.enabled:
@@ -250,7 +252,12 @@ class Gateway:
                 ctx.admitted_at = time.perf_counter()
             elif request.path == "/metrics" and self._metrics_auth:
                 self._authorize(self._authenticate(request), request.path)
-            response = await endpoint(request, ctx)
+            try:
+                response = await endpoint(request, ctx)
+            except Exception:
+                if ctx.limit is not None:  # an error with no answer: free its place
+                    self.limiter.settle(ctx.limit, None)
+                raise
         except AuthenticationFailed as exc:
             # counted, not traced: a keyless client must not grow the store (or the spool)
             # one body at a time, nor fill the trace list with its noise
@@ -269,6 +276,8 @@ class Gateway:
         ]
         if ctx.record_id:
             response.headers.append((b"x-bastion-trace-id", ctx.record_id.encode()))
+        if ctx.limit is not None:
+            response.headers += ctx.limit.headers
         if isinstance(response, Response):
             self.finish(ctx)
             written = self.tracing.written() if self.tracing is not None else None
@@ -397,6 +406,8 @@ class Gateway:
 
     def finish(self, ctx: RequestContext) -> None:
         ctx.finished_at = time.perf_counter()
+        if ctx.limit is not None:
+            self.limiter.settle(ctx.limit, ctx.usage)
         if ctx.endpoint.startswith("/v1/"):
             self.recent.add(ctx.trace_key, ctx.team)
         for observer in self.observers:

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bastion.governance.keys import MASTER, Principal
+from bastion.governance.limits import Ticket
 from bastion.routing.fairqueue import DEFAULT_CLAIM, Claim
 
 
@@ -63,6 +64,7 @@ class RequestContext:
     stream_events: int = 0  # content events sent on a stream
     spans: list[Span] = field(default_factory=list)  # stages and backend attempts
     principal: Principal = MASTER  # who is asking (a virtual key's, or the master key)
+    limit: Ticket | None = None  # what the key's rate limits reserved for this request
     key_id: str | None = None  # the principal's key and team, as traced
     team: str | None = None
     user: str | None = None  # the request's ``user`` field

@@ -93,7 +93,8 @@ def prefixed(gw: Gateway) -> list[tuple[str, dict[str, Endpoint]]]:
         if old["revoked_at"] is not None:
             raise InvalidRequest(f"Key '{key_id}' is revoked: create a new one",
                                  code="key_revoked", param="id")
-        same = {k: old[k] for k in ("name", "team", "user", "role", "models", "metadata")}
+        same = {k: old[k] for k in ("name", "team", "user", "role", "models", "limits",
+                                    "metadata")}
         now = time.time()
         token, row = admin.new_key_row({k: v for k, v in same.items() if v is not None},
                                        ctx.principal, old["models"] or gw.router.routes,

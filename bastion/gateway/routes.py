@@ -16,6 +16,7 @@ import orjson
 from bastion.backends.base import Completion
 from bastion.errors import ConfigError, InvalidRequest, ModelNotFound, PermissionDenied
 from bastion.gateway import key_routes, observe_routes
+from bastion.governance.limits import Limiter
 from bastion.protocol.requests import (
     check_chat_request,
     check_completion_request,
@@ -36,7 +37,7 @@ def table(gw: Gateway) -> dict[str, dict[str, Endpoint]]:
     ) -> Response | StreamingResponse:
         body = decode_json_object(request.body, request.header(b"content-type"))
         ctx.stream = stream = check_chat_request(body)
-        _describe_request(ctx, "chat", body)
+        _describe_request(ctx, "chat", body, gw.limiter)
         sent = await gw.guards.check_input(ctx, body) if gw.guards is not None else body
         result = await gw.router.call(
             body["model"], sent, lambda backend, b: backend.chat(b, stream, ctx), ctx
@@ -54,7 +55,7 @@ def table(gw: Gateway) -> dict[str, dict[str, Endpoint]]:
     async def completions(request: Request, ctx: RequestContext) -> Response | StreamingResponse:
         body = decode_json_object(request.body, request.header(b"content-type"))
         ctx.stream = stream = check_completion_request(body)
-        _describe_request(ctx, "text_completion", body)
+        _describe_request(ctx, "text_completion", body, gw.limiter)
         sent = await gw.guards.check_input(ctx, body) if gw.guards is not None else body
         result = await gw.router.call(
             body["model"], sent, lambda backend, b: backend.completion(b, stream, ctx), ctx
@@ -65,7 +66,7 @@ def table(gw: Gateway) -> dict[str, dict[str, Endpoint]]:
     async def embeddings(request: Request, ctx: RequestContext) -> Response | StreamingResponse:
         body = decode_json_object(request.body, request.header(b"content-type"))
         inputs = check_embedding_request(body)
-        _describe_request(ctx, "embeddings", body)
+        _describe_request(ctx, "embeddings", body, gw.limiter)
         if gw.guards is not None:
             sent = await gw.guards.check_input(ctx, body)
             if sent is not body:
@@ -150,12 +151,15 @@ def prefixed(gw: Gateway) -> list[tuple[str, dict[str, Endpoint]]]:
             *key_routes.prefixed(gw)]
 
 
-def _describe_request(ctx: RequestContext, operation: str, body: dict[str, Any]) -> None:
+def _describe_request(ctx: RequestContext, operation: str, body: dict[str, Any],
+                      limiter: Limiter) -> None:
     """What the trace needs from a validated request (references, no copies)."""
     ctx.parsed_at = time.perf_counter()
     if ctx.principal.models is not None and body["model"] not in ctx.principal.models:
         raise PermissionDenied(f"This key may not use the model '{body['model'][:128]}'",
                                code="model_not_allowed", param="model")
+    if ctx.principal.limits is not None:  # the key's RPM, TPM and parallel limits (429)
+        ctx.limit = limiter.admit(ctx.principal, body, len(ctx.raw_body or b""))
     ctx.operation = operation
     ctx.body = body
     user = body.get("user")

@@ -18,12 +18,14 @@ from bastion.errors import InvalidRequest, NotFound, PermissionDenied
 from bastion.governance.keys import Principal, hint, new_token
 from bastion.governance.roles import MAY_GRANT, ROLES
 
-CREATE_FIELDS = frozenset({"name", "team", "user", "role", "models", "expires_in",
-                           "expires_at", "metadata"})
+CREATE_FIELDS = frozenset({"name", "team", "user", "role", "models", "limits",
+                           "expires_in", "expires_at", "metadata"})
+LIMIT_FIELDS = ("rpm", "tpm", "max_parallel")
 _NAME = re.compile(r"^[A-Za-z0-9._:@\-]{1,128}$")
 MAX_LIFETIME = 10 * 366 * 86400.0
 MAX_GRACE = 30 * 86400.0
-PUBLIC = ("id", "hint", "name", "team", "user", "role", "models", "metadata", "created_at",
+PUBLIC = ("id", "hint", "name", "team", "user", "role", "models", "limits", "metadata",
+          "created_at",
           "expires_at", "revoked_at", "rotated_from")
 
 
@@ -92,6 +94,7 @@ def new_key_row(body: Mapping[str, Any], asker: Principal, known_models: Collect
                              param="metadata")
     token = new_token()
     row = {
+        "limits": _limits(body.get("limits")),
         "id": "key_" + secrets.token_hex(8), "digest": digest_of(token), "hint": hint(token),
         "name": _name(body.get("name"), "name"), "team": team,
         "user": _name(body.get("user"), "user"), "role": role, "models": models,
@@ -99,6 +102,22 @@ def new_key_row(body: Mapping[str, Any], asker: Principal, known_models: Collect
         "revoked_at": None, "rotated_from": None,
     }
     return token, row
+
+
+def _limits(value: Any) -> dict[str, int] | None:
+    if value is None:
+        return None
+    if not isinstance(value, dict) or not value:
+        raise InvalidRequest(f"'limits' must be an object of {', '.join(LIMIT_FIELDS)}",
+                             param="limits")
+    for name, n in value.items():
+        if name not in LIMIT_FIELDS:
+            raise InvalidRequest(f"'limits' takes {', '.join(LIMIT_FIELDS)}; not {name!r}",
+                                 param=f"limits.{name}"[:64])
+        if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= 1_000_000_000:
+            raise InvalidRequest(f"'limits.{name}' must be a whole number from 1 to "
+                                 "1000000000", param=f"limits.{name}")
+    return dict(value)
 
 
 def _expiry(body: Mapping[str, Any], now: float) -> float | None:

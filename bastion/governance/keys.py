@@ -64,6 +64,7 @@ class Principal:
     user: str | None = None
     name: str | None = None
     models: frozenset[str] | None = None  # None: every model
+    limits: tuple[int | None, int | None, int | None] | None = None  # rpm, tpm, parallel
     expires_at: float | None = None
     grants: frozenset[str] = field(default=frozenset())
 
@@ -87,9 +88,12 @@ MASTER = Principal(key_id=None, role="admin", name="master key", grants=GRANTS["
 
 def principal_of(row: Mapping[str, Any]) -> Principal:
     models = row.get("models")
+    limits = row.get("limits") or None
     return Principal(
         key_id=row["id"], role=row["role"], team=row.get("team"), user=row.get("user"),
         name=row.get("name"), models=frozenset(models) if models is not None else None,
+        limits=(limits.get("rpm"), limits.get("tpm"), limits.get("max_parallel"))
+        if limits else None,
         expires_at=row.get("expires_at"), grants=GRANTS.get(row["role"], frozenset()),
     )
 

@@ -237,3 +237,60 @@ def test_the_keys_command_line(gw: RunningGateway) -> None:
     assert bad.exit_code == 2 and "duration" in bad.output
     denied = runner.invoke(main, ["keys", "--url", gw.base_url, "--key", new["key"], "list"])
     assert denied.exit_code == 1 and "401" in denied.output
+
+
+# ------------------------------------------------------------------- rate limits
+def test_a_key_over_its_rpm_gets_429_with_openai_headers(gw: RunningGateway) -> None:
+    token = make(gw, team="alpha", limits={"rpm": 3})["key"]
+    answers = [ask(gw, token) for _ in range(4)]
+    assert [a[0] for a in answers] == [200, 200, 200, 429]
+    _, headers, _ = answers[0]
+    assert headers["x-ratelimit-limit-requests"] == "3"
+    assert headers["x-ratelimit-remaining-requests"] == "2"
+    assert headers["x-ratelimit-reset-requests"].endswith("s")
+    _, headers, body = answers[3]
+    assert body["error"]["type"] == "rate_limit_error"
+    assert body["error"]["code"] == "rate_limit_exceeded"
+    assert 15 <= int(headers["retry-after"]) <= 21, headers
+    assert ask(gw, make(gw, team="alpha", limits={"rpm": 3})["key"])[0] == 200, "per key"
+
+
+def test_limits_are_checked_when_made(gw: RunningGateway) -> None:
+    for limits, param in (({"rpm": 0}, "limits.rpm"), ({"rps": 5}, "limits.rps"),
+                          ({"tpm": True}, "limits.tpm"), ([], "limits")):
+        status, body = gw.request("POST", "/api/keys", {"limits": limits})
+        assert status == 400 and body["error"]["param"] == param, (limits, body)
+
+
+def test_tokens_per_minute_reserve_and_settle(gw: RunningGateway) -> None:
+    token = make(gw, team="alpha", limits={"tpm": 2000})["key"]
+    big = {"model": "chat", "max_tokens": 1500, "messages": [{"role": "user", "content": "hi"}]}
+    status, headers, _ = gw.request_full("POST", "/v1/chat/completions", big, key=token)
+    assert status == 200 and int(headers["x-ratelimit-remaining-tokens"]) < 500
+    # settled to the fake's usage (a few dozen tokens): the next big one fits again
+    status, headers, _ = gw.request_full("POST", "/v1/chat/completions", big, key=token)
+    assert status == 200, headers
+    status, _, body = gw.request_full("POST", "/v1/chat/completions",
+                                      {**big, "max_tokens": 5000}, key=token)
+    assert status == 429 and body["error"]["code"] == "tokens_exceed_limit"
+
+
+def test_requests_in_flight_per_key(tmp_path: Path) -> None:
+    import threading
+
+    with FakeUpstream().start() as up:
+        up.behaviour.delay_ms = 400
+        gw = traced_gateway(up, tmp_path, **{"server.master_key": MASTER_KEY})
+        try:
+            token = make(gw, limits={"max_parallel": 1})["key"]
+            results: list[int] = []
+            first = threading.Thread(target=lambda: results.append(ask(gw, token)[0]))
+            first.start()
+            time.sleep(0.15)
+            status, _, body = ask(gw, token)
+            first.join()
+            assert status == 429 and "in flight" in body["error"]["message"]
+            assert results == [200]
+            assert ask(gw, token)[0] == 200, "freed when the first finished"
+        finally:
+            gw.stop()
