@@ -86,15 +86,24 @@ def register(main: click.Group) -> None:
                   default="user", show_default=True)
     @click.option("--model", "models", multiple=True,
                   help="a model the key may use, repeatable (default: all)")
+    @click.option("--rpm", type=click.IntRange(1), default=None, help="requests per minute")
+    @click.option("--tpm", type=click.IntRange(1), default=None, help="tokens per minute")
+    @click.option("--max-parallel", type=click.IntRange(1), default=None,
+                  help="requests in flight at once")
     @click.option("--expires-in", default=None, help="lifetime: 3600, 12h, 30d ...")
     @click.option("--meta", "meta", multiple=True, metavar="KEY=VALUE", help="metadata")
     @click.option("--json", "as_json", is_flag=True, help="print the answer as JSON")
     @click.pass_obj
     def create(obj: dict[str, Any], /, name: str | None, team: str | None, user: str | None,
-               role: str, models: tuple[str, ...], expires_in: str | None,
+               role: str, models: tuple[str, ...], rpm: int | None, tpm: int | None,
+               max_parallel: int | None, expires_in: str | None,
                meta: tuple[str, ...], as_json: bool) -> None:
         """A new key; it is printed once (the gateway keeps only its digest)."""
         body: dict[str, Any] = {"role": role}
+        limits = {k: v for k, v in (("rpm", rpm), ("tpm", tpm), ("max_parallel", max_parallel))
+                  if v is not None}
+        if limits:
+            body["limits"] = limits
         for field, value in (("name", name), ("team", team), ("user", user),
                              ("models", list(models) or None),
                              ("expires_in", seconds(expires_in, "--expires-in")),

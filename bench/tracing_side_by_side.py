@@ -88,15 +88,18 @@ def window(urls: dict[str, str], pids: dict[str, int], keys: dict[str, str],
     return out
 
 
-def virtual_key(url: str, master: str) -> str:
+def virtual_key(url: str, master: str, limits: bool = False) -> str:
     """A virtual key made on the gateway at ``url`` (``--parts keys``: 'on' is called with
-    it, 'off' with the master key; the same configuration otherwise)."""
+    it, 'off' with the master key; the same configuration otherwise); ``limits``: with RPM,
+    TPM and in-flight limits too high to refuse anything (their bookkeeping is measured)."""
     import json
     import urllib.request
 
     base = url.split("/v1/", 1)[0]
     request = urllib.request.Request(
-        base + "/api/keys", data=json.dumps({"role": "user", "team": "bench"}).encode(),
+        base + "/api/keys", data=json.dumps({"role": "user", "team": "bench", **(
+            {"limits": {"rpm": 10**9, "tpm": 10**9, "max_parallel": 10**6}} if limits else {})
+        }).encode(),
         headers={"authorization": f"Bearer {master}", "content-type": "application/json"},
         method="POST")
     with urllib.request.urlopen(request, timeout=10) as response:
@@ -116,7 +119,8 @@ def main() -> int:
     ap.add_argument("--stream", action="store_true")
     ap.add_argument("--parts", default="tracing",
                     help="what 'on' turns on: tracing, metrics, keys (called with a virtual "
-                    "key instead of the master key), or several (tracing,metrics)")
+                    "key instead of the master key), keys,limits (a key with RPM, TPM and "
+                    "in-flight limits), or several (tracing,metrics)")
     ap.add_argument("--port", type=int, default=15500, help="off; on is the next port")
     ap.add_argument("--upstream-port", type=int, default=18500)
     args = ap.parse_args()
@@ -154,7 +158,8 @@ def main() -> int:
         for url in urls.values():
             wait_ok(url, key, timeout=120)
         pids = {mode: p.pid for mode, p in gws.items()}
-        keys = {"off": key, "on": virtual_key(urls["on"], key) if "keys" in args.parts else key}
+        keys = {"off": key, "on": virtual_key(urls["on"], key, "limits" in args.parts)
+                if "keys" in args.parts else key}
         warm = window(urls, pids, keys, argparse.Namespace(**{**vars(args), "duration": 2}),
                       cpus_load)
         answered = 1 + int(warm["on"]["requests"])  # the readiness probe, the warm-up

@@ -28,26 +28,6 @@ TOKEN_BYTES = 4  # bytes of a request body per prompt token, for the reservation
 
 
 @dataclass(slots=True)
-class Bucket:
-    capacity: float
-    level: float
-    stamp: float
-
-    def refill(self, now: float) -> None:
-        if now > self.stamp:
-            self.level = min(self.capacity, self.level + (now - self.stamp) * self.capacity / 60)
-            self.stamp = now
-
-    def wait_for(self, amount: float) -> float:
-        """Seconds until ``amount`` is available (0: now)."""
-        short = amount - self.level
-        return 0.0 if short <= 0 else short * 60 / self.capacity
-
-    def until_full(self) -> float:
-        return max(0.0, (self.capacity - self.level) * 60 / self.capacity)
-
-
-@dataclass(slots=True)
 class Ticket:
     """What one admitted request holds: its reservation and its place in ``max_parallel``."""
 
@@ -61,71 +41,89 @@ class Ticket:
 def _duration(seconds: float) -> bytes:
     """OpenAI's reset format: ``1s``, ``250ms``, ``6m0s``."""
     if seconds < 1:
-        return b"%dms" % max(0, math.ceil(seconds * 1000))
-    whole = math.ceil(seconds)
-    minutes, secs = divmod(whole, 60)
-    return b"%dm%ds" % (minutes, secs) if minutes else b"%ds" % secs
+        return b"%dms" % -(-seconds * 1000 // 1) if seconds > 0 else b"0ms"
+    whole = -(-seconds // 1)
+    if whole < 60:
+        return b"%ds" % whole
+    return b"%dm%ds" % divmod(whole, 60)
+
+
+class _KeyState:
+    """One key's buckets (levels refilled together) and requests in flight."""
+
+    __slots__ = ("inflight", "limits", "requests", "stamp", "tokens")
+
+    def __init__(self, limits: tuple[int | None, int | None, int | None], now: float) -> None:
+        self.limits = limits
+        self.requests = float(limits[0] or 0)
+        self.tokens = float(limits[1] or 0)
+        self.stamp = now
+        self.inflight = 0
+
+    def refill(self, limits: tuple[int | None, int | None, int | None], now: float) -> None:
+        if limits is not self.limits and limits != self.limits:  # changed: keep what was used
+            old = self.limits
+            self.requests += (limits[0] or 0) - (old[0] or 0)
+            self.tokens += (limits[1] or 0) - (old[1] or 0)
+            self.limits = limits
+        elapsed = now - self.stamp
+        if elapsed > 0:
+            self.stamp = now
+            rpm, tpm, _ = limits
+            if rpm:
+                self.requests = min(float(rpm), self.requests + elapsed * rpm / 60)
+            if tpm:
+                self.tokens = min(float(tpm), self.tokens + elapsed * tpm / 60)
 
 
 class Limiter:
     def __init__(self) -> None:
-        self._requests: dict[str, Bucket] = {}
-        self._tokens: dict[str, Bucket] = {}
-        self._inflight: dict[str, int] = {}
-
-    @staticmethod
-    def _bucket(table: dict[str, Bucket], key_id: str, limit: int, now: float) -> Bucket:
-        bucket = table.get(key_id)
-        if bucket is None:
-            bucket = table[key_id] = Bucket(float(limit), float(limit), now)
-        elif bucket.capacity != limit:  # the key's limit changed: keep what was used
-            bucket.level += limit - bucket.capacity
-            bucket.capacity = float(limit)
-        bucket.refill(now)
-        return bucket
+        self._keys: dict[str, _KeyState] = {}
 
     def admit(self, principal: Principal, body: dict[str, Any], body_bytes: int,
               now: float | None = None) -> Ticket | None:
         """Admits a request of a limited key or raises RateLimited; None: no limits."""
         limits = principal.limits
-        if limits is None or principal.key_id is None:
-            return None
         key_id = principal.key_id
+        if limits is None or key_id is None:
+            return None
         now = time.monotonic() if now is None else now
-        headers: list[tuple[bytes, bytes]] = []
+        state = self._keys.get(key_id)
+        if state is None:
+            state = self._keys[key_id] = _KeyState(limits, now)
+        else:
+            state.refill(limits, now)
         rpm, tpm, parallel = limits
-        requests = tokens = None
         wanted = 0.0
-        if rpm:
-            requests = self._bucket(self._requests, key_id, rpm, now)
-            if requests.level < 1:
-                self._refuse("requests per minute (RPM)", rpm, requests.wait_for(1))
+        if rpm and state.requests < 1:
+            self._refuse("requests per minute (RPM)", rpm, (1 - state.requests) * 60 / rpm)
         if tpm:
-            tokens = self._bucket(self._tokens, key_id, tpm, now)
-            out = body.get("max_tokens") or body.get("max_completion_tokens") or 0
-            wanted = body_bytes / TOKEN_BYTES + out
+            wanted = body_bytes / TOKEN_BYTES + (
+                body.get("max_tokens") or body.get("max_completion_tokens") or 0)
             if wanted > tpm:
                 raise RateLimited(
                     f"This request needs about {math.ceil(wanted)} tokens (prompt and "
                     f"max_tokens), more than the key's limit of {tpm} tokens per minute "
                     "(TPM): lower max_tokens or send less", code="tokens_exceed_limit")
-            if tokens.level < wanted:
-                self._refuse("tokens per minute (TPM)", tpm, tokens.wait_for(wanted))
-        if parallel and self._inflight.get(key_id, 0) >= parallel:
+            if state.tokens < wanted:
+                self._refuse("tokens per minute (TPM)", tpm,
+                             (wanted - state.tokens) * 60 / tpm)
+        if parallel and state.inflight >= parallel:
             raise RateLimited(f"This key already has {parallel} requests in flight, its "
                               "limit: retry when one has finished", retry_after=1)
-        if requests is not None:
-            requests.level -= 1
-            headers += [(b"x-ratelimit-limit-requests", b"%d" % (rpm or 0)),
-                        (b"x-ratelimit-remaining-requests", b"%d" % max(0, requests.level)),
-                        (b"x-ratelimit-reset-requests", _duration(requests.until_full()))]
-        if tokens is not None:
-            tokens.level -= wanted
-            headers += [(b"x-ratelimit-limit-tokens", b"%d" % (tpm or 0)),
-                        (b"x-ratelimit-remaining-tokens", b"%d" % max(0, tokens.level)),
-                        (b"x-ratelimit-reset-tokens", _duration(tokens.until_full()))]
+        headers: list[tuple[bytes, bytes]] = []
+        if rpm:
+            left = state.requests = state.requests - 1
+            headers += ((b"x-ratelimit-limit-requests", b"%d" % rpm),
+                        (b"x-ratelimit-remaining-requests", b"%d" % left if left > 0 else b"0"),
+                        (b"x-ratelimit-reset-requests", _duration((rpm - left) * 60 / rpm)))
+        if tpm:
+            left = state.tokens = state.tokens - wanted
+            headers += ((b"x-ratelimit-limit-tokens", b"%d" % tpm),
+                        (b"x-ratelimit-remaining-tokens", b"%d" % left if left > 0 else b"0"),
+                        (b"x-ratelimit-reset-tokens", _duration((tpm - left) * 60 / tpm)))
         if parallel:
-            self._inflight[key_id] = self._inflight.get(key_id, 0) + 1
+            state.inflight += 1
         return Ticket(key_id, wanted, bool(parallel), headers)
 
     @staticmethod
@@ -140,19 +138,19 @@ class Limiter:
         if ticket.done:
             return
         ticket.done = True
-        if ticket.parallel:
-            left = self._inflight.get(ticket.key_id, 1) - 1
-            if left > 0:
-                self._inflight[ticket.key_id] = left
-            else:
-                self._inflight.pop(ticket.key_id, None)
-        bucket = self._tokens.get(ticket.key_id)
-        if bucket is None or not usage:
+        state = self._keys.get(ticket.key_id)
+        if state is None:
+            return
+        if ticket.parallel and state.inflight > 0:
+            state.inflight -= 1
+        if not ticket.tokens or not usage:
             return
         used = usage.get("total_tokens")
         if not isinstance(used, int | float):
             used = (usage.get("prompt_tokens") or 0) + (usage.get("completion_tokens") or 0)
-        bucket.level = min(bucket.capacity, bucket.level + ticket.tokens - float(used))
+        tpm = state.limits[1] or 0
+        state.tokens = min(float(tpm), state.tokens + ticket.tokens - used)
 
     def in_flight(self, key_id: str) -> int:
-        return self._inflight.get(key_id, 0)
+        state = self._keys.get(key_id)
+        return state.inflight if state is not None else 0

@@ -211,10 +211,11 @@ def test_the_keys_command_line(gw: RunningGateway) -> None:
     runner = CliRunner()
     made = runner.invoke(main, [*base, "create", "--name", "cli-key", "--team", "gamma",
                                 "--model", "chat", "--expires-in", "30d", "--meta", "owner=ops",
-                                "--json"])
+                                "--rpm", "100", "--max-parallel", "4", "--json"])
     assert made.exit_code == 0, made.output
     key = json.loads(made.stdout)
     assert key["key"].startswith("bst-") and key["models"] == ["chat"]
+    assert key["limits"] == {"rpm": 100, "max_parallel": 4}
     assert key["metadata"] == {"owner": "ops"} and key["expires_at"] > time.time() + 29 * 86400
     assert ask(gw, key["key"])[0] == 200
     table = runner.invoke(main, [*base, "create", "--team", "gamma"], env={"COLUMNS": "200"})
