@@ -84,6 +84,13 @@ def new_key_row(body: Mapping[str, Any], asker: Principal, known_models: Collect
         if missing:
             raise InvalidRequest(f"'models': no model named {missing[0]!r}", param="models")
         models = sorted(set(models))
+    if asker.models is not None:  # a key limited to models makes keys within them only
+        if models is None:
+            models = sorted(asker.models)
+        elif not set(models) <= asker.models:
+            raise PermissionDenied("A key limited to models may not grant others: "
+                                   f"{sorted(set(models) - asker.models)[0]!r}",
+                                   code="insufficient_permissions")
     metadata = body.get("metadata")
     if metadata is not None and not (
         isinstance(metadata, dict) and len(metadata) <= 32

@@ -157,6 +157,10 @@ def test_who_may_make_which_key(gw: RunningGateway) -> None:
     assert status == 404
     status, listed = gw.request("GET", "/api/keys?team=beta", key=dev)
     assert status == 200 and {k["team"] for k in listed["data"]} == {"alpha"}
+    narrow = make(gw, role="developer", team="alpha", models=["chat"])["key"]
+    assert make(gw, narrow)["models"] == ["chat"], "its own models by default"
+    status, answer = gw.request("POST", "/api/keys", {"models": ["chat", "other"]}, key=narrow)
+    assert status == 403 and answer["error"]["code"] == "insufficient_permissions"
 
 
 def test_a_team_reads_its_own_traces_stats_and_feedback_only(gw: RunningGateway) -> None:
