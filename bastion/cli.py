@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from bastion import __version__, cli_guard, cli_keys, cli_traces
+from bastion import __version__, cli_audit, cli_guard, cli_keys, cli_traces
 from bastion.config import Settings, gateway_url, load_settings
 from bastion.config import config_path as default_config_path
 from bastion.errors import ConfigError
@@ -82,6 +82,7 @@ def config_reference() -> None:
 
 cli_traces.register(main)
 cli_keys.register(main)
+cli_audit.register(main)
 cli_guard.register(main)
 
 

@@ -36,6 +36,7 @@ from bastion.errors import (
 )
 from bastion.gateway.context import RequestContext
 from bastion.gateway.recent import RecentIds
+from bastion.governance.audit import AuditTrail
 from bastion.governance.keys import MASTER, Principal, expired, looks_like_key
 from bastion.governance.keysync import key_table, sync_forever, sync_once
 from bastion.governance.limits import Limiter
@@ -94,6 +95,7 @@ class Gateway:
         self.store = StoreHandle(settings)
         self.keys = key_table(settings)  # virtual keys, kept current by sync_forever
         self.limiter = Limiter()  # the keys' rate limits (in this process)
+        self.audit = AuditTrail(settings, self.store)  # admin actions, hash-chained, signed
         self.tracing: Spool | None = None  # traces: spooled here, stored by the ingest
         self.ingest: IngestProcess | None = None
         if settings.tracing.enabled:

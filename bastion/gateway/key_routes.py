@@ -31,6 +31,15 @@ _LIST_PARAMS = frozenset({"team", "status"})
 _STATUSES = ("active", "expired", "revoked")
 
 
+def actor(ctx: RequestContext) -> str:
+    """Who did it, for the audit log: a key's id, or the master key."""
+    return ctx.principal.key_id or "master-key"
+
+
+def _facts(row: dict[str, Any]) -> dict[str, Any]:
+    return {k: row.get(k) for k in ("team", "role", "models", "limits", "expires_at")}
+
+
 def table(gw: Gateway) -> dict[str, dict[str, Endpoint]]:
     async def create(request: Request, ctx: RequestContext) -> Response:
         body = decode_json_object(request.body, request.header(b"content-type"))
@@ -38,6 +47,7 @@ def table(gw: Gateway) -> dict[str, dict[str, Endpoint]]:
                                        gw.keys.digest_hex)
         stored = await _in_store(gw, lambda s: s.keys.insert(row))
         gw.keys.apply([stored])
+        await gw.audit.record(actor(ctx), "key.create", stored["id"], _facts(stored))
         return _json({**admin.public(stored), "key": token}, 201)
 
     async def list_keys(request: Request, ctx: RequestContext) -> Response:
@@ -78,6 +88,7 @@ def prefixed(gw: Gateway) -> list[tuple[str, dict[str, Endpoint]]]:
         if changed is None:
             raise NotFound(f"No key with id '{key_id}'", code="key_not_found", param="id")
         gw.keys.apply([changed])
+        await gw.audit.record(actor(ctx), "key.revoke", key_id, _facts(changed))
         return _json(admin.public(changed))
 
     async def rotate(key_id: str, request: Request, ctx: RequestContext) -> Response:
@@ -106,6 +117,8 @@ def prefixed(gw: Gateway) -> list[tuple[str, dict[str, Endpoint]]]:
                   {"expires_at": min(until, old["expires_at"] or until)})
         ended = await _in_store(gw, lambda s: s.keys.update(key_id, ending))
         gw.keys.apply([stored, *([ended] if ended is not None else [])])
+        await gw.audit.record(actor(ctx), "key.rotate", key_id,
+                              {**_facts(stored), "new_key": stored["id"], "grace_s": grace})
         return _json({**admin.public(stored), "key": token}, 201)
 
     async def one_key(request: Request, ctx: RequestContext) -> Response:

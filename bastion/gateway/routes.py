@@ -106,8 +106,11 @@ def table(gw: Gateway) -> dict[str, dict[str, Endpoint]]:
             result = await gw.reload(gw.loader(), dry_run=dry_run)
         except ConfigError as exc:
             raise InvalidRequest(str(exc), code="invalid_config") from exc
-        if result["applied"] and gw.on_reloaded is not None:
-            gw.on_reloaded()
+        if result["applied"]:
+            await gw.audit.record(ctx.principal.key_id or "master-key", "config.reload", None,
+                                  {k: result[k] for k in ("added", "changed", "removed")})
+            if gw.on_reloaded is not None:
+                gw.on_reloaded()
         return Response(200, orjson.dumps(result), JSON_HEADERS)
 
     live_body = b'{"status":"ok","pid":%d}' % os.getpid()

@@ -350,11 +350,29 @@ def m004_api_keys(conn: Connection) -> None:
     md.create_all(conn)
 
 
+def m005_audit_log(conn: Connection) -> None:
+    """The tamper-evident audit log: entries hash-chained by ``seq``, and signed heads."""
+    md = MetaData()
+    Table("audit_log", md,
+          Column("seq", Integer, primary_key=True, autoincrement=False),
+          Column("ts", Double, nullable=False), Column("actor", Text, nullable=False),
+          Column("action", Text, nullable=False), Column("target", Text),
+          Column("detail", json_type()), Column("prev", String, nullable=False),
+          Column("hash", String, nullable=False))
+    Table("audit_heads", md,
+          Column("seq", Integer, primary_key=True, autoincrement=False),
+          Column("hash", String, nullable=False), Column("ts", Double, nullable=False),
+          Column("public_key", String, nullable=False),
+          Column("signature", String, nullable=False))
+    md.create_all(conn)
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration("m001_initial", m001_initial),
     Migration("m002_text_search", m002_text_search),
     Migration("m003_trace_bodies", m003_trace_bodies),
     Migration("m004_api_keys", m004_api_keys),
+    Migration("m005_audit_log", m005_audit_log),
 )
 
 

@@ -84,6 +84,9 @@ API_KEY_KEYS: tuple[str, ...] = (
     "revoked_at", "updated_at", "rotated_from",
 )
 API_KEY_JSON = frozenset({"models", "limits", "budget", "metadata"})
+# the audit log: one row per event, each hash chained to the one before
+AUDIT_KEYS: tuple[str, ...] = ("seq", "ts", "actor", "action", "target", "detail", "prev",
+                               "hash")
 API_KEY_FLOATS = frozenset({"created_at", "expires_at", "revoked_at", "updated_at"})
 
 
@@ -111,6 +114,8 @@ class Tables:
     bodies: Table
     feedback: Table
     api_keys: Table
+    audit: Table
+    audit_heads: Table
     migrations: Table
     # SQLite's FTS5 index over trace_bodies.search (rowid = seq); None elsewhere
     trace_text: TableClause | None
@@ -154,9 +159,35 @@ def build(dialect: str) -> Tables:
         UniqueConstraint("request_id", "key", name="uq_feedback_request_key"),
     )
     api_keys = api_keys_table(md)
+    audit, audit_heads = audit_tables(md)
     migrations = migrations_table(md)
     trace_text = None if pg else table("trace_text", column("rowid"), column("search"))
-    return Tables(md, traces, bodies, feedback, api_keys, migrations, trace_text)
+    return Tables(md, traces, bodies, feedback, api_keys, audit, audit_heads, migrations,
+                  trace_text)
+
+
+def audit_tables(md: MetaData) -> tuple[Table, Table]:
+    """``audit_log`` (the chain) and ``audit_heads`` (signed (seq, hash) checkpoints)."""
+    log = Table(
+        "audit_log", md,
+        Column("seq", Integer, primary_key=True, autoincrement=False),
+        Column("ts", Double, nullable=False),
+        Column("actor", Text, nullable=False),
+        Column("action", Text, nullable=False),
+        Column("target", Text),
+        Column("detail", json_type()),
+        Column("prev", String, nullable=False),
+        Column("hash", String, nullable=False),
+    )
+    heads = Table(
+        "audit_heads", md,
+        Column("seq", Integer, primary_key=True, autoincrement=False),
+        Column("hash", String, nullable=False),
+        Column("ts", Double, nullable=False),
+        Column("public_key", String, nullable=False),
+        Column("signature", String, nullable=False),
+    )
+    return log, heads
 
 
 def api_keys_table(md: MetaData) -> Table:

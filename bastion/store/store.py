@@ -44,6 +44,7 @@ from sqlalchemy.types import ARRAY, Text
 
 from bastion.store import engine as engines
 from bastion.store import stats as aggregates
+from bastion.store.audit import AuditRows
 from bastion.store.errors import unavailable_as_store_error
 from bastion.store.keys import KeyRows
 from bastion.store.migrations import WRITE, migrate
@@ -90,6 +91,7 @@ class Store:
         self.dialect: str = engine.dialect.name
         self._t: Tables = build(self.dialect)
         self._keys = KeyRows(engine, self._t.api_keys)
+        self._audit = AuditRows(engine, self._t.audit, self._t.audit_heads)
         self._pg = self.dialect == "postgresql"
         self._partitions = Partitions(partition_days) if self._pg else None
         self._merged_before = -math.inf  # text pending lists merged for days before this
@@ -145,6 +147,11 @@ class Store:
                     "SELECT 1 FROM sqlite_master WHERE name = 'trace_text'"
                 ).first()
                 self.text_search = "fts5" if master is not None else "scan"
+
+    @property
+    def audit(self) -> AuditRows:
+        """The audit log's rows (``audit_log``, ``audit_heads``)."""
+        return self._audit
 
     @property
     def keys(self) -> KeyRows:
