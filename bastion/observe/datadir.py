@@ -26,7 +26,8 @@ UMASK = 0o077
 
 # what Bastion keeps in the data directory (only these are tightened: a home set to a
 # directory with other files in it, $HOME say, keeps theirs as they are)
-OURS = ("spool", "metrics", "unreadable", "encryption.key", "bastion.db", "bastion.db-wal",
+OURS = ("spool", "metrics", "unreadable", "encryption.key", "audit.head", "bastion.db",
+        "bastion.db-wal",
         "bastion.db-shm", "bastion.db-journal")
 OURS_GLOBS = ("*.log", "rejected*")
 
