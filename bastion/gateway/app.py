@@ -73,6 +73,7 @@ Endpoint = Callable[[Request, RequestContext], Awaitable[Response | StreamingRes
 Observer = Callable[[RequestContext], None]
 _REQUEST_ID = re.compile(rb"^[A-Za-z0-9._:\-]{1,128}$")
 OVERHEAD_HEADER = b"x-bastion-overhead-ms"
+KEY_LOAD_TIMEOUT = 5.0  # seconds the start waits for the keys; then the poll keeps trying
 
 
 class Gateway:
@@ -191,8 +192,10 @@ class Gateway:
         await asyncio.gather(*(b.start() for b in self.backends.values()))
         from bastion.store import StoreUnavailable  # SQLAlchemy: the store opens here
 
-        with contextlib.suppress(StoreUnavailable):  # else 503 for virtual keys until read
-            await sync_once(self.keys, self.store)
+        # else 503 for virtual keys until the poll reads them; a store that does not
+        # answer (a host that drops packets) must not hold the start for a TCP timeout
+        with contextlib.suppress(StoreUnavailable, TimeoutError):
+            await asyncio.wait_for(sync_once(self.keys, self.store), KEY_LOAD_TIMEOUT)
         keys = asyncio.get_running_loop().create_task(sync_forever(self.keys, self.store))
         self.background.add(keys)
         keys.add_done_callback(self.background.discard)
