@@ -15,7 +15,7 @@ import orjson
 
 from bastion.backends.base import Completion
 from bastion.errors import ConfigError, InvalidRequest, ModelNotFound, PermissionDenied
-from bastion.gateway import key_routes, observe_routes
+from bastion.gateway import audit_routes, key_routes, observe_routes
 from bastion.governance.limits import Limiter
 from bastion.protocol.requests import (
     check_chat_request,
@@ -136,6 +136,7 @@ def table(gw: Gateway) -> dict[str, dict[str, Endpoint]]:
         "/metrics": {"GET": lambda request, ctx: gw.metrics.endpoint(request, ctx)},
         **observe_routes.table(gw),
         **key_routes.table(gw),
+        **audit_routes.table(gw),
     }
 
 

@@ -39,6 +39,6 @@ def permission_for(path: str) -> Permission:
         return "feedback"
     if path.startswith("/api/keys"):
         return "keys"
-    if path in ("/api/config/reload", "/metrics"):
+    if path in ("/api/config/reload", "/metrics") or path.startswith("/api/audit"):
         return "admin"
     return "read"

@@ -131,6 +131,15 @@ def test_admin_actions_through_the_gateway_are_audited_and_verify(tmp_path: Path
             gw.request("POST", f"/api/keys/{child['id']}/rotate", {"grace_seconds": 5},
                        key=dev)
             gw.request("POST", f"/api/keys/{child['id']}/revoke")
+            status, page = gw.request("GET", "/api/audit?limit=3")
+            assert status == 200 and [e["seq"] for e in page["data"]] == [1, 2, 3]
+            assert page["next_after"] == 3
+            status, rest = gw.request("GET", "/api/audit?after=3")
+            assert [e["action"] for e in rest["data"]] == ["key.revoke"]
+            assert rest["next_after"] is None
+            assert gw.request("GET", "/api/audit", key=dev)[0] == 403, "admins only"
+            status, verdict = gw.request("GET", "/api/audit/verify")
+            assert status == 200 and verdict["ok"] and verdict["entries"] == 4, verdict
         finally:
             gw.stop()
     config = tmp_path / "bastion.yaml"

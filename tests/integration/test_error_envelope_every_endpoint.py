@@ -36,6 +36,8 @@ EXPECTED_ROUTES = {
     "/api/feedback": {"POST"},
     "/api/keys": {"GET", "POST"},
     KEY_DETAIL: {"GET", "POST", "DELETE"},
+    "/api/audit": {"GET"},
+    "/api/audit/verify": {"GET"},
     "/metrics": {"GET"},
 }
 
@@ -200,6 +202,9 @@ def _cases() -> list[Any]:
     ]:
         add(f"/api/keys-{name}-is-400", Case(
             "POST", "/api/keys", 400, "invalid_request_error", None, param, body=body))
+    for query, param in [("after=-1", "after"), ("limit=0", "limit"), ("since=1h", "since")]:
+        add(f"/api/audit-{query}-is-400", Case(
+            "GET", f"/api/audit?{query}", 400, "invalid_request_error", None, param))
     add("/api/keys-bad-status-is-400", Case(
         "GET", "/api/keys?status=lost", 400, "invalid_request_error", None, "status"))
     add("/api/keys/{id}-unknown-is-404", Case(

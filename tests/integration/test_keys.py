@@ -119,13 +119,14 @@ ROLE_CASES = [  # (method, path, body): one per permission
     ("GET", "/api/keys", None),
     ("POST", "/api/config/reload", {"dry_run": True}),
     ("GET", "/metrics", None),
+    ("GET", "/api/audit", None),
 ]
 EXPECTED = {  # role -> status per ROLE_CASES
-    "user": [200, 200, 403, 403, 403, 403, 403, 403],
-    "viewer": [403, 403, 200, 200, 200, 403, 403, 403],
-    "developer": [200, 200, 200, 200, 200, 200, 403, 403],
-    "admin": [200, 200, 200, 200, 200, 200, 400, 200],  # 400: allowed, but this test
-}                                                     # gateway has no config file to reload
+    "user": [200, 200, 403, 403, 403, 403, 403, 403, 403],
+    "viewer": [403, 403, 200, 200, 200, 403, 403, 403, 403],
+    "developer": [200, 200, 200, 200, 200, 200, 403, 403, 403],
+    "admin": [200, 200, 200, 200, 200, 200, 400, 200, 200],  # 400: allowed, but this
+}                                                          # gateway has no config file
 
 
 @pytest.mark.parametrize("role", sorted(EXPECTED))

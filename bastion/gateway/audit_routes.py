@@ -1,0 +1,38 @@
+"""``GET /api/audit``: the audit log's entries in order (admins only), with ``after`` and
+``limit``; ``GET /api/audit/verify``: the chain checked as ``bastion audit verify`` does
+(without the head file of another replica's data directory)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from bastion.gateway.observe_routes import _in_store, _int, _json, _params
+from bastion.governance.audit import read_anchor, verify
+from bastion.server.types import Request, Response
+
+if TYPE_CHECKING:
+    from bastion.gateway.app import Endpoint, Gateway
+    from bastion.gateway.context import RequestContext
+
+_PARAMS = frozenset({"after", "limit"})
+
+
+def table(gw: Gateway) -> dict[str, dict[str, Endpoint]]:
+    async def entries(request: Request, ctx: RequestContext) -> Response:
+        params = _params(request, _PARAMS)
+        after = _int(params.get("after"), "after", 0, 0, 10**15)
+        limit = _int(params.get("limit"), "limit", 100, 1, 1000)
+        rows = await _in_store(gw, lambda s: list(s.audit.entries(after, limit)))
+        nxt = rows[-1]["seq"] if len(rows) == limit else None
+        return _json({"object": "list", "data": rows, "next_after": nxt})
+
+    async def check(request: Request, ctx: RequestContext) -> Response:
+        _params(request, frozenset())
+        public_key = gw.audit.signer.public_key
+        verdict = await _in_store(gw, lambda s: verify(
+            s.audit.entries(), s.audit.heads(), public_key, read_anchor(gw.settings.home)))
+        return _json({"ok": verdict.ok, "entries": verdict.entries,
+                      "last_seq": verdict.last_seq, "heads": verdict.heads,
+                      "problems": verdict.problems})
+
+    return {"/api/audit": {"GET": entries}, "/api/audit/verify": {"GET": check}}
