@@ -60,6 +60,21 @@ def drop_database(name: str) -> None:
             sql.Identifier(name)))
 
 
+@contextlib.contextmanager
+def fresh_database(engine: str, directory: Path) -> Iterator[str]:
+    """The URL of a database no store has opened yet: a SQLite file under ``directory``,
+    or a new Postgres database, dropped afterwards."""
+    if engine == "sqlite":
+        yield f"sqlite:///{directory}/bastion.db"
+        return
+    require_postgres()
+    name = create_database()
+    try:
+        yield pg_url(name)
+    finally:
+        drop_database(name)
+
+
 def pg_url(name: str, host: str = PG_HOST, port: int = PG_PORT) -> str:
     return f"postgresql+psycopg://postgres@{host}:{port}/{name}"
 

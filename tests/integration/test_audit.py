@@ -19,20 +19,13 @@ from bastion.governance.audit import entry_hash, read_anchor, signer_of, verify,
 from bastion.store import Store, open_store
 from tests.fakes.upstream import FakeUpstream
 from tests.gateway_harness import MASTER_KEY, traced_gateway
-from tests.store_helpers import create_database, drop_database, pg_url, require_postgres
+from tests.store_helpers import fresh_database
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
 def url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path}/home/bastion.db"
-        return
-    require_postgres()
-    name = create_database()
-    try:
-        yield pg_url(name)
-    finally:
-        drop_database(name)
+    with fresh_database(request.param, tmp_path / "home") as database:
+        yield database
 
 
 def settings_for(tmp_path: Path, url: str) -> Any:

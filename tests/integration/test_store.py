@@ -27,6 +27,7 @@ from tests.store_helpers import (
     T0,
     create_database,
     drop_database,
+    fresh_database,
     open_concurrently,
     pg_url,
     psql,
@@ -72,15 +73,8 @@ def store(url: str, engine: str, tmp_path: Path) -> Iterator[Store]:
 @pytest.fixture()
 def fresh_url(engine: str, tmp_path: Path) -> Iterator[str]:
     """A database no store has opened yet."""
-    if engine == "sqlite":
-        yield f"sqlite:///{tmp_path}/fresh/bastion.db"
-        return
-    require_postgres()
-    name = create_database()
-    try:
-        yield pg_url(name)
-    finally:
-        drop_database(name)
+    with fresh_database(engine, tmp_path / "fresh") as database:
+        yield database
 
 
 @pytest.fixture()
