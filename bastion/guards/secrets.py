@@ -31,16 +31,20 @@ import base64
 import binascii
 import bisect
 import json
-import math
 import re
-from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from functools import lru_cache
 from itertools import pairwise
 from typing import Any
 
 from bastion.guards.base import Finding, ScanContext
+from bastion.guards.secret_text import (
+    _alphabet_of,
+    _classes,
+    _wordiness,
+    is_placeholder,
+    randomness,
+)
 
 KIND = "SECRET"
 
@@ -60,107 +64,6 @@ class _Rule:
     anchored: bool = True
     # the span grows over the surrounding non-space characters (a whole connection string)
     expand: bool = False
-
-
-# --------------------------------------------------------------------------- entropy
-
-_CLOGC = [0.0] + [c * math.log2(c) for c in range(1, 1025)]
-
-
-def shannon_entropy(s: str) -> float:
-    """Bits per character of ``s`` under its own character distribution."""
-    n = len(s)
-    if n == 0:
-        return 0.0
-    clog = _CLOGC
-    total = sum(clog[c] if c < 1025 else c * math.log2(c) for c in Counter(s).values())
-    return math.log2(n) - total / n
-
-
-_ALPHABETS = {
-    "hex": "0123456789abcdef",
-    "alnum_lower": "0123456789abcdefghijklmnopqrstuvwxyz",
-    "alnum": "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ",
-    "base64": "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ+/",
-}
-
-
-@lru_cache(maxsize=2048)
-def expected_entropy(length: int, alphabet: str) -> float:
-    """Mean entropy per character of uniformly random strings of ``length`` over
-    ``alphabet``: short strings cannot reach log2 of the alphabet size (20 characters from
-    64 are at most log2(20) bits each). Exact: with N_c ~ Binomial(n, 1/k) the count of one
-    symbol, E[H] = log2(n) - (k / n) * sum_j P(N_c = j) * j * log2(j)."""
-    n, k = length, len(_ALPHABETS[alphabet])
-    if n <= 1:
-        return 0.0
-    p = 1.0 / k
-    log_p, log_q = math.log(p), math.log1p(-p)
-    total = 0.0
-    for j in range(2, n + 1):
-        log_pmf = (math.lgamma(n + 1) - math.lgamma(j + 1) - math.lgamma(n - j + 1)
-                   + j * log_p + (n - j) * log_q)
-        if log_pmf < -40 and j > n * p:
-            break
-        total += math.exp(log_pmf) * j * math.log2(j)
-    return math.log2(n) - k / n * total
-
-
-def _alphabet_of(s: str) -> str:
-    if _HEX_ONLY.fullmatch(s):
-        return "hex"
-    if _LOWER_ALNUM.fullmatch(s) or _UPPER_ALNUM.fullmatch(s):
-        return "alnum_lower"
-    if _ALNUM.fullmatch(s):
-        return "alnum"
-    return "base64"
-
-
-def randomness(s: str) -> float:
-    """Entropy of ``s`` relative to a random string of its length and alphabet (1.0: as
-    random as chance; English words and repeated characters score far lower)."""
-    body = s.rstrip("=")
-    if len(body) < 8:
-        return 0.0
-    core = re.sub(r"[_\-]", "", body)  # separators do not carry randomness
-    if len(core) < 8:
-        return 0.0
-    return shannon_entropy(core) / expected_entropy(len(core), _alphabet_of(core))
-
-
-_HEX_ONLY = re.compile(r"[0-9a-f]+|[0-9A-F]+")
-_LOWER_ALNUM = re.compile(r"[0-9a-z]+")
-_UPPER_ALNUM = re.compile(r"[0-9A-Z]+")
-_ALNUM = re.compile(r"[0-9A-Za-z]+")
-
-
-_DIGIT = re.compile(r"\d")
-
-
-def _classes(s: str) -> int:
-    """How many of lower case, upper case and digits ``s`` has."""
-    return (s != s.upper()) + (s != s.lower()) + (_DIGIT.search(s) is not None)
-
-
-# ------------------------------------------------------------------------ placeholders
-
-_PLACEHOLDER = re.compile(
-    r"(?i)^(?:<[^>]*>|\$\{[^}]*\}|\{\{[^}]*\}\}|\$[A-Z_][A-Z0-9_]*|%\(?\w*\)?s?|\*+|x{3,}|\.{3,}"
-    r"|(?:your|my|the|insert|enter|put|add|replace)[_\- ]?\w*|\w*(?:_here|_goes_here)"
-    r"|changeme|change_me|example\w*|sample\w*|dummy\w*|placeholder\w*|redacted|hidden"
-    r"|secret|password|passwd|pass|token|api[_\-]?key|none|null|nil|true|false|undefined"
-    r"|test|testing|foo|bar|baz|foobar|abc|abc123|123|1234|12345|123456|todo|tbd|n/?a|-+)$"
-)
-
-
-def is_placeholder(value: str) -> bool:
-    v = value.strip().strip("'\"`")
-    if not v:
-        return True
-    if _PLACEHOLDER.match(v):
-        return True
-    # one character repeated, or a run like "aaaa-bbbb" / "0000000"
-    return len(set(v.replace("-", "").replace("_", "").lower())) <= 2
 
 
 def _random_body(min_ratio: float = 0.72, min_classes: int = 2) -> Callable[[str], float | None]:
@@ -530,7 +433,6 @@ def _word_before(before: str) -> str:
     return _WORD_BREAK.split(tail)[-1] if tail else ""
 
 
-_WORDY = re.compile(r"[A-Z]?[a-z]{3,}")
 # "cus_", "in_", "pk_live_", "acct_": object ids and publishable keys, not credentials
 _ID_PREFIX = re.compile(r"[a-z]{1,8}(?:_(?:live|test))?_(?=[A-Za-z0-9]{8,}$)")
 _SECRET_PREFIXES = ("sk_", "rk_", "key_", "secret_", "token_", "pat_", "api_", "auth_", "pw_")
@@ -548,12 +450,6 @@ def _sequential(s: str) -> bool:
     half its neighbours are consecutive characters."""
     steps = sum(ord(b) - ord(a) == 1 for a, b in pairwise(s))
     return steps * 2 > len(s)
-
-
-def _wordiness(s: str) -> float:
-    """Share of ``s`` in runs that read like words (paths, identifiers, slugs score high;
-    random tokens low)."""
-    return sum(len(w) for w in _WORDY.findall(s)) / len(s) if s else 0.0
 
 
 def _looks_like_text_b64(token: str) -> bool:

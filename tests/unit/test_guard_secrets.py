@@ -13,7 +13,8 @@ import uuid
 import pytest
 
 from bastion.guards.base import ScanContext
-from bastion.guards.secrets import expected_entropy, make_scanner, shannon_entropy
+from bastion.guards.secret_text import expected_entropy, shannon_entropy
+from bastion.guards.secrets import make_scanner
 
 R = random.Random(5)
 ALNUM = string.ascii_letters + string.digits
