@@ -29,7 +29,8 @@ from bastion.config import Settings
 from bastion.errors import ConfigError
 from bastion.gateway.app import Gateway
 from bastion.observe.logs import configure_logging
-from bastion.server.http import HTTPServer, ServerConfig
+from bastion.server.http import HTTPServer
+from bastion.server.wire import ServerConfig
 
 log = logging.getLogger("bastion")
 

@@ -21,8 +21,9 @@ import pytest
 import uvloop
 import yaml
 
-from bastion.server.http import HTTPServer, ServerConfig
+from bastion.server.http import HTTPServer
 from bastion.server.types import Request, Response
+from bastion.server.wire import ServerConfig
 from tests.fakes.upstream import FakeUpstream
 from tests.integration.test_lifecycle import free_port, wait_ready
 from tests.integration.test_workers import pids
