@@ -206,3 +206,22 @@ def trace_of(gw: RunningGateway, request_id: str, timeout: float = 30.0) -> dict
             return dict(body)
         assert status == 404 and time.monotonic() < deadline, (status, body)
         time.sleep(0.05)
+
+
+def read_until_eof(sock: Any, timeout: float = 20.0) -> bytes:
+    """Everything the server sends until it closes (a reset ends it too); a server that
+    neither finishes nor closes within ``timeout`` fails the test."""
+    import pytest
+
+    sock.settimeout(timeout)
+    reply = b""
+    while True:
+        try:
+            data = sock.recv(65536)
+        except ConnectionResetError:
+            return reply
+        except TimeoutError:
+            pytest.fail(f"the server neither finished nor closed; got {reply[:300]!r}")
+        if not data:
+            return reply
+        reply += data

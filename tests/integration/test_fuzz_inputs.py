@@ -36,7 +36,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.gateway_harness import MASTER_KEY, RunningGateway
+from tests.gateway_harness import MASTER_KEY, RunningGateway, read_until_eof
 
 CHAT = "/v1/chat/completions"
 COMPLETIONS = "/v1/completions"
@@ -433,18 +433,6 @@ def test_random_paths_and_methods_under_v1_are_never_a_5xx(
 
 
 # ------------------------------------------------------------------------ raw sockets
-def _read_all(sock: socket.socket) -> bytes:
-    reply = b""
-    while True:
-        try:
-            data = sock.recv(65536)
-        except ConnectionResetError:
-            return reply
-        if not data:
-            return reply
-        reply += data
-
-
 def _statuses(reply: bytes) -> list[int]:
     """Status codes of the HTTP/1.1 responses in ``reply`` (bodies skipped by length)."""
     statuses = []
@@ -542,7 +530,7 @@ def test_raw_socket_garbage_gets_a_4xx_or_a_close_never_a_5xx(
         else:
             sock.shutdown(socket.SHUT_WR)
             try:
-                reply = _read_all(sock)
+                reply = read_until_eof(sock, 10)
             except TimeoutError:
                 pytest.fail(f"server neither answered nor closed for {data!r}")
             for status in _statuses(reply):

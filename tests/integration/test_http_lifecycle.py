@@ -17,7 +17,7 @@ import pytest
 
 from bastion.config import load_settings
 from tests.fakes.upstream import FakeUpstream
-from tests.gateway_harness import RunningGateway, trace_of
+from tests.gateway_harness import RunningGateway, read_until_eof, trace_of
 
 CHAT = b"/v1/chat/completions"
 CHAT_BODY = json.dumps(
@@ -67,21 +67,6 @@ def chat_request(extra: bytes = b"") -> bytes:
         b"POST " + CHAT + b" HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
         + extra + b"Content-Length: %d\r\n\r\n" % len(CHAT_BODY) + CHAT_BODY
     )
-
-
-def read_until_eof(sock: socket.socket, timeout: float = HANG_GUARD) -> bytes:
-    sock.settimeout(timeout)
-    reply = b""
-    while True:
-        try:
-            data = sock.recv(65536)
-        except ConnectionResetError:
-            return reply
-        except TimeoutError:
-            pytest.fail(f"the server neither finished nor closed; got {reply[:300]!r}")
-        if not data:
-            return reply
-        reply += data
 
 
 def responses(reply: bytes) -> list[tuple[int, dict[str, str], bytes]]:
