@@ -245,6 +245,21 @@ def _sse(obj: Any) -> bytes:
 Chunk = Callable[..., dict[str, Any]]
 
 
+def _completion(cid: str, created: int, model: str, message: dict[str, Any], logprobs: Any,
+                finish: str, usage: dict[str, int]) -> dict[str, Any]:
+    """A whole ``chat.completion`` with one choice, as OpenAI sends it."""
+    return {
+        "id": cid,
+        "object": "chat.completion",
+        "created": created,
+        "model": model,
+        "choices": [{"index": 0, "message": message, "logprobs": logprobs,
+                     "finish_reason": finish}],
+        "usage": usage,
+        "system_fingerprint": "fp_fake",
+    }
+
+
 def _chunk_maker(cid: str, created: int, model: str, include_usage: bool) -> Chunk:
     """The builder of one stream's ``chat.completion.chunk`` events, as OpenAI sends them
     (``usage: null`` on each when the client asked for usage at the end)."""
@@ -665,22 +680,8 @@ class FakeUpstream:
                 if want_logprobs
                 else None
             )
-            return {
-                "id": cid,
-                "object": "chat.completion",
-                "created": created,
-                "model": model,
-                "choices": [
-                    {
-                        "index": 0,
-                        "message": {"role": "assistant", "content": b.content, "refusal": None},
-                        "logprobs": logprobs,
-                        "finish_reason": "stop",
-                    }
-                ],
-                "usage": usage,
-                "system_fingerprint": "fp_fake",
-            }
+            message = {"role": "assistant", "content": b.content, "refusal": None}
+            return _completion(cid, created, model, message, logprobs, "stop", usage)
 
         include_usage = self._include_usage(body)
 
@@ -708,18 +709,7 @@ class FakeUpstream:
         cid, created = self._new_id("chatcmpl"), int(time.time())
         if not body.get("stream"):
             message = {"role": "assistant", "content": None, "refusal": None, "tool_calls": calls}
-            return {
-                "id": cid,
-                "object": "chat.completion",
-                "created": created,
-                "model": model,
-                "choices": [
-                    {"index": 0, "message": message, "logprobs": None,
-                     "finish_reason": "tool_calls"}
-                ],
-                "usage": usage,
-                "system_fingerprint": "fp_fake",
-            }
+            return _completion(cid, created, model, message, None, "tool_calls", usage)
         include_usage = self._include_usage(body)
 
         chunk = _chunk_maker(cid, created, model, include_usage)
