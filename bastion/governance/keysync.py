@@ -1,9 +1,10 @@
 """Keeps a worker's :class:`KeyTable` current with the store.
 
 At start, every key is read (in a thread). Then, every ``POLL_SECONDS``, the rows changed
-since shortly before the newest one applied: changes made through any worker (or replica)
-arrive within a poll. The window reaches ``OVERLAP_SECONDS`` back because writers' clocks
-and commits are not ordered with each other; applying a row twice is harmless. A store
+since the newest one applied: changes made through any worker (or replica) arrive within a
+poll. While that change is recent the window reaches ``OVERLAP_SECONDS`` further back,
+because writers' clocks and commits are not ordered with each other (applying a row twice
+is harmless); once it is older, a quiet table costs a read that returns nothing. A store
 that is down leaves the table as it was (keys keep working) and is retried.
 """
 
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import TYPE_CHECKING
 
 from bastion.governance.keys import PEPPER_INFO, KeyTable
@@ -33,7 +35,11 @@ def key_table(settings: Settings) -> KeyTable:
 
 async def sync_once(table: KeyTable, store: StoreHandle) -> int:
     """Applies the changed rows; raises StoreUnavailable when the store is down."""
-    since = max(0.0, table.stamp - OVERLAP_SECONDS) if table.loaded else 0.0
+    since = 0.0
+    if table.loaded:  # the overlap only while the newest change is recent: a row committed
+        # late by a writer whose clock is behind is at most OVERLAP_SECONDS older than it
+        recent = time.time() - table.stamp < 2 * OVERLAP_SECONDS
+        since = table.stamp - OVERLAP_SECONDS if recent else table.stamp
     rows = await asyncio.to_thread(lambda: store.get().keys.changed_since(since))
     changed = table.apply(rows)
     table.loaded = True
