@@ -380,7 +380,8 @@ def guard_scan(text: str, policy_name: str | None, stage: str, source: str,
     """What a policy would do to TEXT (a string, a file path, or - for stdin): each
     decision, and the text as it would go on. Without --policy, the server's default
     policy (the one a request with no key, team or model policy gets), named in the
-    output. Exit status 1 when the policy blocks."""
+    output. Exit status 1 when the policy blocks, 3 when a scanner failed on a rule that
+    fails closed (the server would answer 503 guard_error)."""
     import sys
     from pathlib import Path
 
@@ -396,10 +397,12 @@ def guard_scan(text: str, policy_name: str | None, stage: str, source: str,
     scanned = engine.scan(policy, stage, text, source="completion" if stage == "output"
                           else source, where="text", session="cli")
     originals = engine.vault.originals("cli")
+    failed = scanned.blocked if scanned.blocked is not None and scanned.blocked.error else None
     if as_json:
         click.echo(json.dumps({
             "policy": policy.name, "policy_from": chosen_by, "stage": stage,
             "blocked": scanned.blocked is not None,
+            "failed": failed.scanner if failed is not None else None,
             "decisions": [d.as_dict() for d in scanned.decisions], "text": scanned.text,
             "pseudonyms": sorted(originals),
         }, indent=2))
@@ -415,13 +418,17 @@ def guard_scan(text: str, policy_name: str | None, stage: str, source: str,
                           str(d.count), f"{d.ms:.2f}")
         console.print(table if scanned.decisions else f"{heading}: nothing found",
                       markup=False, highlight=False)
-        if scanned.blocked is not None:
+        if failed is not None:
+            console.print(f"[bold red]not checked[/]: the {failed.scanner} scanner failed "
+                          f"({failed.error}) and its rule fails closed; the server would "
+                          "answer 503 guard_error")
+        elif scanned.blocked is not None:
             console.print(f"[bold red]blocked[/] by {scanned.blocked.scanner} "
                           f"({', '.join(scanned.blocked.kinds)})")
         else:
             console.print(scanned.text, markup=False, highlight=False)
     if scanned.blocked is not None:
-        sys.exit(1)
+        sys.exit(3 if failed is not None else 1)
 
 
 def _report_unguarded(text: str, stage: str, why: str, as_json: bool) -> None:

@@ -488,6 +488,11 @@ class GuardRule(_Strict):
     reask: bool = Field(
         False, description="json_schema on output: on a violation, ask the model once more"
     )
+    on_error: Literal["closed", "open"] | None = Field(
+        None, description="when the scanner itself fails: closed (the request gets a 503 "
+        "guard_error; an answer is withheld) or open (the text goes on, flagged "
+        "SCANNER_ERROR); default closed for block/redact/pseudonymize, open for flag/log"
+    )
 
 
 class GuardPolicy(_Strict):

@@ -147,8 +147,9 @@ class Gateway:
 
         vault = self.guards.engine.vault if self.guards is not None else None
         return GuardStage(GuardEngine(g, self.scanners, vault), g.refusal,
-                          on_decision=lambda scanner, action: self.metrics.guard_hit(
-                              scanner, action))
+                          # late-bound: metrics are made after the first guard stage
+                          on_decision=lambda scanner, action, error: self.metrics.guard_hit(
+                              scanner, action, error))
 
     def apply(self, settings: Settings, backends: dict[str, Backend], router: Router,
               guards: GuardStage | None) -> None:

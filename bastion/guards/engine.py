@@ -16,11 +16,21 @@ Rules run in order on the text as the previous rules left it. Every rule that fo
 something yields a :class:`Decision` (scanner, kinds, top score, action, how many, where,
 time), whatever the action. The engine is synchronous and pure CPU; the gateway runs it in
 a worker thread (:mod:`bastion.guards.stage`).
+
+A scanner that raises is never the client's problem and never a 500. The rule's ``on_error``
+decides: ``closed`` (the default for block, redact and pseudonymize rules: what the rule
+protects cannot be checked, so the text stops there; the gateway answers 503
+``guard_error``) or ``open`` (the default for flag and log rules: the text goes on unchanged,
+flagged). Either way the decision carries kind ``SCANNER_ERROR`` and the exception's class,
+and the failure is logged (JSON, with the traceback but not the exception's message, which
+may quote the text) and counted in ``bastion_guard_errors_total``.
 """
 
 from __future__ import annotations
 
+import logging
 import time
+import traceback
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -30,6 +40,9 @@ from bastion.errors import ConfigError
 from bastion.guards.base import Finding, ScanContext, Scanner, Source, Stage, merge_spans
 from bastion.guards.vault import Vault
 
+log = logging.getLogger("bastion.guards")
+
+SCANNER_ERROR = "SCANNER_ERROR"
 SEVERITY = {"log": 1, "flag": 2, "redact": 3, "pseudonymize": 3, "block": 4}
 
 # the built-in policy (guards.default: standard, or attached by name)
@@ -59,11 +72,15 @@ class Decision:
     count: int
     where: str
     ms: float
+    error: str | None = None  # the exception's class when the scanner failed
 
     def as_dict(self) -> dict[str, Any]:
-        return {"stage": self.stage, "scanner": self.scanner, "action": self.action,
-                "kinds": self.kinds, "score": round(self.score, 4), "count": self.count,
-                "where": self.where, "ms": round(self.ms, 3)}
+        out = {"stage": self.stage, "scanner": self.scanner, "action": self.action,
+               "kinds": self.kinds, "score": round(self.score, 4), "count": self.count,
+               "where": self.where, "ms": round(self.ms, 3)}
+        if self.error is not None:
+            out["error"] = self.error
+        return out
 
 
 @dataclass(slots=True)
@@ -75,6 +92,13 @@ class Rule:
     @property
     def name(self) -> str:
         return self.spec.scanner
+
+    @property
+    def fails_closed(self) -> bool:
+        on_error = self.spec.on_error
+        if on_error is None:
+            return self.spec.action in ("block", "redact", "pseudonymize")
+        return on_error == "closed"
 
     def findings(self, text: str, ctx: ScanContext) -> list[Finding]:
         """What this rule acts on in ``text``: the scanner's findings at or above the
@@ -185,7 +209,7 @@ class GuardEngine:
     # ------------------------------------------------------------------ scanning
     def scan(self, policy: Policy, stage: Stage, text: str, *, source: Source = "prompt",
              where: str = "", session: str = "", values: dict[str, Any] | None = None,
-             ) -> Scanned:
+             request_id: str = "") -> Scanned:
         """Runs the stage's rules over one text, in order, applying each one's action."""
         out = Scanned(text)
         rules = policy.input if stage == "input" else policy.output
@@ -193,7 +217,15 @@ class GuardEngine:
         for rule in rules:
             spec = rule.spec
             started = time.perf_counter()
-            findings = rule.findings(out.text, ctx)
+            try:
+                findings = rule.findings(out.text, ctx)
+            except Exception as exc:  # noqa: BLE001  a scanner's bug: its rule's on_error decides
+                decision = _failed(policy, rule, stage, where, started, exc, request_id)
+                out.decisions.append(decision)
+                if decision.action == "block":
+                    out.blocked = decision
+                    break
+                continue
             if not findings:
                 continue
             action = spec.action
@@ -216,6 +248,20 @@ class GuardEngine:
     def _pseudonymize(self, text: str, findings: list[Finding], session: str) -> str:
         return _replace(text, findings,
                         lambda f: self.vault.pseudonym(session, f.kind, text[f.start:f.end]))
+
+
+def _failed(policy: Policy, rule: Rule, stage: Stage, where: str, started: float,
+            exc: Exception, request_id: str) -> Decision:
+    fails = "closed" if rule.fails_closed else "open"
+    log.error("guard scanner %r failed (%s) in policy %r, %s; failing %s",
+              rule.name, type(exc).__name__, policy.name, stage, fails,
+              extra={"request_id": request_id or None, "scanner": rule.name,
+                     "policy": policy.name, "stage": stage,
+                     "error_type": type(exc).__name__, "fails": fails,
+                     "traceback": "".join(traceback.format_tb(exc.__traceback__))})
+    return Decision(stage, rule.name, "block" if fails == "closed" else "flag",
+                    [SCANNER_ERROR], 0.0, 0, where, (time.perf_counter() - started) * 1000,
+                    type(exc).__name__)
 
 
 def _replace(text: str, findings: list[Finding], placeholder: Callable[[Finding], str]) -> str:

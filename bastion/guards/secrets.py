@@ -420,17 +420,17 @@ _HASH_WORD = re.compile(
     r"(?i)sha\d*|md5|hash|digest|checksum|commit|revision|^rev$|etag|uuid|guid|fingerprint"
     r"|integrity|object|blob|tree|build|image|container|request[_\-]?id|trace|span|(?:^|_)id$"
 )
-_SEPARATORS = " \t\"'`:=>,([{"
+_TRAILING_SEPARATORS = re.compile(r"[\s\"'`:=>,(\[{]+\Z")  # whitespace of any kind too
 _WORD_BREAK = re.compile(r"[^\w\-]")
 
 
 def _word_before(before: str) -> str:
     """The last word of ``before``, skipping separators and a linking "is"."""
-    tail = before.rstrip(_SEPARATORS)
-    if tail.endswith((" is", " are", " was")):
-        tail = tail.rsplit(" ", 1)[0].rstrip(_SEPARATORS)
-    tail = tail.rsplit(None, 1)[-1] if tail else ""
-    return _WORD_BREAK.split(tail)[-1] if tail else ""
+    tail = _TRAILING_SEPARATORS.sub("", before)
+    words = tail.split()
+    if len(words) > 1 and words[-1] in ("is", "are", "was"):
+        words = _TRAILING_SEPARATORS.sub("", " ".join(words[:-1])).split()
+    return _WORD_BREAK.split(words[-1])[-1] if words else ""
 
 
 # "cus_", "in_", "pk_live_", "acct_": object ids and publishable keys, not credentials

@@ -12,7 +12,11 @@ Output: a complete answer is scanned per choice (content, and tool-call argument
 placeholders restored); a block replaces the content with the refusal and sets
 ``finish_reason: content_filter``. A stream is scanned in segments: text is held until a
 sentence or line ends (or 400 characters), scanned with the output rules, then restored
-and sent; a block ends the stream with a ``content_filter`` chunk. With no output rules and
+and sent; a block ends the stream with a ``content_filter`` chunk.
+
+A scanner that fails on a rule that fails closed (see :mod:`bastion.guards.engine`) gives
+:class:`GuardFailed` (503 ``guard_error``) for a request or a complete answer, and an error
+event for a stream; one that fails open lets the text through, flagged. With no output rules and
 nothing pseudonymized, a stream is passed through untouched.
 
 Scanning is CPU work (regexes, NER, a classifier); it runs in a small thread pool so the
@@ -33,7 +37,7 @@ from typing import Any
 
 import orjson
 
-from bastion.errors import ClientError
+from bastion.errors import ClientError, ServerError
 from bastion.gateway.context import RequestContext, Span
 from bastion.guards.engine import SEVERITY, Decision, GuardEngine, Policy, Scanned, strongest
 from bastion.guards.vault import StreamRestorer, restore
@@ -61,12 +65,27 @@ class GuardBlocked(ClientError):
     default_code = "content_blocked"
 
 
+class GuardFailed(ServerError):
+    """A scanner failed on a rule that fails closed: the text could not be checked."""
+
+    status = 503
+    default_code = "guard_error"
+
+
+def _failed(policy: Policy, blocked: Decision, what: str) -> GuardFailed:
+    return GuardFailed(
+        f"Guard policy '{policy.name}' could not check {what}: its {blocked.scanner} "
+        f"scanner failed and the rule fails closed (on_error: closed); this is a fault of "
+        f"the gateway, reported in its log and metrics, not of the request")
+
+
 class GuardStage:
     def __init__(self, engine: GuardEngine, refusal: str, threads: int = 2,
-                 on_decision: Callable[[str, str], None] | None = None) -> None:
+                 on_decision: Callable[[str, str, str | None], None] | None = None) -> None:
         self.engine = engine
         self.refusal = refusal
-        self.on_decision = on_decision  # (scanner, action), on the event loop: metrics
+        # (scanner, action, error class or None), on the event loop: metrics
+        self.on_decision = on_decision
         self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="bastion-guard")
 
     def close(self) -> None:
@@ -92,6 +111,8 @@ class GuardStage:
         started = time.perf_counter()
         new_body, decisions, blocked = await self._run(self._input, policy, ctx, body)
         self._record(ctx, "input_guards", started, policy, decisions)
+        if blocked is not None and blocked.error is not None:
+            raise _failed(policy, blocked, "the request")
         if blocked is not None:
             kinds = ", ".join(blocked.kinds)
             raise GuardBlocked(
@@ -119,7 +140,8 @@ class GuardStage:
             if not policy.input:
                 continue
             scanned = self.engine.scan(policy, "input", text, source=source, where=where,
-                                       session=session, values=values)
+                                       session=session, values=values,
+                                       request_id=ctx.request_id)
             decisions.extend(scanned.decisions)
             if scanned.blocked is not None:
                 return body, decisions, scanned.blocked
@@ -152,6 +174,9 @@ class GuardStage:
         policy = self.engine.policies.get(ctx.guard_policy or "")
         new, decisions, reask = await self._run(self._completion, policy, ctx, body)
         self._record(ctx, "output_guards", started, policy, decisions)
+        failed = next((d for d in decisions if d.error is not None and d.action == "block"), None)
+        if failed is not None and policy is not None:
+            raise _failed(policy, failed, "the answer")
         return new, reask
 
     def _completion(self, policy: Policy | None, ctx: RequestContext, body: bytes
@@ -174,7 +199,8 @@ class GuardStage:
             if isinstance(text, str):
                 if policy is not None and policy.output:
                     scanned = self.engine.scan(policy, "output", text, source="completion",
-                                               where=f"choices[{i}]", values=ctx.guard_values)
+                                               where=f"choices[{i}]", values=ctx.guard_values,
+                                               request_id=ctx.request_id)
                     decisions.extend(scanned.decisions)
                     if scanned.blocked is not None:
                         holder[key] = self.refusal
@@ -212,7 +238,7 @@ class GuardStage:
         ctx.guards.extend(d.as_dict() for d in decisions)
         if self.on_decision is not None:
             for d in decisions:
-                self.on_decision(d.scanner, d.action)
+                self.on_decision(d.scanner, d.action, d.error)
         actions = [a for a in (ctx.guard_action, strongest(decisions)) if a]
         ctx.guard_action = max(actions, key=lambda a: SEVERITY.get(a, 0))
 
@@ -239,12 +265,16 @@ class _GuardedStream:
         try:
             async for out in self._run():
                 yield out
-        except Exception:  # a scanner failed: end the stream the way a backend error does
-            log.exception("output guards failed on a stream")
-            self.ctx.error = "output guards failed"
+        except Exception as exc:  # end the stream the way a backend error does
+            if isinstance(exc, GuardFailed):  # a scanner failed closed (the engine logged it)
+                message = exc.message
+            else:
+                log.exception("output guards failed on a stream")
+                message = "The answer could not be checked by the output guards"
+            self.ctx.error = message
             yield b"data: " + orjson.dumps({"error": {
-                "message": "The answer could not be checked by the output guards",
-                "type": "server_error", "param": None, "code": "guard_error"}}) + b"\n\n"
+                "message": message, "type": "server_error", "param": None,
+                "code": "guard_error"}}) + b"\n\n"
         finally:
             # ended early (a block, an error): the upstream stream is released here, as the
             # server closes only a body that did not complete
@@ -323,8 +353,11 @@ class _GuardedStream:
         if self.policy is not None:
             scanned: Scanned = await self.stage._run(functools.partial(
                 self.stage.engine.scan, self.policy, "output", segment, source="completion",
-                where=f"choices[{index}]", values=self.ctx.guard_values))
+                where=f"choices[{index}]", values=self.ctx.guard_values,
+                request_id=self.ctx.request_id))
             self.decisions.extend(scanned.decisions)
+            if scanned.blocked is not None and scanned.blocked.error is not None:
+                raise _failed(self.policy, scanned.blocked, "the answer")
             if scanned.blocked is not None:
                 self.blocked = True
                 return ""

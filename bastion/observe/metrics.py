@@ -186,6 +186,10 @@ FAMILIES: tuple[Family, ...] = (
            rows=FromRows((MODEL,), ((_RETRIES, ()),))),
     Family("bastion_guard_decisions_total", "counter", "Guard scanner decisions",
            ("scanner", "action")),
+    Family("bastion_guard_errors_total", "counter",
+           "Guard scanners that failed (raised) on a text, by what the rule then did: closed "
+           "(503 guard_error, the answer withheld) or open (allowed, flagged)",
+           ("scanner", "fails")),
     Family("bastion_cache_requests_total", "counter", "Response cache lookups", ("result",)),
     Family("bastion_auth_failures_total", "counter",
            "Requests refused with 401 (counted here, not traced): missing, malformed or "
@@ -547,6 +551,7 @@ class Metrics:
         self._providers = {spec.name: spec.backend for spec in settings.models}
         self._prices = _token_prices(settings)
         self._guard = self.state.counters["bastion_guard_decisions_total"]
+        self._guard_errors = self.state.counters["bastion_guard_errors_total"]
         self._cache = self.state.counters["bastion_cache_requests_total"]
         self._dropped = self.state.counters["bastion_traces_dropped_total"]
         self._auth_failures = self.state.counters["bastion_auth_failures_total"]
@@ -644,10 +649,15 @@ class Metrics:
             row[_COST] += ((prompt - cached) * price[0] + cached * price[2]
                            + completion * price[1]) / 1_000_000
 
-    def guard_hit(self, scanner: str, action: str) -> None:
-        """A guard scanner decided ``action`` (e.g. block, redact, flag)."""
+    def guard_hit(self, scanner: str, action: str, error: str | None = None) -> None:
+        """A guard scanner decided ``action`` (e.g. block, redact, flag); ``error``: it
+        failed with that exception class (and ``action`` is what its rule then did)."""
         key = (scanner, action)
         self._guard[key] = self._guard.get(key, 0) + 1
+        if error is not None:
+            fails = ("closed" if action == "block" else "open",)
+            failed = (scanner, *fails)
+            self._guard_errors[failed] = self._guard_errors.get(failed, 0) + 1
 
     def traces_dropped(self, count: int) -> None:
         """The trace spool dropped ``count`` traces (its files could not be written)."""
