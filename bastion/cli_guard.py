@@ -136,28 +136,45 @@ DEFAULT_SCANNER = {"spans": "pii", "classification": "injection"}
 @click.option("--config", "config_path", default=None, type=click.Path(dir_okay=False),
               help="with --policy: configuration file (default: $BASTION_CONFIG or "
                    "./bastion.yaml)")
+@click.option("--actions", "action_names", default=None, metavar="A1,A2",
+              help="with --policy: the rule actions that count as a detection (default: "
+                   "block for label rows, redact,pseudonymize,block for span rows; add flag "
+                   "to count what is only flagged)")
+@click.option("--source-field", "source_field", default="source", show_default=True,
+              metavar="NAME", help="the row field that says where its text sits (prompt, "
+              "system, document, tool, completion); '' for none, when a dataset's source "
+              "names where the row came from")
+@click.option("--source", "fixed_source",
+              type=click.Choice(["prompt", "system", "document", "tool", "completion"]),
+              default=None, help="where every row's text sits (document/tool: indirect "
+              "injection); overrides the rows' field")
 def guard_eval(dataset: str, scanner_name: str | None, option_pairs: tuple[str, ...],
                threshold: float, kinds: str | None, strict: bool, map_pairs: tuple[str, ...],
                structured: str | None, target_fpr: float | None, sweep: bool,
                lengths: str | None, repeat: int, samples: int,
                schema_name: evaluate.Schema | None, limit: int | None, errors: int,
                as_json: bool, policy_name: str | None = None, stage: str = "input",
-               config_path: str | None = None) -> None:
+               config_path: str | None = None, action_names: str | None = None,
+               source_field: str = "source", fixed_source: Any = None) -> None:
     """Precision, recall, F1/F2, balanced accuracy, false-positive rate and latency of a
     scanner on labelled JSONL: {"text", "label"} rows or {"text", "entities"} rows."""
+    positions = evaluate.Positions(source_field or None, fixed_source)
     try:
-        schema, rows = evaluate.load_dataset(dataset, limit, schema_name)
+        schema, rows = evaluate.load_dataset(dataset, limit, schema_name, positions)
     except evaluate.DatasetError as exc:
         raise click.ClickException(str(exc)) from exc
     if policy_name is not None:
         _, engine, _ = _engine(config_path)
         policy = _policy(engine, policy_name)
-        name = f"policy {policy.name} ({stage})"
-        detector = policy_detector(engine, policy, stage)
+        actions = _actions(action_names, schema)
+        name = f"policy {policy.name} ({stage}; counted: {', '.join(actions)})"
+        detector = policy_detector(engine, policy, stage, actions)
         if click.get_current_context().get_parameter_source("threshold") is not (
                 click.core.ParameterSource.COMMANDLINE):
             threshold = 0.0
     else:
+        if action_names is not None:
+            raise click.UsageError("--actions needs --policy (a scanner has no actions)")
         name = scanner_name or DEFAULT_SCANNER[schema]
         detector = scanner_detector(name, _options(option_pairs))
     structured_types = _csv(structured)
@@ -349,12 +366,32 @@ def _server_policy(engine: Any, settings: Any, path: Any, name: str | None) -> t
                   "(try --policy standard)")
 
 
-def policy_detector(engine: Any, policy: Any, stage: str) -> evaluate.Detector:
-    """What a policy's rules of one stage find in a text, each rule on the text as given
-    (no actions applied), with the rule's threshold and kinds: a policy as a detector."""
+ACTIONS = ("block", "redact", "pseudonymize", "flag", "log")
+DEFAULT_ACTIONS = {"classification": ("block",), "spans": ("redact", "pseudonymize", "block")}
+
+
+def _actions(value: str | None, schema: evaluate.Schema) -> tuple[str, ...]:
+    if value is None:
+        return DEFAULT_ACTIONS[schema]
+    actions = tuple(dict.fromkeys(_csv(value) or ()))
+    unknown = [a for a in actions if a not in ACTIONS]
+    if unknown or not actions:
+        raise click.BadParameter(f"expected some of {', '.join(ACTIONS)}, not {value!r}",
+                                 param_hint="--actions")
+    return actions
+
+
+def policy_detector(engine: Any, policy: Any, stage: str,
+                    actions: tuple[str, ...] = ("block",)) -> evaluate.Detector:
+    """What a policy's rules of one stage whose action is one of ``actions`` find in a text,
+    each rule on the text as given (no actions applied), with the rule's threshold and
+    kinds: a policy as a detector. A label row counts as detected when a blocking rule (by
+    default) fires, as it would be at the gateway; a rule that only pseudonymizes changes
+    the text, it does not stop it."""
     from bastion.guards.base import Finding
 
-    rules = policy.input if stage == "input" else policy.output
+    rules = [r for r in (policy.input if stage == "input" else policy.output)
+             if r.spec.action in actions]
 
     def detect(text: str, ctx: Any) -> list[Finding]:
         return [f for rule in rules for f in rule.findings(text, ctx)]

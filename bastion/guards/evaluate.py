@@ -143,16 +143,34 @@ STAGES: tuple[Stage, ...] = ("input", "output")
 SOURCES: tuple[Source, ...] = ("prompt", "system", "document", "tool", "completion")
 
 
-def _context_fields(obj: dict[str, Any]) -> dict[str, Any]:
+@dataclass(frozen=True, slots=True)
+class Positions:
+    """Where a row's text sits (its :data:`Source`): read from the row's ``from_field`` (None:
+    from no field), else ``fixed`` for every row, else the stage's default. Public datasets often
+    use ``source`` for where a row came from (a site, a generator): then name another field,
+    or none, and give the position for the whole file."""
+
+    from_field: str | None = "source"
+    fixed: Source | None = None
+
+
+def _context_fields(obj: dict[str, Any], positions: Positions = Positions()) -> dict[str, Any]:
     out: dict[str, Any] = {}
     lang = obj.get("lang")
     out["lang"] = lang if isinstance(lang, str) and lang else None
     stage = obj.get("stage", "input")
     if stage not in STAGES:
         raise ValueError(f'"stage" must be one of {", ".join(STAGES)}, not {stage!r}')
-    source = obj.get("source", "completion" if stage == "output" else "prompt")
-    if source not in SOURCES:
-        raise ValueError(f'"source" must be one of {", ".join(SOURCES)}, not {source!r}')
+    source = positions.fixed or ("completion" if stage == "output" else "prompt")
+    name = positions.from_field
+    if positions.fixed is None and name is not None and name in obj:
+        source = obj[name]
+        if source not in SOURCES:
+            raise ValueError(
+                f'"{name}" is read as where the text sits, one of '
+                f'{", ".join(SOURCES)}, not {source!r}; if it says where the row came from, '
+                f"read positions from another field (--source-field NAME) or none "
+                f"(--source-field ''), or give one for every row (--source prompt|document|...)")
     values = obj.get("values", {})
     if not isinstance(values, dict):
         raise ValueError('"values" must be an object')
@@ -160,12 +178,12 @@ def _context_fields(obj: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def parse_row(obj: Any, line: int, schema: Schema) -> Row:
+def parse_row(obj: Any, line: int, schema: Schema, positions: Positions = Positions()) -> Row:
     """One row in ``schema``; ``ValueError`` says what is wrong (the caller adds where)."""
     if not isinstance(obj, dict) or not isinstance(obj.get("text"), str):
         raise ValueError('expected a JSON object with a string "text"')
     text: str = obj["text"]
-    context = _context_fields(obj)
+    context = _context_fields(obj, positions)
     if schema == "classification":
         label = obj.get("label")
         if label is None:
@@ -197,7 +215,8 @@ def parse_row(obj: Any, line: int, schema: Schema) -> Row:
 
 
 def read_rows(lines: Iterable[str], source: str = "<input>", limit: int | None = None,
-              schema: Schema | None = None) -> tuple[Schema, list[Row]]:
+              schema: Schema | None = None, positions: Positions = Positions(),
+              ) -> tuple[Schema, list[Row]]:
     """Rows from JSONL lines (blank lines skipped); the first row fixes the schema unless
     one is given (a row with both ``label`` and ``entities`` is read as spans by default)."""
     rows: list[Row] = []
@@ -213,7 +232,7 @@ def read_rows(lines: Iterable[str], source: str = "<input>", limit: int | None =
         try:
             if schema is None:
                 schema = detect_schema(obj)
-            rows.append(parse_row(obj, number, schema))
+            rows.append(parse_row(obj, number, schema, positions))
         except ValueError as exc:
             raise DatasetError(f"{source}:{number}: {exc}") from None
     if schema is None or not rows:
@@ -221,10 +240,10 @@ def read_rows(lines: Iterable[str], source: str = "<input>", limit: int | None =
     return schema, rows
 
 
-def load_dataset(path: str | Path, limit: int | None = None,
-                 schema: Schema | None = None) -> tuple[Schema, list[Row]]:
+def load_dataset(path: str | Path, limit: int | None = None, schema: Schema | None = None,
+                 positions: Positions = Positions()) -> tuple[Schema, list[Row]]:
     with open(path, encoding="utf-8") as fh:
-        return read_rows(fh, str(path), limit, schema)
+        return read_rows(fh, str(path), limit, schema, positions)
 
 
 # -- running ----------------------------------------------------------------------------

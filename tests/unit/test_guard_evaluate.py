@@ -241,8 +241,15 @@ def test_row_context_reaches_the_detector() -> None:
     assert (seen[0].stage, seen[0].source, seen[0].values) == (
         "output", "completion", {"canary": "c4n4ry"})
     assert (seen[1].stage, seen[1].source, seen[1].language) == ("input", "document", "fr")
-    with pytest.raises(ev.DatasetError, match=r":1: \"source\" must be one of"):
+    with pytest.raises(ev.DatasetError, match=r":1: \"source\" is read as where the text sits"):
         ev.read_rows(['{"text": "a", "label": 1, "source": "email"}'])
+    provenance = '{"text": "a", "label": 1, "source": "email", "pos": "tool"}'
+    assert ev.read_rows([provenance], positions=ev.Positions(None))[1][0].source == "prompt"
+    assert ev.read_rows([provenance], positions=ev.Positions("pos"))[1][0].source == "tool"
+    fixed = ev.Positions("source", "document")
+    assert ev.read_rows([provenance], positions=fixed)[1][0].source == "document"
+    with pytest.raises(ev.DatasetError, match=r'"pos" is read'):
+        ev.read_rows(['{"text": "a", "label": 1, "pos": "x"}'], positions=ev.Positions("pos"))
 
 
 def test_a_row_with_label_and_entities_reads_as_either_schema() -> None:
