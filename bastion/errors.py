@@ -159,6 +159,12 @@ class Overloaded(ServerError):
     default_code = "overloaded"
 
 
+class QueueFull(Overloaded):
+    """Our own queue (a model's, an alias's) is at its bound: the client is told at once,
+    with Retry-After. The router may try another deployment but does not wait and retry
+    the same one: that would queue the request a second, invisible way."""
+
+
 class StoreUnavailableError(ServerError):
     status = 503
     default_code = "store_unavailable"

@@ -32,6 +32,7 @@ from bastion.errors import (
     MethodNotAllowed,
     NotFound,
     PermissionDenied,
+    ServerError,
     StoreUnavailableError,
 )
 from bastion.gateway.context import RequestContext
@@ -275,6 +276,8 @@ class Gateway:
             ctx.status = exc.status
             ctx.error = exc.message
             response = Response(exc.status, exc.body(), [*JSON_HEADERS, *exc.headers()])
+        except Exception as exc:  # noqa: BLE001  a bug (ours, a plugin's): answered like any
+            response = self._internal_error(ctx, exc)  # other error, traced and counted
         response.headers = [
             *response.headers,
             (b"x-request-id", ctx.request_id.encode()),
@@ -290,6 +293,20 @@ class Gateway:
             if written is not None:  # its trace in the spool file before the answer goes
                 await written  # out (one write for all finished in this loop iteration)
         return response
+
+    @staticmethod
+    def _internal_error(ctx: RequestContext, exc: Exception) -> Response:
+        """A 500 for an exception no stage turned into an error: the client gets the
+        envelope and its request id, the trace the exception's class (not its message,
+        which may quote the request), the log the traceback with the same id."""
+        name = type(exc).__name__
+        log.error("unhandled %s in %s", name, ctx.endpoint, exc_info=exc,
+                  extra={"request_id": ctx.request_id, "error_type": name})
+        ctx.status = 500
+        ctx.error = f"internal error ({name})"
+        error = ServerError(f"Internal server error ({name}); the gateway's log has it under "
+                            f"request id {ctx.request_id}", code="internal_error")
+        return Response(500, error.body(), list(JSON_HEADERS))
 
     def _context(self, request: Request) -> RequestContext:
         """A new request's context. Its id is the client's ``x-request-id`` when valid, else

@@ -24,7 +24,7 @@ import heapq
 import itertools
 from dataclasses import dataclass
 
-from bastion.errors import Overloaded, RateLimited
+from bastion.errors import QueueFull, RateLimited
 
 LOWEST_PRIORITY = 9
 DEFAULT_PRIORITY = 5
@@ -62,7 +62,8 @@ class Ticket:
 class FairQueue:
     """A bounded priority queue with per-tenant fair shares.
 
-    ``push`` raises :class:`Overloaded` (503) when ``limit`` requests already wait, and
+    ``push`` raises :class:`~bastion.errors.QueueFull` (503) when ``limit`` requests
+    already wait, and
     :class:`RateLimited` (429) when the claim's tenant already has ``max_queued`` waiting;
     both carry the ``Retry-After`` hint the caller passes."""
 
@@ -88,7 +89,7 @@ class FairQueue:
     def push(self, claim: Claim, retry_after: float = 1.0) -> Ticket:
         """Queues a request; ``retry_after`` is the hint given if it is refused."""
         if self._live >= self.limit:
-            raise Overloaded(
+            raise QueueFull(
                 f"{self.what} is busy: {self._live} requests are already waiting; retry later",
                 retry_after=retry_after,
             )

@@ -32,6 +32,7 @@ from bastion.errors import (
     InvalidRequest,
     ModelNotFound,
     Overloaded,
+    QueueFull,
     UpstreamTimeout,
 )
 from bastion.gateway.context import RequestContext, Span
@@ -259,6 +260,8 @@ class Router:
                     candidates = await self._queue(route, ctx, now)
             may_queue = False
             if not candidates:
+                # a full queue of ours is an answer now, not a reason to wait and try again
+                failed = [(d, e) for d, e in failed if not isinstance(e, QueueFull)]
                 if not failed:
                     break
                 # Every deployment was tried once: wait, then retry those that failed.

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -17,8 +19,9 @@ from bastion.errors import ConfigError
 from bastion.gateway.app import Gateway
 from bastion.gateway.context import RequestContext
 from bastion.hookspecs import RegisterBackend, hookimpl
+from bastion.observe.logs import JsonFormatter
 from bastion.plugins import plugin_manager
-from tests.gateway_harness import RunningGateway
+from tests.gateway_harness import RunningGateway, trace_of
 
 
 class EchoBackend(Backend):
@@ -49,10 +52,20 @@ class EchoBackend(Backend):
         )
 
 
+class BrokenBackend(EchoBackend):
+    """A plugin with a bug: any exception, not one of Bastion's errors."""
+
+    kind = "broken"
+
+    async def chat(self, body: dict[str, Any], stream: bool, ctx: RequestContext) -> Result:
+        raise KeyError(body["messages"][-1]["content"])  # quotes the request, as bugs do
+
+
 class EchoPlugin:
     @hookimpl
     def register_backends(self, register: RegisterBackend) -> None:
         register("echo", EchoBackend)
+        register("broken", BrokenBackend)
 
 
 def settings_with_echo(tmp_path: Path) -> Settings:
@@ -71,6 +84,39 @@ def test_plugin_backend_serves_requests(tmp_path: Path) -> None:
             model="parrot", messages=[{"role": "user", "content": "hello"}]
         )
         assert reply.choices[0].message.content == "echo: hello"
+    finally:
+        gw.stop()
+
+
+def test_a_plugin_bug_is_a_traced_500_with_the_clients_request_id(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    pm = plugin_manager()
+    pm.register(EchoPlugin())
+    settings = load_settings(env={}, overrides={
+        "server.port": 0, "home": str(tmp_path / "home"), "tracing": {"flush_interval": 0.05},
+        "models": [{"name": "bad", "backend": "broken"}]})
+    gw = RunningGateway(settings, pm).start()
+    try:
+        with caplog.at_level(logging.ERROR):
+            status, headers, body = gw.request_full("POST", "/v1/chat/completions", {
+                "model": "bad", "messages": [{"role": "user", "content": "private words"}]})
+        assert status == 500
+        assert body["error"]["code"] == "internal_error" and body["error"]["type"] == "server_error"
+        assert "KeyError" in body["error"]["message"] and "private" not in body["error"]["message"]
+        request_id = headers["x-request-id"]
+        assert request_id in body["error"]["message"]
+        trace = trace_of(gw, request_id)
+        assert trace["status"] == 500 and trace["error"] == "internal error (KeyError)"
+        (record,) = [r for r in caplog.records if getattr(r, "request_id", None) == request_id]
+        line = json.loads(JsonFormatter().format(record))
+        assert line["request_id"] == request_id and line["error_type"] == "KeyError"
+        assert "KeyError" in line["exc_info"] and line["level"] == "ERROR"
+        status, _, text = gw.request_full("GET", "/metrics")
+        assert 'bastion_requests_total{' in text.decode() and 'status="500"' in text.decode()
+        client = openai.OpenAI(base_url=gw.base_url + "/v1", api_key="x", max_retries=0)
+        with pytest.raises(openai.InternalServerError) as caught:
+            client.chat.completions.create(model="bad", messages=[{"role": "user", "content": "x"}])
+        assert caught.value.response.headers["x-request-id"]
     finally:
         gw.stop()
 
