@@ -3,6 +3,7 @@
 
     .venv/bin/python bench/tracing_side_by_side.py [--windows 9] [--duration 5]
         [--parts tracing|metrics|keys|tracing,metrics] [--content redacted] [--stream]
+        [--baseline-tree DIR]
 
 Why: this machine's speed drifts by a quarter within minutes (other tenants), so a
 gateway measured after another one can look 10 % faster or slower for no reason of its
@@ -23,6 +24,10 @@ own. Here both run at once, on the same CPU, so drift hits both alike:
   cache-hungry work look dearer than it is alone; ``--alternate`` runs the two wrk runs of
   a window one after the other instead, each gateway alone on the core (a few seconds
   apart, so drift mostly cancels in the per-window ratio).
+
+``--baseline-tree DIR`` compares two versions of the code instead of two configurations:
+``off`` runs the checkout in DIR (e.g. ``git worktree add /tmp/before HEAD~3``, with the C
+extensions copied beside its sources), ``on`` this one, both with --parts on.
 
 Reported, as medians over the windows: ``on/off`` throughput (requests answered in the
 same window; with both saturated and sharing the core fairly, the cost ratio), and
@@ -121,6 +126,9 @@ def main() -> int:
                     help="what 'on' turns on: tracing, metrics, keys (called with a virtual "
                     "key instead of the master key), keys,limits (a key with RPM, TPM and "
                     "in-flight limits), or several (tracing,metrics)")
+    ap.add_argument("--baseline-tree", default=None, metavar="DIR",
+                    help="'off' runs the code in DIR (another checkout), with the same "
+                    "--parts as 'on': a before/after comparison of two versions")
     ap.add_argument("--port", type=int, default=15500, help="off; on is the next port")
     ap.add_argument("--upstream-port", type=int, default=18500)
     args = ap.parse_args()
@@ -150,8 +158,13 @@ def main() -> int:
             port = args.port + i
             cmd = [py, "-m", "bastion", "serve", "--config",
                    str(ROOT / "bench/bastion-bench.yaml"), "--port", str(port)]
+            mode_env = gateway_env(mode, args, env, home)
+            if args.baseline_tree:  # two versions, one configuration
+                mode_env = gateway_env("on", args, env, home)
+                if mode == "off":
+                    mode_env["PYTHONPATH"] = str(Path(args.baseline_tree).resolve())
             gws[mode] = subprocess.Popen(  # a process group of its own, this session
-                ["taskset", "-c", cpus_gw, *cmd], env=gateway_env(mode, args, env, home),
+                ["taskset", "-c", cpus_gw, *cmd], env=mode_env,
                 stdout=(home / "bastion.log").open("wb"), stderr=subprocess.STDOUT,
                 process_group=0)
             urls[mode] = f"http://127.0.0.1:{port}/v1/chat/completions"

@@ -1,10 +1,12 @@
-"""The gateway application: builds backends from settings and runs the request pipeline.
+"""The gateway application: builds backends from settings and runs each request.
 
-Pipeline for ``/v1/*`` (each step a small function, called in this order from ``handle``):
-route → authenticate → admit (priority and tenant: ``bastion.routing.admission``) →
-parse + validate (in the endpoint handler) → resolve model → queue if busy → backend call
-→ respond → finish (observers: the trace writer, metrics, the access log).
-Errors raised anywhere along the way become one OpenAI error envelope.
+``handle`` is the front of every request: its context and trace context, the endpoint
+(404/405), then for ``/v1`` and ``/api`` authenticate (key → principal), authorize (role),
+admit (priority and tenant: ``bastion.routing.admission``), then the endpoint; for the
+OpenAI operations that is :class:`bastion.gateway.pipeline.Pipeline` (parse, validate,
+models, limits, input guards, route and call, output guards, respond). Whatever happens,
+one OpenAI error envelope for an error (a bug's exception too: a 500 with the client's
+request id) and ``finish`` (observers: the trace writer, metrics, OTel, the access log).
 """
 
 from __future__ import annotations
@@ -17,12 +19,12 @@ import logging
 import os
 import re
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 import pluggy
 
-from bastion.backends.base import Backend, ClosingStream, Completion, EventStream, Result
+from bastion.backends.base import Backend
 from bastion.config import Settings
 from bastion.errors import (
     AuthenticationFailed,
@@ -35,6 +37,7 @@ from bastion.errors import (
     ServerError,
     StoreUnavailableError,
 )
+from bastion.gateway import routes
 from bastion.gateway.context import RequestContext
 from bastion.gateway.recent import RecentIds
 from bastion.governance.audit import AuditTrail
@@ -57,11 +60,9 @@ from bastion.routing.admission import Admission
 from bastion.routing.router import Router
 from bastion.server.types import (
     JSON_HEADERS,
-    SSE_HEADERS,
     Request,
     Response,
     StreamingResponse,
-    aclose,
 )
 
 if TYPE_CHECKING:
@@ -118,8 +119,6 @@ class Gateway:
         if self.otel is not None:
             self.observers.append(self.otel.observe)
         self.started = False
-        from bastion.gateway import routes  # the endpoint table
-
         self._routes: dict[str, dict[str, Endpoint]] = routes.table(self)
         self._prefixed: list[tuple[str, dict[str, Endpoint]]] = routes.prefixed(self)
 
@@ -170,11 +169,11 @@ class Gateway:
         self._metrics_auth = self._master_key is not None and settings.metrics.auth
         if self.ingest is not None and self.ingest.settings is not settings:
             self.ingest.update(settings)  # new prices, maybe
-        self._keep_chunks = (self.tracing is not None and keeps_content(settings)) or (
+        self.keep_chunks = (self.tracing is not None and keeps_content(settings)) or (
             self.otel is not None and settings.otel.capture_content
         )
         # a stream's last event time (time per output token) and, maybe, its events
-        self._watch_streams = bool(self.tracing or self.otel or settings.metrics.enabled)
+        self.watch_streams = bool(self.tracing or self.otel or settings.metrics.enabled)
         if settings.server.access_log and _log_access not in self.observers:
             self.observers.append(_log_access)
         elif not settings.server.access_log and _log_access in self.observers:
@@ -386,47 +385,6 @@ class Gateway:
                 f"This key's role ({principal.role}) may not {_DOING[needed]}",
                 code="insufficient_permissions")
 
-    async def guard_output(self, result: Result, ctx: RequestContext) -> tuple[Result, str | None]:
-        """The output guards over an answer (a stream is wrapped, scanned as it goes), and a
-        violation to re-ask about (json_schema with ``reask``), if any."""
-        guards = self.guards
-        if guards is None or not guards.wants_output(ctx):
-            return result, None
-        if isinstance(result, Completion):
-            if result.status != 200:
-                return result, None
-            body, reask = await guards.check_completion(ctx, result.body)
-            return Completion(body, result.status, result.headers), reask
-        inner = result.events
-        result.events = ClosingStream(guards.watch_stream(ctx, inner), lambda: aclose(inner))
-        return result, None
-
-    def respond(self, result: Result, ctx: RequestContext) -> Response | StreamingResponse:
-        if isinstance(result, Completion):
-            ctx.response_body = result.body
-            return Response(result.status, result.body, JSON_HEADERS + result.headers)
-        assert isinstance(result, EventStream)
-        finished = False
-
-        def on_end() -> Awaitable[None] | None:  # the last event relayed: the trace is
-            nonlocal finished  # in the spool file before the terminating chunk goes out
-            finished = True
-            self.finish(ctx)
-            return self.tracing.written() if self.tracing is not None else None
-
-        if self._watch_streams:
-            result.events = _watched(result.events, ctx, self._keep_chunks, on_end)
-
-        def on_close(completed: bool) -> None:
-            if finished:
-                return
-            if not completed and ctx.error is None:
-                ctx.error = "client disconnected"
-                ctx.status = 499
-            self.finish(ctx)
-
-        return StreamingResponse(200, result.events, SSE_HEADERS + result.headers, on_close)
-
     def finish(self, ctx: RequestContext) -> None:
         ctx.finished_at = time.perf_counter()
         if ctx.limit is not None:
@@ -440,33 +398,6 @@ class Gateway:
                 log.exception("observer %r failed", observer)
 
 
-def _watched(events: AsyncIterator[bytes], ctx: RequestContext, keep: bool,
-             on_end: Callable[[], Awaitable[None] | None] | None = None) -> ClosingStream:
-    """Relays a stream, noting when its last event went out and (``keep``) the events
-    themselves, for the trace (parsed later, off the request path); ``on_end()`` once the
-    stream has ended, before the server writes its terminating chunk (a SIGKILL after
-    the client got the whole answer must not lose its trace)."""
-    chunks: list[bytes] | None = [] if keep else None
-    ctx.chunks = chunks
-    clock = time.perf_counter
-
-    async def relay() -> AsyncIterator[bytes]:
-        count = 0
-        try:
-            async for chunk in events:
-                if chunks is not None:
-                    chunks.append(chunk)
-                count += 1
-                ctx.last_token_at = clock()
-                yield chunk
-            ctx.stream_events = count
-            written = on_end() if on_end is not None else None
-            if written is not None:
-                await written
-        finally:
-            ctx.stream_events = count
-
-    return ClosingStream(relay(), lambda: aclose(events))
 
 
 _DOING = {"infer": "call models", "feedback": "send feedback", "read": "read traces and stats",
