@@ -30,6 +30,20 @@ from typing import Any, ClassVar
 import orjson
 
 
+def envelope(message: str, type_: str, code: str | None, param: str | None = None
+             ) -> dict[str, Any]:
+    """The OpenAI error envelope: the one builder of it (responses, stream error events and
+    the HTTP server's own 4xx/5xx all use it)."""
+    return {"error": {"message": message, "type": type_, "param": param, "code": code}}
+
+
+def error_body(status: int, message: str, code: str) -> bytes:
+    """An envelope's bytes for a status with no exception class behind it (the HTTP
+    server's 400/408/413/431/500): ``invalid_request_error`` below 500, else ``server_error``."""
+    kind = "invalid_request_error" if status < 500 else "server_error"
+    return orjson.dumps(envelope(message, kind, code))
+
+
 class BastionError(Exception):
     status: ClassVar[int] = 500
     type: ClassVar[str] = "server_error"
@@ -53,14 +67,7 @@ class BastionError(Exception):
         self.retry_after = retry_after
 
     def envelope(self) -> dict[str, Any]:
-        return {
-            "error": {
-                "message": self.message,
-                "type": self.type,
-                "param": self.param,
-                "code": self.code,
-            }
-        }
+        return envelope(self.message, self.type, self.code, self.param)
 
     def body(self) -> bytes:
         return orjson.dumps(self.envelope())

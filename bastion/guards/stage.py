@@ -37,6 +37,7 @@ from typing import Any
 
 import orjson
 
+from bastion.backends.base import sse_error
 from bastion.errors import ClientError, ServerError
 from bastion.gateway.context import RequestContext, Span
 from bastion.guards.engine import SEVERITY, Decision, GuardEngine, Policy, Scanned, strongest
@@ -272,9 +273,7 @@ class _GuardedStream:
                 log.exception("output guards failed on a stream")
                 message = "The answer could not be checked by the output guards"
             self.ctx.error = message
-            yield b"data: " + orjson.dumps({"error": {
-                "message": message, "type": "server_error", "param": None,
-                "code": "guard_error"}}) + b"\n\n"
+            yield sse_error(GuardFailed(message))
         finally:
             # ended early (a block, an error): the upstream stream is released here, as the
             # server closes only a body that did not complete

@@ -25,6 +25,7 @@ from collections import deque
 
 import httptools
 
+from bastion.errors import error_body
 from bastion.server.types import (
     Handler,
     Headers,
@@ -42,7 +43,6 @@ from bastion.server.wire import (
     _check_coding,
     _check_hosts,
     _date_header,
-    _error_body,
     _HeadTooLarge,
     _request_id,
     _status_line,
@@ -229,7 +229,7 @@ class HTTPProtocol(asyncio.Protocol):
         self._keep_alive = False
         self._read_since = -1.0  # nothing more is read, so nothing more can time out
         self._parser = _Discard()  # type: ignore[assignment]
-        body = _error_body(status, message, code)
+        body = error_body(status, message, code)
         payload = (
             _status_line(status) + _date_header()
             + b"content-type: application/json\r\nconnection: close\r\nx-request-id: "
@@ -362,7 +362,7 @@ class HTTPProtocol(asyncio.Protocol):
             log.exception("unhandled error in handler for %s %s", request.method, request.path)
             response = Response(
                 500,
-                _error_body(500, "Internal server error", "internal_error"),
+                error_body(500, "Internal server error", "internal_error"),
                 [(b"content-type", b"application/json"), (b"x-request-id", _request_id())],
             )
         if self._closed:

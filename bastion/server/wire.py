@@ -41,12 +41,6 @@ def _status_line(status: int) -> bytes:
     return line
 
 
-def _error_body(status: int, message: str, code: str) -> bytes:
-    kind = "invalid_request_error" if status < 500 else "server_error"
-    return (
-        b'{"error":{"message":"' + message.encode() + b'","type":"' + kind.encode()
-        + b'","param":null,"code":"' + code.encode() + b'"}}'
-    )
 
 
 class ServerConfig:
