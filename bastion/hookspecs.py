@@ -32,3 +32,10 @@ def register_routing_strategies(register: Callable[[str, Callable[..., Any]], No
 def register_scanners(register: Callable[[str, Callable[..., Any]], None]) -> None:
     """Register guard scanners by name: factory(options: Mapping) -> Scanner
     (``bastion.guards.base``)."""
+
+
+@hookspec
+def register_observers(register: Callable[[str, Callable[..., Any]], None]) -> None:
+    """Register request observers by name: factory(gateway) -> observer(ctx) or None (off).
+    Every finished request's context goes to each observer once, on the event loop (keep
+    it quick; queue anything slow). Factories are asked again after a config reload."""

@@ -13,6 +13,7 @@ DEFAULT_PLUGINS = (
     "bastion.backends.builtin",
     "bastion.routing.strategies",
     "bastion.guards.builtin",
+    "bastion.observe.builtin",
 )
 
 
@@ -53,3 +54,8 @@ def routing_strategies(pm: pluggy.PluginManager) -> dict[str, Callable[..., Any]
 def scanner_factories(pm: pluggy.PluginManager) -> dict[str, Callable[..., Any]]:
     """Guard scanner name -> factory(options) (``bastion.guards.base``)."""
     return _registered(pm.hook.register_scanners)
+
+
+def observer_factories(pm: pluggy.PluginManager) -> dict[str, Callable[..., Any]]:
+    """Observer name -> factory(gateway) -> observer(ctx) or None (``bastion.observe.builtin``)."""
+    return _registered(pm.hook.register_observers)

@@ -52,6 +52,7 @@ from bastion.observe.spool import Spool
 from bastion.observe.traceparent import start_trace
 from bastion.plugins import (
     backend_factories,
+    observer_factories,
     plugin_manager,
     routing_strategies,
     scanner_factories,
@@ -69,7 +70,6 @@ if TYPE_CHECKING:
     from bastion.guards.stage import GuardStage
 
 log = logging.getLogger("bastion.gateway")
-access_log = logging.getLogger("bastion.access")
 
 Endpoint = Callable[[Request, RequestContext], Awaitable[Response | StreamingResponse]]
 Observer = Callable[[RequestContext], None]
@@ -89,6 +89,7 @@ class Gateway:
         self._id_prefix = os.urandom(6).hex()
         self._ids = itertools.count(1)
         self.observers: list[Observer] = []
+        self._observer_factories: dict[str, Callable[[Gateway], Observer | None]] = {}
         self.recent = RecentIds()  # answered ids, for feedback before the trace is stored
         self.background: set[asyncio.Task[None]] = set()
         self.loader: Callable[[], Settings] | None = None  # re-reads config for a reload
@@ -104,7 +105,6 @@ class Gateway:
         if settings.tracing.enabled:
             self.tracing = build_spool(settings)
             self.ingest = IngestProcess(settings)
-            self.observers.append(self.tracing.observe)
         self.otel: OtelExporter | None = None
         if settings.otel.enabled:  # the SDK loads only when used (a quarter second)
             from bastion.observe.otel import OtelExporter
@@ -114,10 +114,8 @@ class Gateway:
         self.metrics = Metrics(settings, self)
         if self.tracing is not None:
             self.tracing.on_drop = self.metrics.traces_dropped
-        if settings.metrics.enabled:
-            self.observers.append(self.metrics.observe)
-        if self.otel is not None:
-            self.observers.append(self.otel.observe)
+        self._observer_factories = observer_factories(self.pm)
+        self.observers = self._observers()
         self.started = False
         self._routes: dict[str, dict[str, Endpoint]] = routes.table(self)
         self._prefixed: list[tuple[str, dict[str, Endpoint]]] = routes.prefixed(self)
@@ -174,10 +172,13 @@ class Gateway:
         )
         # a stream's last event time (time per output token) and, maybe, its events
         self.watch_streams = bool(self.tracing or self.otel or settings.metrics.enabled)
-        if settings.server.access_log and _log_access not in self.observers:
-            self.observers.append(_log_access)
-        elif not settings.server.access_log and _log_access in self.observers:
-            self.observers.remove(_log_access)
+        self.observers = self._observers()  # none while the gateway is being built
+
+    def _observers(self) -> list[Observer]:
+        """The observers the registered factories give for the current settings, built-ins
+        (spool, metrics, OTel, access log) and plugins' alike."""
+        found = (factory(self) for factory in self._observer_factories.values())
+        return [o for o in found if o is not None]
 
     async def reload(self, settings: Settings, dry_run: bool = False) -> dict[str, Any]:
         from bastion.gateway.reload import reload
@@ -429,18 +430,3 @@ def make_router(settings: Settings, backends: dict[str, Backend], gateway: Gatew
     )
 
 
-def _log_access(ctx: RequestContext) -> None:
-    finished = ctx.finished_at or time.perf_counter()
-    usage: dict[str, Any] = ctx.usage or {}
-    access_log.info(
-        "%s %s model=%s status=%d ms=%.1f tokens_in=%s tokens_out=%s%s",
-        ctx.request_id,
-        ctx.endpoint,
-        ctx.model or "-",
-        ctx.status,
-        (finished - ctx.received_at) * 1000,
-        usage.get("prompt_tokens", "-"),
-        usage.get("completion_tokens", "-"),
-        f" error={ctx.error!r}" if ctx.error else "",
-        extra={"request_id": ctx.request_id},
-    )

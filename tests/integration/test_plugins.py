@@ -121,6 +121,43 @@ def test_a_plugin_bug_is_a_traced_500_with_the_clients_request_id(
         gw.stop()
 
 
+class Recorder:
+    """A plugin observer, registered through the hook the spool, metrics, OTel and the
+    access log use; and one that fails, which must not break a request."""
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[str, int, str | None]] = []
+
+    @hookimpl
+    def register_observers(self, register: Any) -> None:
+        register("recorder", lambda gw: lambda ctx: self.seen.append(
+            (ctx.request_id, ctx.status, ctx.model)) if ctx.endpoint.startswith("/v1/") else None)
+        register("broken", lambda gw: lambda ctx: 1 / 0)
+        register("off", lambda gw: None)
+
+
+def test_a_plugin_observer_sees_every_finished_request(tmp_path: Path) -> None:
+    pm = plugin_manager()
+    pm.register(EchoPlugin())
+    recorder = Recorder()
+    pm.register(recorder)
+    gw = RunningGateway(settings_with_echo(tmp_path), pm).start()
+    try:
+        status, headers, _ = gw.request_full("POST", "/v1/chat/completions", {
+            "model": "parrot", "messages": [{"role": "user", "content": "hello"}]})
+        assert status == 200  # the broken observer is logged, not the client's problem
+        status, missing, _ = gw.request_full("POST", "/v1/chat/completions", {
+            "model": "nope", "messages": [{"role": "user", "content": "hello"}]})
+        assert status == 404
+        assert recorder.seen == [(headers["x-request-id"], 200, "parrot"),
+                                 (missing["x-request-id"], 404, "nope")]
+    finally:
+        gw.stop()
+    names = list(__import__("bastion.plugins", fromlist=["x"]).observer_factories(pm))
+    assert names[-4:] == ["spool", "metrics", "otel", "access_log"]  # the built-ins, last
+    assert {"recorder", "broken", "off"} <= set(names)
+
+
 def test_unknown_backend_kind_is_a_clear_start_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="no installed plugin provides backend 'echo'"):
         Gateway(settings_with_echo(tmp_path))
@@ -133,3 +170,17 @@ def test_config_check_reports_unknown_backend(tmp_path: Path) -> None:
     result = CliRunner().invoke(main, ["config", "check", str(path)])
     assert result.exit_code == 1
     assert "no installed plugin provides backend 'echo'" in result.output
+
+
+def test_the_access_log_follows_a_reload(tmp_path: Path) -> None:
+    from bastion.observe.builtin import log_access
+
+    on = load_settings(env={}, overrides={"server.port": 0, "home": str(tmp_path / "h"),
+                                          "server.access_log": True, "tracing.enabled": False})
+    gw = Gateway(on)
+    assert log_access in gw.observers and gw.metrics.observe in gw.observers
+    off = on.model_copy(update={"server": on.server.model_copy(update={"access_log": False})})
+    gw.apply(off, gw.backends, gw.router, gw.guards)
+    assert log_access not in gw.observers and gw.metrics.observe in gw.observers
+    gw.apply(on, gw.backends, gw.router, gw.guards)
+    assert gw.observers.count(log_access) == 1
