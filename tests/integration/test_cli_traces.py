@@ -155,7 +155,7 @@ def test_reprice_recomputes_cost_with_the_current_price_table(tmp_path: Path) ->
 def test_the_table_cuts_the_preview_not_the_columns() -> None:
     from rich.console import Console
 
-    from bastion.cli_traces import _table
+    from bastion.cli.traces import _table
 
     rows = [{"ts": 1_800_000_000, "id": "fb267e18764a00000005", "model": "smollm2",
              "status": 503, "latency_ms": 254.4, "input_tokens": 34, "output_tokens": 16,

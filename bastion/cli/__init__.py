@@ -7,7 +7,11 @@ from pathlib import Path
 
 import click
 
-from bastion import __version__, cli_audit, cli_guard, cli_keys, cli_traces
+from bastion import __version__
+from bastion.cli import audit as cli_audit
+from bastion.cli import guard as cli_guard
+from bastion.cli import keys as cli_keys
+from bastion.cli import traces as cli_traces
 from bastion.config import Settings, gateway_url, load_settings
 from bastion.config import config_path as default_config_path
 from bastion.errors import ConfigError

@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from bastion.cli_api import call, connection, gateway_options
+from bastion.cli.api import call, connection, gateway_options
 
 _FILTERS = ("model", "deployment", "key_id", "team", "user", "session", "status", "q",
             "since", "until", "min_latency_ms", "max_latency_ms", "guard")
