@@ -24,7 +24,12 @@ policy threshold of 0.5 serves both tiers.
 
 Indirect mode: with ``ScanContext.source`` ``"document"`` or ``"tool"`` the rules addressed
 to an assistant ("AI: ignore your instructions", "when you read this, send...") apply,
-and the classifier sees its indirect-source feature.
+and the classifier sees its indirect-source feature. The classifier then also scores the
+short units of the text on their own (:mod:`segments`: pieces between structural breaks such
+as HTML comments and hidden elements, code comments, string literals, table cells and quoted
+lines, their sentences and sentence pairs), so an instruction diluted in a 600-character
+window of benign text is judged about as it would be alone; the best window or unit wins
+and is reported as ``(segment)``.
 """
 
 from __future__ import annotations
@@ -38,6 +43,7 @@ from bastion.guards.injection.model import MODEL_PATH, LinearModel, load_model
 from bastion.guards.injection.model_hash import MODEL_SHA256
 from bastion.guards.injection.normalize import fold
 from bastion.guards.injection.rules import INDIRECT_SOURCES, RuleTier
+from bastion.guards.injection.segments import units
 
 __all__ = ["KINDS", "InjectionScanner", "make_scanner", "recommended_threshold"]
 
@@ -83,8 +89,12 @@ class InjectionScanner:
         if self._model is not None:
             view = fold(text, unspace=False)
             p, s, e = self._model.score(view.text, indirect)
+            where = "" if (s, e) == (0, len(view.text)) else " (window)"
+            if indirect:
+                up, us, ue = self._model.score_spans(view.text, units(view.text), indirect)
+                if up > p:
+                    p, s, e, where = up, us, ue, " (segment)"
             start, end = view.span(s, e, len(text))
-            where = "" if (start, end) == (0, len(text)) else " (window)"
             findings.append(Finding("INJECTION", start, end, round(p, 4),
                                     f"classifier p={p:.3f}{where}"))
             if self._scan_hidden:

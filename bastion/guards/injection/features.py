@@ -99,3 +99,66 @@ def featurize(view: str, indirect: bool = False) -> tuple[IntArray, FloatArray]:
         idx.append(np.array([INDIRECT_FEATURE], dtype=np.int64))
         val.append(np.ones(1, dtype=np.float32))
     return np.concatenate(idx), np.concatenate(val)
+
+
+def _rows_block(rows: IntArray, slots: IntArray, n_rows: int) -> tuple[IntArray, IntArray,
+                                                                          FloatArray]:
+    """:func:`_block` for many texts at once: per-row log1p counts, L2-normalised per row."""
+    if slots.size == 0:
+        return rows, slots, np.zeros(0, dtype=np.float32)
+    uniq, counts = np.unique(rows * DIM + slots, return_counts=True)
+    r, s = uniq // DIM, uniq % DIM
+    val = np.log1p(counts.astype(np.float32))
+    norm = np.sqrt(np.bincount(r, weights=val.astype(np.float64) ** 2, minlength=n_rows))
+    return r, s, (val / norm[r].astype(np.float32)).astype(np.float32)
+
+
+def _many_char_hashes(views: list[str]) -> tuple[IntArray, IntArray]:
+    padded = [" " + _WS.sub(" ", v).strip() + " " for v in views]
+    lengths = np.fromiter((len(p) for p in padded), dtype=np.int64, count=len(padded))
+    cps = np.frombuffer("".join(padded).encode("utf-32-le"), dtype=np.uint32).astype(np.uint64)
+    row_of = np.repeat(np.arange(len(views), dtype=np.int64), lengths)
+    rows, slots = [], []
+    with np.errstate(over="ignore"):
+        for n in CHAR_NS:
+            m = len(cps) - n + 1
+            if m <= 0:
+                continue
+            h = np.full(m, np.uint64(n * 0x9E3779B1), dtype=np.uint64)
+            for k in range(n):
+                h = h * _P + cps[k : k + m]
+            ok = row_of[:m] == row_of[n - 1 :]  # n-grams never span two texts
+            rows.append(row_of[:m][ok])
+            slots.append(_slot(h[ok]))
+    if not rows:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    return np.concatenate(rows), np.concatenate(slots)
+
+
+def _many_word_hashes(views: list[str]) -> tuple[IntArray, IntArray]:
+    per_text = [_WORD.findall(v) for v in views]
+    counts = np.fromiter((len(ws) for ws in per_text), dtype=np.int64, count=len(views))
+    total = int(counts.sum())
+    if total == 0:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    w = np.fromiter((zlib.crc32(x.encode("utf-8")) for ws in per_text for x in ws),
+                    dtype=np.uint64, count=total)
+    row_of = np.repeat(np.arange(len(views), dtype=np.int64), counts)
+    with np.errstate(over="ignore"):
+        uni = _slot(w * np.uint64(31) + np.uint64(0x5BD1E995))
+        ok = row_of[:-1] == row_of[1:]
+        bi = _slot(w[:-1][ok] * _P + w[1:][ok] + np.uint64(0x27D4EB2F))
+    return np.concatenate([row_of, row_of[:-1][ok]]), np.concatenate([uni, bi])
+
+
+def margins_many(weights: FloatArray, bias: float, views: list[str],
+                 indirect: bool = False) -> npt.NDArray[np.float64]:
+    """``weights . featurize(v, indirect) + bias`` for every view, in one vectorised pass:
+    scoring the 40 short units of a document one by one costs ~40 numpy round trips each."""
+    n = len(views)
+    total = np.full(n, bias + (float(weights[INDIRECT_FEATURE]) if indirect else 0.0))
+    for rows, slots in (_many_char_hashes(views), _many_word_hashes(views)):
+        r, s, v = _rows_block(rows, slots, n)
+        if s.size:
+            total += np.bincount(r, weights=(weights[s] * v).astype(np.float64), minlength=n)
+    return total

@@ -26,7 +26,7 @@ import numpy as np
 import numpy.typing as npt
 
 from bastion.backends.embedding_local import IntegrityError, verify_sha256
-from bastion.guards.injection.features import DIM, featurize
+from bastion.guards.injection.features import DIM, featurize, margins_many
 from bastion.guards.injection.model_hash import MODEL_SHA256
 
 MAGIC: Final = b"BASTION-INJ-1\n"
@@ -34,7 +34,8 @@ MODEL_PATH: Final = Path(__file__).with_name("model.bin")
 WINDOW: Final = 600  # characters per window for long texts
 STRIDE: Final = 300
 
-__all__ = ["MODEL_PATH", "IntegrityError", "LinearModel", "load_model", "write_model"]
+__all__ = ["MODEL_PATH", "IntegrityError", "LinearModel", "load_model", "windows",
+           "write_model"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,17 +59,29 @@ class LinearModel:
         window ``[start, end)`` of the view that scored it."""
         if len(view) <= WINDOW + STRIDE:
             return self.probability(self.margin(*featurize(view, indirect))), 0, len(view)
-        best = (-math.inf, 0, 0)
-        starts = [*range(0, len(view) - WINDOW, STRIDE), len(view) - WINDOW]
-        for s in starts:
-            # start and end on a space so that windows do not cut words
-            a = view.rfind(" ", max(0, s - 40), s + 1) + 1 if s else 0
-            e = view.find(" ", s + WINDOW)
-            e = len(view) if e < 0 or e > s + WINDOW + 40 else e
-            m = self.margin(*featurize(view[a:e], indirect))
-            if m > best[0]:
-                best = (m, a, e)
-        return self.probability(best[0]), best[1], best[2]
+        return self.score_spans(view, windows(view), indirect)
+
+    def score_spans(self, view: str, spans: list[tuple[int, int]],
+                    indirect: bool = False) -> tuple[float, int, int]:
+        """The best of ``spans`` of ``view``, each scored alone, in one vectorised pass:
+        ``(p, start, end)``, or ``(0.0, 0, 0)`` for no spans."""
+        if not spans:
+            return 0.0, 0, 0
+        m = margins_many(self.weights, self.bias, [view[a:e] for a, e in spans], indirect)
+        i = int(np.argmax(m))
+        return self.probability(float(m[i])), spans[i][0], spans[i][1]
+
+
+def windows(view: str) -> list[tuple[int, int]]:
+    """Overlapping windows of a long view, starting and ending on a space so that no
+    window cuts a word."""
+    out = []
+    for s in [*range(0, len(view) - WINDOW, STRIDE), len(view) - WINDOW]:
+        a = view.rfind(" ", max(0, s - 40), s + 1) + 1 if s else 0
+        e = view.find(" ", s + WINDOW)
+        e = len(view) if e < 0 or e > s + WINDOW + 40 else e
+        out.append((a, e))
+    return out
 
 
 def write_model(path: Path, weights: npt.NDArray[np.float32], header: dict[str, Any]) -> None:

@@ -139,6 +139,10 @@ def _override(verb: str, adj: str, obj: str) -> str:
             rf"|\b{verb}\b[\s,:]+{_GAP}{obj}\b[\s,]+{adj}\b")
 
 
+# consequential actions an injected instruction asks an agent to take
+_ACT = (r"(?:delete|remove|wipe|erase|transfer|pay|send|forward|cancel|merge|grant|upload|"
+        r"share|post|purchase|buy|book|approve|disable)\w*\b")
+
 _RULES_SPEC: list[tuple[str, str, float, str, Where]] = [
     # override with a qualifier ("previous", "above", "system"...)
     ("override_en", "INJECTION", 0.95, _override(_EN_VERB, _EN_ADJ, _EN_OBJ), "any"),
@@ -407,6 +411,27 @@ _RULES_SPEC: list[tuple[str, str, float, str, Where]] = [
     ("hidden_instruction_block", "INJECTION", 0.8,
      r"\b(?:begin|start)\s+(?:ai|llm|assistant|hidden|secret)\s+instructions\b|\[system\]\(#",
      "any"),
+    # an agent told to act through its tools: a consequential verb and "the X tool"
+    ("tool_action", "INJECTION", 0.7,
+     rf"\b(?:use|using|call|invoke|via|with|through)\s+(?:the\s+|your\s+)?[\w-]+\s+(?:tool|"
+     rf"function|plugin|integration)\b[^.\n]{{0,80}}?\b{_ACT}|\b{_ACT}[^.\n]{{0,80}}?\b(?:using|"
+     r"with|via|through)\s+(?:the\s+|your\s+)?[\w-]+\s+(?:tool|function|plugin|integration)\b",
+     "indirect"),
+    # an action to be kept from the person the assistant works for
+    ("hide_from_user", "INJECTION", 0.7,
+     r"\b(?:do not|don'?t|never|without)\s+(?:tell(?:ing)?|inform(?:ing)?|notify(?:ing)?|"
+     r"alert(?:ing)?|warn(?:ing)?|mention(?:ing)?\s+(?:this|it|that)\s+to)\s+the\s+user\b",
+     "indirect"),
+    # a markdown image or link whose query is a placeholder for data to fill in
+    ("beacon_placeholder", "INJECTION", 0.75,
+     r"!?\[[^\]\n]*\]\(\s*https?://[^)\s]*\?[^)\s]*=\s*(?:\{|%7b|\$[a-z_(]|\[|<|%3c)",
+     "indirect"),
+    # a header line that announces a system or developer message inside a document
+    ("fake_system_header", "INJECTION", 0.6,
+     r"(?:^|\n)[ \t]*(?:[#=*\[<(\"'/-]{1,6}[ \t]*){1,2}(?:system|developer|admin)[ \t]+(?:message|"
+     r"prompt|instructions?|override|notice)[ \t]*[#=*\]>):-]{0,6}[ \t]*(?:\n|$)"
+     r"|#{2,}[ \t]*(?:system|developer|admin)[ \t]+(?:message|prompt|instructions?)[ \t]*#{2,}",
+     "indirect"),
     ("tool_call_injection", "INJECTION", 0.7,
      r"\b(?:call|invoke|use|run)\s+the\s+\w+\s+(?:tool|function)\b.{0,60}\bbefore (?:replying|"
      r"answering|responding)\b", "indirect"),
@@ -493,6 +518,9 @@ ANCHORS: dict[str, tuple[str, ...]] = {
     "exfiltrate": ("http", "@"), "markdown_exfil": ("![",), "pipe_shell": ("curl",),
     "hidden_instruction_block": ("instructions", "[system]("),
     "tool_call_injection": ("before",),
+    "tool_action": ("tool", "function", "plugin", "integration"),
+    "hide_from_user": ("the user",), "beacon_placeholder": ("](",),
+    "fake_system_header": ("system", "developer", "admin"),
 }
 
 
