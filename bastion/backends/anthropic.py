@@ -55,6 +55,7 @@ from bastion.httpclient import (
     HTTPClientError,
 )
 from bastion.observe.traceparent import upstream_headers
+from bastion.protocol.sse import event_data
 
 #: 4xx statuses about the request itself: passed on to the client with Anthropic's message
 _PASS_THROUGH = frozenset({400, 404, 413, 422})
@@ -238,10 +239,7 @@ class AnthropicBackend(Backend):
     def _translate_event(
         self, event: bytes, translator: StreamTranslator, ctx: RequestContext
     ) -> list[dict[str, Any]]:
-        data = b""
-        for line in event.split(b"\n"):
-            if line.startswith(b"data:"):
-                data += line[5:].strip()
+        data = event_data(event)
         if not data:
             return []  # comments, keep-alives
         try:

@@ -15,10 +15,9 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-import orjson
-
 from bastion.errors import BastionError, InvalidRequest, ServerError
 from bastion.gateway.context import RequestContext
+from bastion.protocol.sse import encode
 from bastion.server.types import Headers, aclose
 
 
@@ -70,7 +69,7 @@ class ClosingStream:
 
 
 def sse_event(payload: dict[str, Any]) -> bytes:
-    return b"data: " + orjson.dumps(payload) + b"\n\n"
+    return encode(payload)
 
 
 SSE_DONE = b"data: [DONE]\n\n"

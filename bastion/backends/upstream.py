@@ -40,6 +40,7 @@ from bastion.httpclient import (
     HTTPClientError,
 )
 from bastion.observe.traceparent import upstream_headers
+from bastion.protocol.sse import event_data
 
 _DONE = b"[DONE]"
 
@@ -215,10 +216,7 @@ class UpstreamBackend(Backend):
         self, event: bytes, ctx: RequestContext, strip_usage: bool
     ) -> bytes | BastionError | None:
         """Returns the event to forward, _DONE, None (drop it) or an error to end with."""
-        data = b""
-        for line in event.split(b"\n"):
-            if line.startswith(b"data:"):
-                data += line[5:].strip()
+        data = event_data(event)
         if not data:
             return event  # comments / keep-alives are forwarded as they are
         if data == _DONE:

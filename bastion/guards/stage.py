@@ -42,6 +42,7 @@ from bastion.errors import ClientError, ServerError
 from bastion.gateway.context import RequestContext, Span
 from bastion.guards.engine import SEVERITY, Decision, GuardEngine, Policy, Scanned, strongest
 from bastion.guards.vault import StreamRestorer, restore
+from bastion.protocol.sse import encode, event_json
 from bastion.server.types import aclose
 
 log = logging.getLogger("bastion.guards")
@@ -298,16 +299,10 @@ class _GuardedStream:
                 yield out
 
     async def _event(self, raw: bytes) -> list[bytes]:
-        line = raw.strip()
-        if not line.startswith(b"data:") or line[5:].strip() == b"[DONE]":
-            return [raw + b"\n\n"]
-        try:
-            event = orjson.loads(line[5:])
-        except orjson.JSONDecodeError:
-            return [raw + b"\n\n"]
-        choices = event.get("choices") if isinstance(event, dict) else None
-        if not isinstance(choices, list) or not choices:
-            return [raw + b"\n\n"]  # usage, errors
+        event = event_json(raw)
+        choices = event.get("choices") if event is not None else None
+        if event is None or not isinstance(choices, list) or not choices:
+            return [raw + b"\n\n"]  # comments, [DONE], usage, errors
         out: list[bytes] = []
         for choice in choices:
             if not isinstance(choice, dict):
@@ -335,7 +330,7 @@ class _GuardedStream:
                 if not send and not finish:
                     continue
                 choice = {**choice, "text": send}
-            out.append(b"data: " + orjson.dumps({**event, "choices": [choice]}) + b"\n\n")
+            out.append(encode({**event, "choices": [choice]}))
         return out
 
     async def _release(self, index: int, final: bool) -> str:
@@ -392,7 +387,7 @@ def _chunk(event: dict[str, Any], index: int, text: str, finish: str, chat: bool
         choice["delta"] = {"content": text}
     else:
         choice["text"] = text
-    return b"data: " + orjson.dumps({**event, "choices": [choice]}) + b"\n\n"
+    return encode({**event, "choices": [choice]})
 
 
 def _restore_calls(calls: list[Any], originals: dict[str, str]) -> list[Any]:

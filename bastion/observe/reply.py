@@ -15,6 +15,8 @@ from typing import Any
 
 import orjson
 
+from bastion.protocol.sse import event_json, split_events
+
 
 @dataclass(slots=True)
 class Choice:
@@ -121,17 +123,12 @@ def _from_stream(reply: Reply, chunks: list[bytes]) -> None:
 
 
 def events(chunks: Iterable[bytes]) -> Iterable[dict[str, Any]]:
-    """The JSON objects of an SSE byte stream's ``data:`` lines (not ``[DONE]``)."""
-    for chunk in chunks:
-        for line in chunk.split(b"\n"):
-            if not line.startswith(b"data:") or line[5:].strip() == b"[DONE]":
-                continue
-            try:
-                event = orjson.loads(line[5:])
-            except orjson.JSONDecodeError:
-                continue
-            if isinstance(event, dict):
-                yield event
+    """The JSON objects of an SSE byte stream's events (not ``[DONE]``), however the
+    stream was cut into chunks."""
+    for event in split_events(chunks):
+        parsed = event_json(event)
+        if parsed is not None:
+            yield parsed
 
 
 def _identify(reply: Reply, data: dict[str, Any]) -> None:
