@@ -146,10 +146,10 @@ def register(main: click.Group) -> None:
     def reprice(config_path: str | None, since: str, until: str | None) -> None:
         """Recomputes stored traces' cost with the configuration's price table (straight
         in the store, not through a gateway)."""
+        from bastion.api.traces import parse_time
         from bastion.config import config_path as default_path
         from bastion.config import load_settings
         from bastion.errors import ConfigError, InvalidRequest
-        from bastion.gateway.observe_routes import parse_time
         from bastion.observe.pricing import PriceBook
         from bastion.store import StoreUnavailable, open_store
 

@@ -10,8 +10,10 @@ from urllib.parse import unquote
 
 import orjson
 
+from bastion.api import audit as audit_routes
+from bastion.api import keys as key_routes
+from bastion.api import traces as observe_routes
 from bastion.errors import ConfigError, InvalidRequest, ModelNotFound
-from bastion.gateway import audit_routes, key_routes, observe_routes
 from bastion.gateway.pipeline import OPERATIONS, Pipeline
 from bastion.protocol.requests import decode_json_object
 from bastion.routing.router import Route

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from bastion.gateway.observe_routes import _in_store, _int, _json, _params
+from bastion.api.traces import _in_store, _int, _json, _params
 from bastion.governance.audit import read_anchor, verify
 from bastion.server.types import Request, Response
 

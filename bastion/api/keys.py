@@ -17,8 +17,8 @@ import time
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, unquote
 
+from bastion.api.traces import _in_store, _json
 from bastion.errors import InvalidRequest, MethodNotAllowed, NotFound
-from bastion.gateway.observe_routes import _in_store, _json
 from bastion.governance import admin
 from bastion.protocol.requests import decode_json_object
 from bastion.server.types import Request, Response
