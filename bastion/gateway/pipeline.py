@@ -121,14 +121,12 @@ class Pipeline:
     async def input_guards(self, op: Operation, ctx: RequestContext, body: dict[str, Any],
                            checked: Any) -> tuple[dict[str, Any], Any]:
         """The body that goes upstream (redacted, pseudonymized), and what its check says
-        (embeddings' inputs change with it)."""
+        of it (embeddings' inputs are the guarded texts)."""
         guards = self.gw.guards
         if guards is None:
             return body, checked
         sent = await guards.check_input(ctx, body)
-        if sent is not body and not op.streams:
-            checked = op.check(sent)
-        return sent, checked
+        return sent, (checked if sent is body else op.check(sent))
 
     async def output_guards(self, op: Operation, ctx: RequestContext, body: dict[str, Any],
                             sent: dict[str, Any], result: Result) -> Result:

@@ -655,8 +655,7 @@ class Metrics:
         key = (scanner, action)
         self._guard[key] = self._guard.get(key, 0) + 1
         if error is not None:
-            fails = ("closed" if action == "block" else "open",)
-            failed = (scanner, *fails)
+            failed = (scanner, "closed" if action == "block" else "open")
             self._guard_errors[failed] = self._guard_errors.get(failed, 0) + 1
 
     def traces_dropped(self, count: int) -> None:
