@@ -35,6 +35,7 @@ from pydantic import (
     model_validator,
 )
 
+from bastion.config_access import AuthSettings, BudgetSettings, LimitSettings, TlsSettings
 from bastion.errors import ConfigError
 from bastion.secret_values import (
     MIN_SECRET_LENGTH,
@@ -104,6 +105,7 @@ class ServerSettings(_Strict):
         "json", description="stderr logs: one JSON object a line (with request ids), or text; "
         "secrets and keys are redacted either way",
     )
+    tls: TlsSettings | None = Field(None, description="HTTPS on this port (off when unset)")
 
 
 class Pricing(_Strict):
@@ -361,10 +363,17 @@ class StoreSettings(_Strict):
         1, ge=1, le=31, description="Postgres: days per trace partition (created ahead)"
     )
     encryption_key: Annotated[SecretStr | None, AfterValidator(strong_encryption_key)] = (
-        Field(None, description="secret the trace spool's AES-256-GCM key is derived from "
-              f"(HKDF), e.g. ${{BASTION_ENCRYPTION_KEY}}; at least {MIN_SECRET_LENGTH} "
+        Field(None, description="the deployment secret: the spool's and the trace bodies' "
+              "AES-256-GCM keys are derived from it (HKDF; the bodies' data keys are kept "
+              "wrapped under it and rotate with `bastion keys rotate-data-key`), "
+              f"e.g. ${{BASTION_ENCRYPTION_KEY}}; at least {MIN_SECRET_LENGTH} "
               "characters (an empty or weak one is refused); default: a random key "
               "generated once into <home>/encryption.key (mode 0600)")
+    )
+    encrypt_bodies: bool = Field(
+        True, description="store trace bodies (input, output, spans, previews) encrypted "
+        "(AES-256-GCM) and text search over a blind index of hashed words (whole words "
+        "only: no prefix or phrase search); false: plaintext bodies, word-prefix search",
     )
 
 
@@ -403,6 +412,21 @@ class TracingSettings(_Strict):
         None, gt=0, description="traces older than this are deleted (Postgres: whole "
         "partitions dropped), checked hourly; null: kept",
     )
+    retention_by_team: dict[str, Annotated[float, Field(gt=0)]] = Field(
+        default_factory=dict,
+        description="days a team's traces are kept, when shorter than `retention_days` "
+        "(row deletes, also on Postgres), checked hourly; a TTL longer than "
+        "`retention_days` is refused (the global one deletes them anyway)",
+    )
+
+    @model_validator(mode="after")
+    def _team_retention(self) -> TracingSettings:
+        cap = self.retention_days
+        longer = [t for t, d in self.retention_by_team.items() if cap is not None and d > cap]
+        if longer:
+            raise ValueError(f"tracing.retention_by_team.{longer[0]}: longer than "
+                             "retention_days, which deletes those traces anyway")
+        return self
     drain_timeout: float = Field(
         120.0, ge=0, description="at shutdown, seconds the ingest may take to store what is "
         "spooled (what is left is stored at the next start)",
@@ -576,6 +600,9 @@ class Settings(_Strict):
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)
     otel: OtelSettings = Field(default_factory=OtelSettings)
     guards: GuardSettings = Field(default_factory=GuardSettings)
+    budgets: BudgetSettings = Field(default_factory=BudgetSettings)
+    auth: AuthSettings = Field(default_factory=AuthSettings)
+    limits: LimitSettings = Field(default_factory=LimitSettings)
     home: str = Field(".bastion", description="data directory")
 
     @model_validator(mode="after")
@@ -688,8 +715,10 @@ def load_settings(
     *,
     env: Mapping[str, str] | None = None,
     overrides: Mapping[str, Any] | None = None,
+    check_files: bool = True,
 ) -> Settings:
-    """Read, merge and validate the configuration. Raises ConfigError naming the bad key."""
+    """Read, merge and validate the configuration. Raises ConfigError naming the bad key.
+    ``check_files=False`` skips loading ``server.tls``'s certificate and key."""
     env = os.environ if env is None else env
     data: dict[str, Any] = {}
     source = "defaults"
@@ -716,7 +745,7 @@ def load_settings(
         if value is not None:
             _set_path(data, tuple(dotted.split(".")), value)
     try:
-        return Settings.model_validate(data)
+        return Settings.model_validate(data, context={"check_files": check_files})
     except ValidationError as exc:
         raise ConfigError(_format_errors(exc, source)) from exc
 
@@ -726,16 +755,19 @@ def gateway_url(path: str | os.PathLike[str] | None = None,
     """The base URL a command on this machine reaches the gateway at: where ``serve``
     listens with the same config file and environment (``BASTION_HOST``,
     ``BASTION_PORT``), a wildcard address reached over loopback. A config that does not
-    validate still gives its host and port from the environment, else the defaults."""
+    validate still gives its host and port from the environment, else the defaults.
+    ``https`` when ``server.tls`` is set (its files are not read: a client may not be able to)."""
     env = os.environ if env is None else env
+    scheme = "http"
     try:
-        server = load_settings(path, env=env).server
+        server = load_settings(path, env=env, check_files=False).server
         host, port = server.host, server.port
+        scheme = "https" if server.tls is not None else "http"
     except ConfigError:
         host = env.get("BASTION_HOST", "").strip() or "127.0.0.1"
         raw_port = env.get("BASTION_PORT", "").strip()
         port = int(raw_port) if raw_port.isdigit() and 0 < int(raw_port) < 65536 else 8080
-    return f"http://{url_host(host)}:{port}"
+    return f"{scheme}://{url_host(host)}:{port}"
 
 
 def url_host(host: str) -> str:

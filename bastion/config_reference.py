@@ -27,9 +27,17 @@ from bastion.config import (
     TracingSettings,
     UpstreamModel,
 )
+from bastion.config_access import (
+    Budget,
+    BudgetSettings,
+    LimitSettings,
+    OidcSettings,
+    TlsSettings,
+)
 
 _SECTIONS: list[tuple[str, type[BaseModel]]] = [
     ("server", ServerSettings),
+    ("server.tls", TlsSettings),
     ("models[] with backend: llama_cpp", EmbeddedModel),
     ("models[] with backend: openai", UpstreamModel),
     ("models[] with backend: local_embedding", LocalEmbeddingModel),
@@ -46,6 +54,10 @@ _SECTIONS: list[tuple[str, type[BaseModel]]] = [
     ("guards.policies.<name>", GuardPolicy),
     ("guards.policies.<name>.input[] and .output[]", GuardRule),
     ("guards.attach", GuardAttach),
+    ("auth.oidc", OidcSettings),
+    ("budgets", BudgetSettings),
+    ("budgets.teams.<team>, budgets.users.<user>, a key's budget", Budget),
+    ("limits", LimitSettings),
 ]
 
 

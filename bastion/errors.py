@@ -7,6 +7,7 @@ The HTTP status lives on the class. Client errors and server errors are separate
     │   ├── InvalidRequest            400
     │   ├── AuthenticationFailed      401 authentication_error
     │   ├── PermissionDenied          403 permission_error
+    │   ├── BudgetExceeded            402 insufficient_quota (a budget is spent)
     │   ├── NotFound                  404 not_found_error
     │   │   └── ModelNotFound         404 code=model_not_found
     │   ├── MethodNotAllowed          405
@@ -104,6 +105,15 @@ class AuthenticationFailed(ClientError):
 class PermissionDenied(ClientError):
     status = 403
     type = "permission_error"
+
+
+class BudgetExceeded(ClientError):
+    """A hard budget is spent: 402, which clients do not retry (OpenAI's SDKs retry a 429),
+    typed as OpenAI types an exhausted quota."""
+
+    status = 402
+    type = "insufficient_quota"
+    default_code = "budget_exceeded"
 
 
 class NotFound(ClientError):

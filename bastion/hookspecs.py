@@ -39,3 +39,10 @@ def register_observers(register: Callable[[str, Callable[..., Any]], None]) -> N
     """Register request observers by name: factory(gateway) -> observer(ctx) or None (off).
     Every finished request's context goes to each observer once, on the event loop (keep
     it quick; queue anything slow). Factories are asked again after a config reload."""
+
+
+@hookspec
+def register_erasers(register: Callable[[str, Callable[..., Any]], None]) -> None:
+    """Register data erasers by name: factory(gateway) -> eraser(Subject) -> int (or an
+    awaitable of it; entries dropped) or None (off). ``bastion users erase`` calls each
+    after the store's rows are gone (:mod:`bastion.governance.subjects`)."""

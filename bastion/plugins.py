@@ -14,6 +14,7 @@ DEFAULT_PLUGINS = (
     "bastion.routing.strategies",
     "bastion.guards.builtin",
     "bastion.observe.builtin",
+    "bastion.governance.subjects",
 )
 
 
@@ -59,3 +60,9 @@ def scanner_factories(pm: pluggy.PluginManager) -> dict[str, Callable[..., Any]]
 def observer_factories(pm: pluggy.PluginManager) -> dict[str, Callable[..., Any]]:
     """Observer name -> factory(gateway) -> observer(ctx) or None (``bastion.observe.builtin``)."""
     return _registered(pm.hook.register_observers)
+
+
+def eraser_factories(pm: pluggy.PluginManager) -> dict[str, Callable[..., Any]]:
+    """Eraser name -> factory(gateway) -> eraser(subject) or None
+    (``bastion.governance.subjects``)."""
+    return _registered(pm.hook.register_erasers)

@@ -4,6 +4,7 @@
     .venv/bin/python bench/store_ingest.py                       # SQLite and Postgres
     .venv/bin/python bench/store_ingest.py --engines sqlite --traces 100000 --batch 500
     .venv/bin/python bench/store_ingest.py --drop-text-index   # diagnostic: what the index costs
+    .venv/bin/python bench/store_ingest.py --bodies sealed,plain,sealed,plain  # encryption
 
 Records look like the writer's (bastion.observe.record): a chat request with a system
 prompt, a user message and an answer drawn from a Zipf-distributed vocabulary, params,
@@ -16,6 +17,10 @@ spends per batch.
 ``--drop-text-index`` is a diagnostic, not a mode of the store: after opening, the bench
 itself drops the text index's maintenance (SQLite: the FTS5 batch insert; Postgres: the
 tsvector GIN index) to show how much of the ingest cost it is. Text search is then wrong.
+
+``--bodies``: each engine once per mode, in the order given, a fresh store each time:
+``sealed`` is the store as the gateway opens it (a store key: bodies AES-256-GCM, the blind
+index of hashed words), ``plain`` without encryption (``store.encrypt_bodies: false``).
 """
 
 from __future__ import annotations
@@ -40,6 +45,7 @@ from psycopg import sql
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bastion.store import Store, open_store
+from bastion.store.crypto import StoreKeys
 
 MODELS = ("gpt-4o-mini", "smollm2", "llama-3.1-8b", "claude-haiku", "mistral-7b")
 SYSTEM = (
@@ -178,18 +184,21 @@ def drop_text_index(store: Store, url: str | None, home: str) -> None:
             pg.execute("DROP INDEX IF EXISTS ix_trace_bodies_search")
 
 
-def run(engine: str, args: argparse.Namespace, records: list[dict[str, Any]]) -> str:
+def run(engine: str, args: argparse.Namespace, records: list[dict[str, Any]],
+        bodies: str) -> str:
+    keys = StoreKeys.from_deployment_secret(b"bench-secret-0123456789abcdef")
     with contextlib.ExitStack() as stack:
         home = stack.enter_context(tempfile.TemporaryDirectory())
         url = None if engine == "sqlite" else stack.enter_context(postgres_database(args.pg))
-        store = open_store(url, home)
+        store = open_store(url, home, keys=keys, encrypt_bodies=bodies == "sealed")
         index = store.text_search
         if args.drop_text_index:
             drop_text_index(store, url, home)
             index += " DROPPED"
         result = ingest(store, records, args.batch)
         store.close()
-    return (f"{engine:9} text index: {index:20} {result['traces_per_s']:7.0f} traces/s   "
+    return (f"{engine:9} {bodies:6} text index: {index:20} "
+            f"{result['traces_per_s']:7.0f} traces/s   "
             f"batch p50 {result['batch_p50_ms']:.1f} ms  p99 {result['batch_p99_ms']:.1f} ms  "
             f"({result['seconds']:.1f} s)")
 
@@ -203,6 +212,8 @@ def main() -> None:
                     help="admin connection used to create the bench database")
     ap.add_argument("--drop-text-index", action="store_true",
                     help="diagnostic: no text index maintenance (text search is then wrong)")
+    ap.add_argument("--bodies", default="sealed,plain",
+                    help="modes to run, in order: sealed (encrypted), plain")
     args = ap.parse_args()
     records = make_records(args.traces, time.time() - 3600, 3600)
     size = statistics.mean(len(orjson.dumps(r)) for r in records[:2000])
@@ -210,7 +221,10 @@ def main() -> None:
     for engine in args.engines.split(","):
         if engine not in ("sqlite", "postgres"):
             raise SystemExit(f"unknown engine {engine}")
-        print(run(engine, args, records), flush=True)
+        for bodies in args.bodies.split(","):
+            if bodies not in ("sealed", "plain"):
+                raise SystemExit(f"unknown --bodies mode {bodies}")
+            print(run(engine, args, records, bodies), flush=True)
 
 if __name__ == "__main__":
     main()

@@ -93,17 +93,19 @@ def window(urls: dict[str, str], pids: dict[str, int], keys: dict[str, str],
     return out
 
 
-def virtual_key(url: str, master: str, limits: bool = False) -> str:
+def virtual_key(url: str, master: str, limits: bool = False, budget: bool = False) -> str:
     """A virtual key made on the gateway at ``url`` (``--parts keys``: 'on' is called with
     it, 'off' with the master key; the same configuration otherwise); ``limits``: with RPM,
-    TPM and in-flight limits too high to refuse anything (their bookkeeping is measured)."""
+    TPM and in-flight limits too high to refuse anything (their bookkeeping is measured);
+    ``budget``: with a budget too large to be spent (reserved and settled every request)."""
     import json
     import urllib.request
 
     base = url.split("/v1/", 1)[0]
     request = urllib.request.Request(
         base + "/api/keys", data=json.dumps({"role": "user", "team": "bench", **(
-            {"limits": {"rpm": 10**9, "tpm": 10**9, "max_parallel": 10**6}} if limits else {})
+            {"limits": {"rpm": 10**9, "tpm": 10**9, "max_parallel": 10**6}} if limits else {}),
+            **({"budget": {"limit": 10**9, "period": "monthly"}} if budget else {}),
         }).encode(),
         headers={"authorization": f"Bearer {master}", "content-type": "application/json"},
         method="POST")
@@ -125,7 +127,8 @@ def main() -> int:
     ap.add_argument("--parts", default="tracing",
                     help="what 'on' turns on: tracing, metrics, keys (called with a virtual "
                     "key instead of the master key), keys,limits (a key with RPM, TPM and "
-                    "in-flight limits), or several (tracing,metrics)")
+                    "in-flight limits), keys,limits,budget (and a budget), or several "
+                    "(tracing,metrics)")
     ap.add_argument("--baseline-tree", default=None, metavar="DIR",
                     help="'off' runs the code in DIR (another checkout), with the same "
                     "--parts as 'on': a before/after comparison of two versions")
@@ -171,7 +174,8 @@ def main() -> int:
         for url in urls.values():
             wait_ok(url, key, timeout=120)
         pids = {mode: p.pid for mode, p in gws.items()}
-        keys = {"off": key, "on": virtual_key(urls["on"], key, "limits" in args.parts)
+        keys = {"off": key, "on": virtual_key(urls["on"], key, "limits" in args.parts,
+                                              "budget" in args.parts)
                 if "keys" in args.parts else key}
         warm = window(urls, pids, keys, argparse.Namespace(**{**vars(args), "duration": 2}),
                       cpus_load)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from bastion.api.openapi import Param, Reply, Spec, documented, listing, nullable, obj
 from bastion.api.traces import _in_store, _int, _json, _params
 from bastion.governance.audit import read_anchor, verify
 from bastion.server.types import Request, Response
@@ -18,6 +19,7 @@ _PARAMS = frozenset({"after", "limit"})
 
 
 def table(gw: Gateway) -> dict[str, dict[str, Endpoint]]:
+    @documented(ENTRIES_SPEC)
     async def entries(request: Request, ctx: RequestContext) -> Response:
         params = _params(request, _PARAMS)
         after = _int(params.get("after"), "after", 0, 0, 10**15)
@@ -26,6 +28,7 @@ def table(gw: Gateway) -> dict[str, dict[str, Endpoint]]:
         nxt = rows[-1]["seq"] if len(rows) == limit else None
         return _json({"object": "list", "data": rows, "next_after": nxt})
 
+    @documented(VERIFY_SPEC)
     async def check(request: Request, ctx: RequestContext) -> Response:
         _params(request, frozenset())
         public_key = gw.audit.signer.public_key
@@ -36,3 +39,27 @@ def table(gw: Gateway) -> dict[str, dict[str, Endpoint]]:
                       "problems": verdict.problems})
 
     return {"/api/audit": {"GET": entries}, "/api/audit/verify": {"GET": check}}
+
+
+# ---------------------------------------------------------------------- for /openapi.json
+_INT = {"type": "integer"}
+_STORE_DOWN = {503: "The store is unavailable (store_unavailable)"}
+ENTRY = obj({"seq": _INT, "ts": {"type": "number"}, "actor": {"type": "string"},
+             "action": {"type": "string"}, "target": nullable({"type": "string"}),
+             "detail": {}, "prev": {"type": "string"}, "hash": {"type": "string"}},
+            ("seq", "ts", "actor", "action", "target", "detail", "prev", "hash"),
+            "One admin action, chained to the one before by its hash")
+ENTRIES_SPEC = Spec(
+    "Read the audit log", "audit",
+    {200: Reply("Entries in order", listing(ENTRY, "Entries", next_after=nullable(_INT)))},
+    {400: "An invalid or unknown query parameter", **_STORE_DOWN}, params=(
+        Param("after", "query", {"type": "integer", "minimum": 0, "maximum": 10**15},
+              "Entries after this seq (0)"),
+        Param("limit", "query", {"type": "integer", "minimum": 1, "maximum": 1000},
+              "Entries at most (100)")))
+VERIFY_SPEC = Spec(
+    "Verify the audit chain", "audit", {200: Reply("The verdict", obj({
+        "ok": {"type": "boolean"}, "entries": _INT, "last_seq": _INT, "heads": _INT,
+        "problems": {"type": "array", "items": {"type": "string"}}},
+        ("ok", "entries", "last_seq", "heads", "problems")))},
+    {400: "A query parameter (it takes none)", **_STORE_DOWN})

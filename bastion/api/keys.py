@@ -17,9 +17,12 @@ import time
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, unquote
 
+from bastion.api.openapi import Param, Reply, Schema, Spec, documented, listing, nullable, obj
 from bastion.api.traces import _in_store, _json
+from bastion.config_access import Budget
 from bastion.errors import InvalidRequest, MethodNotAllowed, NotFound
 from bastion.governance import admin
+from bastion.governance.roles import ROLES
 from bastion.protocol.requests import decode_json_object
 from bastion.server.types import Request, Response
 
@@ -36,11 +39,20 @@ def actor(ctx: RequestContext) -> str:
     return ctx.principal.key_id or "master-key"
 
 
+async def _audit_role(gw: Gateway, ctx: RequestContext, before: dict[str, Any] | None,
+                      after: dict[str, Any]) -> None:
+    """``role.grant`` (a key made with a role) or ``role.change``, for the audit log."""
+    event = admin.role_event(before, after)
+    if event is not None:
+        await gw.audit.record(actor(ctx), event[0], after["id"], event[1])
+
+
 def _facts(row: dict[str, Any]) -> dict[str, Any]:
     return {k: row.get(k) for k in ("team", "role", "models", "limits", "expires_at")}
 
 
 def table(gw: Gateway) -> dict[str, dict[str, Endpoint]]:
+    @documented(CREATE_SPEC)
     async def create(request: Request, ctx: RequestContext) -> Response:
         body = decode_json_object(request.body, request.header(b"content-type"))
         token, row = admin.new_key_row(body, ctx.principal, gw.router.routes,
@@ -48,8 +60,10 @@ def table(gw: Gateway) -> dict[str, dict[str, Endpoint]]:
         stored = await _in_store(gw, lambda s: s.keys.insert(row))
         gw.keys.apply([stored])
         await gw.audit.record(actor(ctx), "key.create", stored["id"], _facts(stored))
+        await _audit_role(gw, ctx, None, stored)
         return _json({**admin.public(stored), "key": token}, 201)
 
+    @documented(LIST_SPEC)
     async def list_keys(request: Request, ctx: RequestContext) -> Response:
         params = dict(parse_qsl(request.query, keep_blank_values=True))
         unknown = sorted(set(params) - _LIST_PARAMS)
@@ -117,10 +131,12 @@ def prefixed(gw: Gateway) -> list[tuple[str, dict[str, Endpoint]]]:
                   {"expires_at": min(until, old["expires_at"] or until)})
         ended = await _in_store(gw, lambda s: s.keys.update(key_id, ending))
         gw.keys.apply([stored, *([ended] if ended is not None else [])])
+        await _audit_role(gw, ctx, old, stored)
         await gw.audit.record(actor(ctx), "key.rotate", key_id,
                               {**_facts(stored), "new_key": stored["id"], "grace_s": grace})
         return _json({**admin.public(stored), "key": token}, 201)
 
+    @documented(*ONE_KEY_SPECS)
     async def one_key(request: Request, ctx: RequestContext) -> Response:
         rest = unquote(request.path[len("/api/keys/"):])
         key_id, _, action = rest.partition("/")
@@ -142,3 +158,82 @@ def prefixed(gw: Gateway) -> list[tuple[str, dict[str, Endpoint]]]:
         raise NotFound(f"Unknown path: {request.method} {request.path}", code="unknown_url")
 
     return [("/api/keys/", {m: one_key for m in ("GET", "POST", "DELETE")})]
+
+
+# ---------------------------------------------------------------------- for /openapi.json
+_NAME: Schema = {"type": "string", "pattern": r"^[A-Za-z0-9._:@\-]{1,128}$"}
+_SECONDS: Schema = {"type": "number"}
+_STRINGS: Schema = {"type": "array", "items": {"type": "string"}}
+_BUDGET: Schema = Budget.model_json_schema()  # soft must also be below limit
+_LIMITS: Schema = {
+    "type": "object", "minProperties": 1, "additionalProperties": False,
+    "properties": {**{k: {"type": "integer", "minimum": 1, "maximum": 1_000_000_000}
+                      for k in admin.LIMIT_FIELDS}, "budget": nullable(_BUDGET)},
+    "description": "Requests and tokens a minute, requests in flight (429 beyond); a "
+                   "budget here or beside, not both"}
+CREATE_FIELDS: dict[str, Schema] = {  # admin.CREATE_FIELDS, each described (a test checks)
+    "name": nullable(_NAME), "team": nullable(_NAME), "user": nullable(_NAME),
+    "role": {"enum": list(ROLES), "description": "user by default"},
+    "models": nullable({**_STRINGS, "description": "Configured models it may use; all "
+                                                   "when absent"}),
+    "limits": nullable(_LIMITS),
+    "budget": nullable({**_BUDGET, "description": "A spend limit (402 at it)"}),
+    "expires_in": nullable({**_SECONDS, "description": "Seconds from now (ten years at "
+                                                       "most); not with expires_at"}),
+    "expires_at": nullable({**_SECONDS, "description": "Epoch seconds"}),
+    "metadata": nullable({"type": "object", "maxProperties": 32,
+                          "propertyNames": {"maxLength": 64},
+                          "additionalProperties": {"type": "string", "maxLength": 512}}),
+}
+API_KEY = obj({
+    "object": {"const": "api_key"}, "id": {"type": "string"}, "hint": {"type": "string"},
+    "name": nullable({"type": "string"}), "team": nullable({"type": "string"}),
+    "user": nullable({"type": "string"}), "role": {"enum": list(ROLES)},
+    "models": nullable(_STRINGS), "limits": nullable({"type": "object"}),
+    "budget": nullable({"type": "object"}),
+    "metadata": nullable({"type": "object"}), "created_at": _SECONDS,
+    "expires_at": nullable(_SECONDS), "revoked_at": nullable(_SECONDS),
+    "rotated_from": nullable({"type": "string"}),
+    "status": {"enum": list(_STATUSES)},
+}, ("object", "id", "hint", "role", "status", "created_at"),
+    "A virtual key (never its token)")
+NEW_KEY = obj({**API_KEY["properties"], "key": {
+    "type": "string", "description": "The token: in this answer only"}},
+    (*API_KEY["required"], "key"), "A new virtual key with its token")
+_CHANGE_ERRORS = {
+    403: "The asker's role may not change a key of this role (insufficient_permissions)",
+    404: "No such key, or another team's (key_not_found)",
+    503: "The store is unavailable (store_unavailable)",
+}
+_ID = Param("id", "path", {"type": "string", "minLength": 1}, "The key's id (key_...)")
+CREATE_SPEC = Spec(
+    "Create a virtual key", "keys", {201: Reply("The key, with its token", NEW_KEY)},
+    {403: "The asker may not grant this role, team or models (insufficient_permissions)",
+     503: "The store is unavailable (store_unavailable)"},
+    {"type": "object", "properties": CREATE_FIELDS, "additionalProperties": False},
+    description="A developer creates keys for its own team, of its own rank or below.")
+LIST_SPEC = Spec(
+    "List virtual keys", "keys", {200: Reply("The keys", listing(API_KEY, "Keys"))},
+    {400: "An unknown query parameter or status",
+     503: "The store is unavailable (store_unavailable)"},
+    params=(Param("team", "query", {"type": "string"}, "Only this team's (admins)"),
+            Param("status", "query", {"enum": list(_STATUSES)}, "Only keys in this state")),
+    description="A developer sees its own team's keys, whatever team it asks for.")
+ONE_KEY_SPECS = (
+    Spec("Retrieve a virtual key", "keys", {200: Reply("The key", API_KEY)}, _CHANGE_ERRORS,
+         params=(_ID,), method="GET", path="/api/keys/{id}"),
+    Spec("Revoke a virtual key", "keys", {200: Reply("The key, revoked", API_KEY)},
+         _CHANGE_ERRORS, params=(_ID,), method="DELETE", path="/api/keys/{id}"),
+    Spec("Revoke a virtual key", "keys", {200: Reply("The key, revoked", API_KEY)},
+         _CHANGE_ERRORS, params=(_ID,), method="POST", path="/api/keys/{id}/revoke",
+         description="As DELETE /api/keys/{id}; revoking again changes nothing."),
+    Spec("Rotate a virtual key", "keys", {201: Reply("The new key, with its token", NEW_KEY)},
+         {400: "An unknown field, a bad grace_seconds, or a revoked key (key_revoked)",
+          **_CHANGE_ERRORS},
+         obj({"grace_seconds": {"type": "number", "minimum": 0, "maximum": admin.MAX_GRACE,
+                                "description": "How long the old token keeps working (0)"}},
+             additionalProperties=False),
+         body_required=False, params=(_ID,), method="POST", path="/api/keys/{id}/rotate",
+         description="A new token with the same attributes; the old one stops at once, "
+                     "or after grace_seconds."),
+)

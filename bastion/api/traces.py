@@ -25,6 +25,7 @@ from urllib.parse import parse_qsl, unquote
 
 import orjson
 
+from bastion.api.openapi import Param, Reply, Schema, Spec, documented, listing, nullable, obj
 from bastion.errors import InvalidRequest, NotFound, PermissionDenied, StoreUnavailableError
 from bastion.protocol.requests import decode_json_object
 from bastion.server.types import JSON_HEADERS, Request, Response
@@ -50,6 +51,7 @@ _STATS_PARAMS = frozenset(("since", "until", "bucket", "group_by", "team"))
 
 
 def table(gw: Gateway) -> dict[str, dict[str, Endpoint]]:
+    @documented(LIST_SPEC)
     async def list_traces(request: Request, ctx: RequestContext) -> Response:
         params = _params(request, _TRACE_PARAMS)
         _own_team(params, ctx)
@@ -63,6 +65,7 @@ def table(gw: Gateway) -> dict[str, dict[str, Endpoint]]:
             raise InvalidRequest(f"Invalid 'cursor': {exc}", param="cursor") from exc
         return _json({"object": "list", "data": rows, "next_cursor": cursor})
 
+    @documented(STATS_SPEC)
     async def stats(request: Request, ctx: RequestContext) -> Response:
         params = _params(request, _STATS_PARAMS)
         _own_team(params, ctx)
@@ -85,6 +88,7 @@ def table(gw: Gateway) -> dict[str, dict[str, Endpoint]]:
         data = await _in_store(gw, lambda s: s.stats(since, until, bucket_s, group_by, team))
         return _json(data)
 
+    @documented(FEEDBACK_SPEC)
     async def feedback(request: Request, ctx: RequestContext) -> Response:
         body = decode_json_object(request.body, request.header(b"content-type"))
         record = feedback_record(body)
@@ -109,6 +113,7 @@ def table(gw: Gateway) -> dict[str, dict[str, Endpoint]]:
 
 
 def prefixed(gw: Gateway) -> list[tuple[str, dict[str, Endpoint]]]:
+    @documented(TRACE_SPEC)
     async def get_trace(request: Request, ctx: RequestContext) -> Response:
         trace_id = unquote(request.path[len("/api/traces/") :])
         row = await _in_store(gw, lambda s: s.get_trace(trace_id))
@@ -286,3 +291,95 @@ async def _in_store(gw: Gateway, job: Callable[[Store], T]) -> T:
 def _json(data: Any, status: int = 200) -> Response:
     body = orjson.dumps(data, default=str, option=orjson.OPT_NON_STR_KEYS)
     return Response(status, body, JSON_HEADERS)
+
+
+# ---------------------------------------------------------------------- for /openapi.json
+_STR: Schema = {"type": "string"}
+_NUM: Schema = {"type": "number"}
+_TIME = {"type": "string", "description": "Epoch seconds, ISO 8601, or relative to now "
+                                          "(15m, 24h, 7d)"}
+_STORE_DOWN = {503: "The trace store is unavailable (store_unavailable)"}
+_READ_ERRORS = {400: "A query parameter is invalid or unknown (param names it)",
+                403: "A team's key asked for another team (insufficient_permissions)",
+                **_STORE_DOWN}
+TRACE_ROW = obj({
+    "id": _STR, "ts": _NUM, "endpoint": nullable(_STR), "operation": nullable(_STR),
+    "model": nullable(_STR), "deployment": nullable(_STR), "key_id": nullable(_STR),
+    "team": nullable(_STR), "user": nullable(_STR), "session": nullable(_STR),
+    "stream": nullable({"type": "boolean"}), "status": nullable({"type": "integer"}),
+    "error": nullable(_STR), "input_tokens": nullable({"type": "integer"}),
+    "output_tokens": nullable({"type": "integer"}), "cost": nullable(_NUM),
+    "latency_ms": nullable(_NUM), "ttft_ms": nullable(_NUM),
+    "overhead_ms": nullable(_NUM), "preview": {"type": "object"},
+}, ("id", "ts"), "A trace, without its bodies (input, output, spans): a preview instead")
+FEEDBACK_ROW = obj({
+    "request_id": _STR, "key": _STR, "value": nullable({"enum": ["up", "down"]}),
+    "score": nullable(_NUM), "comment": nullable(_STR), "user": nullable(_STR), "ts": _NUM,
+}, ("request_id", "key", "value", "score", "comment", "user", "ts"))
+TRACE = obj({**TRACE_ROW["properties"], "input": {}, "output": {}, "spans": {},
+             "feedback": {"type": "array", "items": FEEDBACK_ROW}}, ("id", "ts", "feedback"),
+            "A trace with its bodies, spans and feedback")
+_METRICS = obj({"requests": {"type": "integer"}, "errors": {"type": "integer"},
+                "availability": nullable(_NUM), "qps": _NUM, "cost": _NUM},
+               ("requests", "errors", "availability", "qps"))
+STATS = obj({
+    "since": _NUM, "until": _NUM, "bucket_s": nullable({"type": "integer"}),
+    "group_by": {"type": "array", "items": {"enum": list(_GROUPS)}}, "totals": _METRICS,
+    "buckets": {"type": "array", "items": obj({"ts": _NUM, **_METRICS["properties"]},
+                                              ("ts",))},
+    "groups": {"type": "array", "items": obj({"key": {"type": "object"}}, ("key",))},
+}, ("since", "until", "bucket_s", "group_by", "totals"))
+
+
+def _query(name: str, schema: Schema, description: str) -> Param:
+    return Param(name, "query", schema, description)
+
+
+LIST_SPEC = Spec(
+    "List traces, newest first", "traces",
+    {200: Reply("A page of traces", listing(TRACE_ROW, "Traces", next_cursor=nullable(_STR)))},
+    _READ_ERRORS, params=(
+        *(_query(k, _STR, f"Only traces with this {k}") for k in _TEXT_FILTERS),
+        *(_query(k, _NUM, k.replace("_", " ")) for k in _NUMBER_FILTERS),
+        _query("q", _STR, "Text in the input or output"),
+        _query("since", _TIME, "From this time"), _query("until", _TIME, "Before this time"),
+        _query("status", {"type": "string", "pattern": "^(2xx|4xx|5xx|error|[1-5][0-9]{2})$"},
+               "An HTTP status, or 2xx, 4xx, 5xx, error"),
+        _query("limit", {"type": "integer", "minimum": 1, "maximum": MAX_PAGE},
+               "Traces per page (50)"),
+        _query("cursor", _STR, "next_cursor of the page before")),
+    description="A team's key sees its own team's traces.")
+TRACE_SPEC = Spec(
+    "Retrieve a trace", "traces", {200: Reply("The trace", TRACE)},
+    {404: "No such trace (yet), or another team's (trace_not_found)", **_STORE_DOWN},
+    params=(Param("id", "path", {"type": "string", "minLength": 1},
+                  "The trace's id (x-request-id, or x-bastion-trace-id)"),))
+STATS_SPEC = Spec(
+    "Aggregates over a window", "traces", {200: Reply("Totals, buckets, groups", STATS)},
+    _READ_ERRORS, params=(
+        _query("since", _TIME, "From this time (an hour before until)"),
+        _query("until", _TIME, "Before this time (now)"),
+        _query("bucket", {"type": "string", "description": "60, 5m, 1h, 1d"},
+               "Bucket width (10,000 buckets at most)"),
+        _query("group_by", {"type": "string", "pattern": "^(model|deployment|key_id|team|"
+                                                         "user)(,(model|deployment|key_id|"
+                                                         "team|user))*$"},
+               "Comma-separated: model, deployment, key_id, team, user"),
+        _query("team", _STR, "Only this team's traces")))
+_SHORT = {"type": "string", "minLength": 1, "maxLength": 128}
+FEEDBACK_SPEC = Spec(
+    "Send feedback on an answer", "traces",
+    {200: Reply("The feedback, updated", FEEDBACK_ROW),
+     201: Reply("The feedback, new", FEEDBACK_ROW)},
+    {404: "This gateway did not answer that id lately, nor stored it, or it was another "
+          "team's (trace_not_found)", **_STORE_DOWN},
+    obj({"request_id": {**_SHORT, "description": "The answer's x-request-id (or its "
+                                                 "x-bastion-trace-id); alias trace_id"},
+         "value": nullable({"enum": ["up", "down"]}), "score": nullable(_NUM),
+         "comment": nullable({"type": "string", "maxLength": 10_000}),
+         "key": {**_SHORT, "description": "Idempotency key (default)"},
+         "user": nullable(_STR)}, ("request_id",),
+        anyOf=[{"properties": {"value": {"enum": ["up", "down"]}}, "required": ["value"]},
+               {"properties": {"score": _NUM}, "required": ["score"]},
+               {"properties": {"comment": _STR}, "required": ["comment"]}]),
+    description="Idempotent per (request, key): a repeat updates the same feedback.")

@@ -9,9 +9,11 @@ import click
 
 from bastion import __version__
 from bastion.cli import audit as cli_audit
+from bastion.cli import budgets as cli_budgets
 from bastion.cli import guard as cli_guard
 from bastion.cli import keys as cli_keys
 from bastion.cli import traces as cli_traces
+from bastion.cli import users as cli_users
 from bastion.config import Settings, gateway_url, load_settings
 from bastion.config import config_path as default_config_path
 from bastion.errors import ConfigError
@@ -87,7 +89,9 @@ def config_reference() -> None:
 cli_traces.register(main)
 cli_keys.register(main)
 cli_audit.register(main)
+cli_budgets.register(main)
 cli_guard.register(main)
+cli_users.register(main)
 
 
 if __name__ == "__main__":  # pragma: no cover

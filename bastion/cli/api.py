@@ -17,7 +17,8 @@ class ApiError(click.ClickException):
 
 
 def call(url: str, key: str | None, method: str, path: str,
-         params: dict[str, Any] | None = None, body: dict[str, Any] | None = None) -> Any:
+         params: dict[str, Any] | None = None, body: dict[str, Any] | None = None,
+         timeout: float = 30) -> Any:
     if not url.startswith(("http://", "https://")):
         raise ApiError(f"--url must be an http(s) URL, not {url!r}")
     query = urlencode({k: v for k, v in (params or {}).items() if v not in (None, "")})
@@ -29,7 +30,7 @@ def call(url: str, key: str | None, method: str, path: str,
     if key:
         request.add_header("Authorization", f"Bearer {key}")
     try:
-        with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310
+        with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310
             return json.loads(response.read())
     except urllib.error.HTTPError as exc:
         try:

@@ -1,5 +1,7 @@
 """``bastion keys create|list|show|rotate|revoke``: virtual keys through a running
-gateway's ``/api/keys`` (the master key, or a developer's key for its team)."""
+gateway's ``/api/keys`` (the master key, or a developer's key for its team); and
+``bastion keys rotate-data-key|data-keys|drop-data-key``: the data keys trace bodies are
+encrypted under, through ``/api/data-keys`` (admins)."""
 
 from __future__ import annotations
 
@@ -90,16 +92,28 @@ def register(main: click.Group) -> None:
     @click.option("--tpm", type=click.IntRange(1), default=None, help="tokens per minute")
     @click.option("--max-parallel", type=click.IntRange(1), default=None,
                   help="requests in flight at once")
+    @click.option("--budget", type=click.FloatRange(min=0, min_open=True), default=None,
+                  help="spend limit (budgets.currency) per --budget-period")
+    @click.option("--budget-period", type=click.Choice(["daily", "weekly", "monthly",
+                                                        "total"]), default="monthly",
+                  show_default=True)
+    @click.option("--budget-soft", type=click.FloatRange(min=0, min_open=True),
+                  default=None, help="notify at this spend")
     @click.option("--expires-in", default=None, help="lifetime: 3600, 12h, 30d ...")
     @click.option("--meta", "meta", multiple=True, metavar="KEY=VALUE", help="metadata")
     @click.option("--json", "as_json", is_flag=True, help="print the answer as JSON")
     @click.pass_obj
     def create(obj: dict[str, Any], /, name: str | None, team: str | None, user: str | None,
                role: str, models: tuple[str, ...], rpm: int | None, tpm: int | None,
-               max_parallel: int | None, expires_in: str | None,
+               max_parallel: int | None, budget: float | None, budget_period: str,
+               budget_soft: float | None, expires_in: str | None,
                meta: tuple[str, ...], as_json: bool) -> None:
         """A new key; it is printed once (the gateway keeps only its digest)."""
         body: dict[str, Any] = {"role": role}
+        if budget is not None:
+            body["budget"] = {"limit": budget, "period": budget_period, "soft": budget_soft}
+        elif budget_soft is not None:
+            raise click.BadParameter("needs --budget", param_hint="--budget-soft")
         limits = {k: v for k, v in (("rpm", rpm), ("tpm", tpm), ("max_parallel", max_parallel))
                   if v is not None}
         if limits:
@@ -149,6 +163,8 @@ def register(main: click.Group) -> None:
                     body={"grace_seconds": seconds(grace, "--grace")})
         _show_new(made, as_json)
 
+    register_data_keys(keys)
+
     @keys.command("revoke")
     @click.argument("key_id")
     @click.pass_obj
@@ -156,3 +172,75 @@ def register(main: click.Group) -> None:
         """Stops a key at once (in every worker within a second)."""
         row = call(obj["url"], obj["key"], "POST", f"/api/keys/{quote(key_id, safe='')}/revoke")
         click.echo(f"{row['id']}: {row['status']}")
+
+
+def _data_key_table(status: dict[str, Any]) -> Table:
+    table = Table(header_style="bold", pad_edge=False)
+    for column in ("data key", "created", "traces", "state"):
+        table.add_column(column, no_wrap=True)
+    for k in status["keys"]:
+        state = ("current" if k["current"] else
+                 "re-encrypting" if k["traces"] else "can be dropped")
+        table.add_row(str(k["id"]), _when(k["created_at"]), str(k["traces"]), state)
+    if status["plaintext_traces"]:
+        table.add_row("-", "-", str(status["plaintext_traces"]),
+                      "plaintext" + (", encrypting" if status["encrypt_bodies"] else ""))
+    return table
+
+
+def _data_key_summary(status: dict[str, Any]) -> str:
+    left = status["to_reencrypt"]
+    old = [str(k["id"]) for k in status["keys"] if not k["current"]]
+    if left:
+        return (f"{left} traces are still to be re-encrypted under data key "
+                f"{status['current']} (in the background, by the ingest). Keep the old keys "
+                "until this says none are left.")
+    if old:
+        return (f"Re-encryption is finished: data key(s) {', '.join(old)} may now be "
+                f"dropped: bastion keys drop-data-key {old[0]}")
+    return "Every trace is under the current data key."
+
+
+def register_data_keys(keys: click.Group) -> None:
+    @keys.command("rotate-data-key")
+    @click.option("--wait", is_flag=True,
+                  help="wait until every trace is re-encrypted under the new key")
+    @click.option("--timeout", default=None, help="with --wait: give up after 10m, 2h ...")
+    @click.option("--json", "as_json", is_flag=True, help="print the answer as JSON")
+    @click.pass_obj
+    def rotate_data_key(obj: dict[str, Any], wait: bool, timeout: str | None,
+                        as_json: bool) -> None:
+        """A new data key for trace bodies: current at once; older bodies are re-encrypted
+        in the background. Drop an old key only once that has finished."""
+        limit = seconds(timeout, "--timeout")
+        status = call(obj["url"], obj["key"], "POST", "/api/data-keys/rotate")
+        if not as_json:
+            click.echo(f"data key {status['current']} is now current for new traces")
+        deadline = time.monotonic() + (limit if limit is not None else float("inf"))
+        while wait and status["to_reencrypt"] and time.monotonic() < deadline:
+            time.sleep(1.0)
+            status = call(obj["url"], obj["key"], "GET", "/api/data-keys")
+        if as_json:
+            click.echo(json.dumps(status))
+            return
+        click.echo(_data_key_summary(status))
+
+    @keys.command("data-keys")
+    @click.option("--json", "as_json", is_flag=True, help="print the answer as JSON")
+    @click.pass_obj
+    def data_keys(obj: dict[str, Any], as_json: bool) -> None:
+        """The data keys trace bodies are under, and what re-encryption has left."""
+        status = call(obj["url"], obj["key"], "GET", "/api/data-keys")
+        if as_json:
+            click.echo(json.dumps(status))
+            return
+        Console().print(_data_key_table(status))
+        click.echo(_data_key_summary(status))
+
+    @keys.command("drop-data-key")
+    @click.argument("key_id", type=click.IntRange(1))
+    @click.pass_obj
+    def drop_data_key(obj: dict[str, Any], key_id: int) -> None:
+        """Deletes an old data key (refused while any trace is still under it)."""
+        call(obj["url"], obj["key"], "DELETE", f"/api/data-keys/{key_id}")
+        click.echo(f"data key {key_id} dropped")

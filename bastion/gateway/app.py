@@ -40,10 +40,13 @@ from bastion.errors import (
 from bastion.gateway import routes
 from bastion.gateway.context import RequestContext
 from bastion.gateway.recent import RecentIds
+from bastion.gateway.spend import Spend
 from bastion.governance.audit import AuditTrail
+from bastion.governance.authfail import FailedKeyUses
 from bastion.governance.keys import MASTER, Principal, expired, looks_like_key
 from bastion.governance.keysync import key_table, sync_forever, sync_once
 from bastion.governance.limits import Limiter
+from bastion.governance.oidc import OidcAuthenticator, SigningKeyUnknown, looks_like_jwt
 from bastion.governance.roles import permission_for
 from bastion.observe.datadir import secure_data_dir
 from bastion.observe.metrics import Metrics
@@ -67,6 +70,7 @@ from bastion.server.types import (
 )
 
 if TYPE_CHECKING:
+    from bastion.governance.shared_limits import SharedLimiter
     from bastion.guards.stage import GuardStage
 
 log = logging.getLogger("bastion.gateway")
@@ -98,8 +102,13 @@ class Gateway:
         secure_data_dir(settings)  # 0700, its files 0600, before anything is written
         self.store = StoreHandle(settings)
         self.keys = key_table(settings)  # virtual keys, kept current by sync_forever
-        self.limiter = Limiter()  # the keys' rate limits (in this process)
+        self.oidc: OidcAuthenticator | None = None  # single sign-on (auth.oidc), in apply
+        self.limiter: Limiter | SharedLimiter = Limiter()  # the keys' rate limits (apply)
+        self.shared_limits: SharedLimiter | None = None  # limits.redis_url: through Redis
+        self.spend = Spend(self)  # budgets: reserved before the call, settled after
         self.audit = AuditTrail(settings, self.store)  # admin actions, hash-chained, signed
+        # refused keys: counted here, one audit entry per (reason, key, source) a minute
+        self.failed_keys = FailedKeyUses(self.audit.record, self.keys, self.background)
         self.tracing: Spool | None = None  # traces: spooled here, stored by the ingest
         self.ingest: IngestProcess | None = None
         if settings.tracing.enabled:
@@ -160,11 +169,16 @@ class Gateway:
         self.backends = backends
         self.router = router
         self.admission = Admission(settings.admission)
+        self.spend.configure(settings, router)
+        self._apply_limits(settings)
         key = settings.server.master_key
         self._master_key = key.get_secret_value().encode() if key is not None else None
         if self._master_key is not None and not self._master_key.strip():
             raise ConfigError("server.master_key is empty: refusing to authenticate with it")
-        self._metrics_auth = self._master_key is not None and settings.metrics.auth
+        self._apply_oidc(settings)
+        # no master key and no SSO: loopback only (see Settings), every request is MASTER
+        self._open = self._master_key is None and self.oidc is None
+        self._metrics_auth = not self._open and settings.metrics.auth
         if self.ingest is not None and self.ingest.settings is not settings:
             self.ingest.update(settings)  # new prices, maybe
         self.keep_chunks = (self.tracing is not None and keeps_content(settings)) or (
@@ -173,6 +187,39 @@ class Gateway:
         # a stream's last event time (time per output token) and, maybe, its events
         self.watch_streams = bool(self.tracing or self.otel or settings.metrics.enabled)
         self.observers = self._observers()  # none while the gateway is being built
+
+    def _apply_limits(self, settings: Settings) -> None:
+        """The keys' rate limits: this process's, or shared through Redis (limits.redis_url);
+        kept when ``limits`` did not change (a reload keeps leases and requests in flight)."""
+        old = self.shared_limits
+        if old is not None and old.settings == settings.limits:
+            return
+        if old is not None:  # its pool is closed off the reload; its tickets settle here
+            with contextlib.suppress(RuntimeError):
+                closing = asyncio.get_running_loop().create_task(old.close())
+                self.background.add(closing)
+                closing.add_done_callback(self.background.discard)
+        self.shared_limits = None
+        if settings.limits.redis_url is not None:
+            from bastion.governance.shared_limits import SharedLimiter
+
+            self.shared_limits = SharedLimiter(settings.limits, lambda mode: (
+                self.metrics.limit_backend_error(mode)))  # late-bound: metrics come later
+            self.limiter = self.shared_limits
+        elif old is not None or not isinstance(self.limiter, Limiter):
+            self.limiter = Limiter()
+
+    def _apply_oidc(self, settings: Settings) -> None:
+        """The SSO authenticator for ``settings``: the running one's keys are kept when
+        they come from the same issuer; another issuer's are fetched in the background."""
+        old = self.oidc
+        oidc = old.rebuilt(settings.auth.oidc) if old is not None else (
+            OidcAuthenticator(settings.auth.oidc) if settings.auth.oidc is not None else None)
+        if old is not None and (oidc is None or oidc.keys is not old.keys):
+            old.keys.stop()
+        self.oidc = oidc
+        if oidc is not None and getattr(self, "started", False):
+            oidc.keys.start(self.background)
 
     def _observers(self) -> list[Observer]:
         """The observers the registered factories give for the current settings, built-ins
@@ -201,6 +248,16 @@ class Gateway:
         keys = asyncio.get_running_loop().create_task(sync_forever(self.keys, self.store))
         self.background.add(keys)
         keys.add_done_callback(self.background.discard)
+        with contextlib.suppress(StoreUnavailable, TimeoutError):  # the budgets' spend so
+            await asyncio.wait_for(self.spend.load_once(), KEY_LOAD_TIMEOUT)  # far (traces)
+        if not self.spend.budgets.loaded:  # else 503 budgets_unavailable until it is read
+            spend = asyncio.get_running_loop().create_task(self.spend.load_forever())
+            self.background.add(spend)
+            spend.add_done_callback(self.background.discard)
+        if self.oidc is not None:  # the issuer's keys; JWTs get a 503 until they are read
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.oidc.keys.refresh(), KEY_LOAD_TIMEOUT)
+            self.oidc.keys.start(self.background)
         self.started = True
         probes = asyncio.get_running_loop().create_task(self._probe_forever())
         self.background.add(probes)
@@ -221,6 +278,9 @@ class Gateway:
             task.cancel()
         await asyncio.gather(*self.background, return_exceptions=True)
         await self.metrics.close()
+        await self.spend.close()
+        if self.shared_limits is not None:
+            await self.shared_limits.close()
         await asyncio.gather(
             *(b.close() for b in self.backends.values()), return_exceptions=True
         )
@@ -244,14 +304,18 @@ class Gateway:
         ctx = self._context(request)
         start_trace(ctx, request.header(b"traceparent"))  # W3C trace context, ~1 µs
         try:
-            ctx.deadline = _deadline(request)
             endpoint = self._route(request)
             if request.path.startswith(("/v1/", "/api/")):
-                principal = self._authenticate(request)
+                try:
+                    principal = self._authenticate(request)
+                except SigningKeyUnknown as unknown:  # the issuer rotated its keys (SSO)
+                    principal = await unknown.retry()  # one shared refetch, then again
                 ctx.authenticated_at = time.perf_counter()
                 if principal is not MASTER:
                     ctx.principal = principal
                     ctx.key_id, ctx.team = principal.key_id, principal.team
+                    if principal.user is not None:
+                        ctx.user = principal.user  # the request's own 'user' field wins
                     self._authorize(principal, request.path)
                     ctx.claim = self.admission.claim(request.header, principal.team or "")
                 else:
@@ -259,7 +323,8 @@ class Gateway:
                 ctx.admitted_at = time.perf_counter()
             elif request.path == "/metrics" and self._metrics_auth:
                 self._authorize(self._authenticate(request), request.path)
-            try:
+            ctx.deadline = _deadline(request)  # after authentication: a keyless client's
+            try:  # headers are not read (it gets a 401, whatever else it sent)
                 response = await endpoint(request, ctx)
             except Exception:
                 if ctx.limit is not None:  # an error with no answer: free its place
@@ -269,6 +334,7 @@ class Gateway:
             # counted, not traced: a keyless client must not grow the store (or the spool)
             # one body at a time, nor fill the trace list with its noise
             self.metrics.auth_failure(exc.reason)
+            self.failed_keys.note(exc.reason, request.header(b"authorization"), request.client)
             response = Response(exc.status, exc.body(), [*JSON_HEADERS, *exc.headers()])
             response.headers.append((b"x-request-id", ctx.request_id.encode()))
             return response
@@ -341,11 +407,12 @@ class Gateway:
         return endpoint
 
     def _authenticate(self, request: Request) -> Principal:
-        """Who the request is: a virtual key's principal, or MASTER for the master key (and
-        for any request when no master key is set: loopback only, see Settings)."""
+        """Who the request is: a virtual key's principal, an SSO token's (``auth.oidc``:
+        ``governance.oidc``), or MASTER for the master key (and for any request when
+        neither a master key nor SSO is set: loopback only, see Settings)."""
         header = request.header(b"authorization")
         if header is None:
-            if self._master_key is None:
+            if self._open:
                 return MASTER
             raise AuthenticationFailed(
                 "Missing API key: send 'Authorization: Bearer <key>'", code="missing_api_key",
@@ -354,7 +421,7 @@ class Gateway:
         scheme, _, token = header.strip().partition(b" ")
         token = token.strip()
         if scheme.lower() != b"bearer" or not token:
-            if self._master_key is None:
+            if self._open:
                 return MASTER
             raise AuthenticationFailed(
                 "Malformed Authorization header: send 'Authorization: Bearer <key>'",
@@ -372,11 +439,13 @@ class Gateway:
                 raise AuthenticationFailed("This API key has expired", code="expired_api_key",
                                            reason="expired")
             return principal
-        if self._master_key is None:
+        if self._open:
             return MASTER
-        if not hmac.compare_digest(token, self._master_key):
-            raise AuthenticationFailed("Invalid API key", reason="invalid")
-        return MASTER
+        if self._master_key is not None and hmac.compare_digest(token, self._master_key):
+            return MASTER
+        if self.oidc is not None and looks_like_jwt(token):
+            return self.oidc.verify(token)
+        raise AuthenticationFailed("Invalid API key", reason="invalid")
 
     @staticmethod
     def _authorize(principal: Principal, path: str) -> None:
@@ -390,6 +459,8 @@ class Gateway:
         ctx.finished_at = time.perf_counter()
         if ctx.limit is not None:
             self.limiter.settle(ctx.limit, ctx.usage)
+        if ctx.budget is not None:
+            self.spend.settle(ctx)
         if ctx.endpoint.startswith("/v1/"):
             self.recent.add(ctx.trace_key, ctx.team)
         for observer in self.observers:
@@ -402,7 +473,8 @@ class Gateway:
 
 
 _DOING = {"infer": "call models", "feedback": "send feedback", "read": "read traces and stats",
-          "keys": "manage keys", "admin": "administer the gateway"}
+          "keys": "manage keys", "admin": "administer the gateway",
+          "subjects": "export users' data"}
 
 
 def _deadline(request: Request) -> float | None:

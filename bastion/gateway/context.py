@@ -10,6 +10,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from bastion.governance.budgets import Hold
 from bastion.governance.keys import MASTER, Principal
 from bastion.governance.limits import Ticket
 from bastion.routing.fairqueue import DEFAULT_CLAIM, Claim
@@ -65,6 +66,7 @@ class RequestContext:
     spans: list[Span] = field(default_factory=list)  # stages and backend attempts
     principal: Principal = MASTER  # who is asking (a virtual key's, or the master key)
     limit: Ticket | None = None  # what the key's rate limits reserved for this request
+    budget: Hold | None = None  # what its budgets reserved (bastion.gateway.spend)
     key_id: str | None = None  # the principal's key and team, as traced
     team: str | None = None
     user: str | None = None  # the request's ``user`` field

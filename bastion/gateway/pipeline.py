@@ -6,7 +6,8 @@
     validate     Operation.check                    400 naming the field
     describe     describe()                         user, session, the body for the trace
     models       Pipeline.allow_model               403 model_not_allowed (the key's list)
-    limits       Pipeline.limit                     429 (the key's RPM, TPM, parallel)
+    limits       Pipeline.limit                     429 (the key's RPM, TPM, parallel), 503
+    budgets      Spend.reserve                      402 budget_exceeded (worst case held)
     input guards GuardStage.check_input             400 content_blocked, 503 guard_error
     route + call Router.call                        retries, failover, fallbacks
     output guards Pipeline.guard_output             refusal, re-ask once (json_schema)
@@ -28,14 +29,17 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from bastion.api.openapi import Spec, documented
 from bastion.backends.base import Backend, ClosingStream, Completion, EventStream, Result
 from bastion.errors import PermissionDenied
+from bastion.governance.limits import Limiter
 from bastion.protocol.requests import (
     check_chat_request,
     check_completion_request,
     check_embedding_request,
     decode_json_object,
 )
+from bastion.protocol.schemas import CHAT_SPEC, COMPLETION_SPEC, EMBEDDING_SPEC
 from bastion.server.types import (
     JSON_HEADERS,
     SSE_HEADERS,
@@ -63,21 +67,22 @@ class Operation:
     streams: bool  # check() returns the request's stream flag
     output_guards: bool = True
     reask: bool = False  # json_schema violations may be asked about once
+    spec: Spec | None = None  # its description in /openapi.json
 
 
 OPERATIONS: dict[str, Operation] = {
     "/v1/chat/completions": Operation(
         "chat", check_chat_request,
         lambda backend, body, stream, ctx: backend.chat(body, stream, ctx),
-        streams=True, reask=True),
+        streams=True, reask=True, spec=CHAT_SPEC),
     "/v1/completions": Operation(
         "text_completion", check_completion_request,
         lambda backend, body, stream, ctx: backend.completion(body, stream, ctx),
-        streams=True),
+        streams=True, spec=COMPLETION_SPEC),
     "/v1/embeddings": Operation(
         "embeddings", check_embedding_request,
         lambda backend, body, inputs, ctx: backend.embeddings(body, inputs, ctx),
-        streams=False, output_guards=False),
+        streams=False, output_guards=False, spec=EMBEDDING_SPEC),
 }
 
 
@@ -91,7 +96,7 @@ class Pipeline:
                            ) -> Response | StreamingResponse:
             return await self.run(op, request, ctx)
 
-        return endpoint
+        return documented(op.spec)(endpoint) if op.spec is not None else endpoint
 
     async def run(self, op: Operation, request: Request, ctx: RequestContext
                   ) -> Response | StreamingResponse:
@@ -99,7 +104,8 @@ class Pipeline:
         checked = op.check(body)
         describe(ctx, op, body, checked)
         self.allow_model(ctx, body)
-        self.limit(ctx, body)
+        await self.limit(ctx, body)
+        self.gw.spend.reserve(ctx, body)
         sent, checked = await self.input_guards(op, ctx, body, checked)
         result = await self.gw.router.call(body["model"], sent, _bound(op, checked, ctx), ctx)
         if op.output_guards:
@@ -114,9 +120,13 @@ class Pipeline:
             raise PermissionDenied(f"This key may not use the model '{body['model'][:128]}'",
                                    code="model_not_allowed", param="model")
 
-    def limit(self, ctx: RequestContext, body: dict[str, Any]) -> None:
+    async def limit(self, ctx: RequestContext, body: dict[str, Any]) -> None:
         if ctx.principal.limits is not None:  # the key's RPM, TPM and parallel limits (429)
-            ctx.limit = self.gw.limiter.admit(ctx.principal, body, len(ctx.raw_body or b""))
+            limiter, size = self.gw.limiter, len(ctx.raw_body or b"")
+            if isinstance(limiter, Limiter):  # in memory
+                ctx.limit = limiter.admit(ctx.principal, body, size)
+            else:  # shared through Redis (limits.redis_url)
+                ctx.limit = await limiter.admit(ctx.principal, body, size)
 
     async def input_guards(self, op: Operation, ctx: RequestContext, body: dict[str, Any],
                            checked: Any) -> tuple[dict[str, Any], Any]:

@@ -30,6 +30,7 @@ from bastion.errors import ConfigError
 from bastion.gateway.app import Gateway
 from bastion.observe.logs import configure_logging
 from bastion.server.http import HTTPServer
+from bastion.server.tls import ServerTls
 from bastion.server.wire import ServerConfig
 
 log = logging.getLogger("bastion")
@@ -54,7 +55,10 @@ async def serve(
     ``accept_after_ready``: start accepting only once every model is loaded; ``on_ready``
     is called then (after the server accepts)."""
     stop = stop or asyncio.Event()
+    tls = _server_tls(settings)  # before the gateway: a pair that fails to load stops here
     gateway = Gateway(settings, pm)
+    if tls is not None:
+        tls.on_result = gateway.metrics.tls_reload
     gateway.loader = loader
     if worker:
         parent = os.getppid()
@@ -70,8 +74,10 @@ async def serve(
     )
 
     async def listen() -> None:
-        await server.start(cfg.host, cfg.port, sock=sock)
-        log.info("Bastion listening on http://%s:%d", cfg.host, server.port)
+        await server.start(cfg.host, cfg.port, sock=sock,
+                           ssl=tls.context if tls is not None else None)
+        log.info("Bastion listening on %s://%s:%d", "https" if tls else "http", cfg.host,
+                 server.port)
         if on_listening is not None:
             on_listening(server.port)
 
@@ -82,6 +88,7 @@ async def serve(
     watcher = (
         asyncio.create_task(_watch(watch, gateway)) if watch is not None and loader else None
     )
+    reloading = asyncio.create_task(tls.run()) if tls is not None else None
     try:
         done, _ = await asyncio.wait({loading, stopping}, return_when=asyncio.FIRST_COMPLETED)
         if loading in done:
@@ -100,10 +107,22 @@ async def serve(
     finally:
         loading.cancel()
         stopping.cancel()
-        if watcher is not None:
-            watcher.cancel()
+        for task in (watcher, reloading):
+            if task is not None:
+                task.cancel()
         await server.shutdown(cfg.graceful_timeout)
         await gateway.close()
+
+
+def _server_tls(settings: Settings) -> ServerTls | None:
+    """The HTTPS context and its certificate reloader, for ``server.tls`` (None: plain
+    HTTP). A config reload does not change TLS settings (paths, versions): only a restart
+    (or a rolling one) does; the files themselves are reloaded when they change."""
+    tls = settings.server.tls
+    if tls is None:
+        return None
+    return ServerTls(tls.cert, tls.key, tls.password(), min_version=tls.min_version,
+                     interval=tls.reload_interval)
 
 
 def _install_signals(gateway: Gateway, stop: asyncio.Event, worker: bool) -> None:

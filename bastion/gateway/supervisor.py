@@ -101,8 +101,8 @@ class _Supervisor:
     def run(self) -> int:
         cfg = self.settings.server
         port = self.sock.getsockname()[1]
-        log.info("supervisor %d: %d workers on http://%s:%d", os.getpid(), cfg.workers,
-                 cfg.host, port)
+        log.info("supervisor %d: %d workers on %s://%s:%d", os.getpid(), cfg.workers,
+                 "https" if cfg.tls is not None else "http", cfg.host, port)
         self.wake = wake_r, wake_w = os.pipe()
         os.set_blocking(wake_r, False)
         os.set_blocking(wake_w, False)

@@ -14,11 +14,14 @@ import time
 from collections.abc import Collection, Mapping
 from typing import Any
 
+from pydantic import ValidationError
+
+from bastion.config_access import Budget
 from bastion.errors import InvalidRequest, NotFound, PermissionDenied
 from bastion.governance.keys import Principal, hint, new_token
 from bastion.governance.roles import MAY_GRANT, ROLES
 
-CREATE_FIELDS = frozenset({"name", "team", "user", "role", "models", "limits",
+CREATE_FIELDS = frozenset({"name", "team", "user", "role", "models", "limits", "budget",
                            "expires_in", "expires_at", "metadata"})
 LIMIT_FIELDS = ("rpm", "tpm", "max_parallel")
 _NAME = re.compile(r"^[A-Za-z0-9._:@\-]{1,128}$")
@@ -32,6 +35,13 @@ PUBLIC = ("id", "hint", "name", "team", "user", "role", "models", "limits", "met
 def public(row: Mapping[str, Any], now: float | None = None) -> dict[str, Any]:
     """A key as the API shows it: never its digest, with its state."""
     out = {k: row.get(k) for k in PUBLIC}
+    limits = out.get("limits")
+    if limits and "budget" in limits:  # stored with the limits, shown beside them
+        limits = dict(limits)
+        out["budget"] = limits.pop("budget")
+        out["limits"] = limits or None
+    else:
+        out["budget"] = None
     now = time.time() if now is None else now
     if row.get("revoked_at") is not None:
         out["status"] = "revoked"
@@ -101,7 +111,7 @@ def new_key_row(body: Mapping[str, Any], asker: Principal, known_models: Collect
                              param="metadata")
     token = new_token()
     row = {
-        "limits": _limits(body.get("limits")),
+        "limits": _with_budget(_limits(body.get("limits")), body.get("budget")),
         "id": "key_" + secrets.token_hex(8), "digest": digest_of(token), "hint": hint(token),
         "name": _name(body.get("name"), "name"), "team": team,
         "user": _name(body.get("user"), "user"), "role": role, "models": models,
@@ -111,12 +121,44 @@ def new_key_row(body: Mapping[str, Any], asker: Principal, known_models: Collect
     return token, row
 
 
-def _limits(value: Any) -> dict[str, int] | None:
+def _with_budget(limits: dict[str, Any] | None, budget: Any) -> dict[str, Any] | None:
+    """The key's budget is kept in its ``limits`` column (``limits.budget``)."""
+    if budget is None:
+        return limits
+    if limits is not None and "budget" in limits:
+        raise InvalidRequest("Give the budget once: 'budget' or 'limits.budget'",
+                             param="budget")
+    return {**(limits or {}), "budget": budget_of(budget, "budget")}
+
+
+def budget_of(value: Any, param: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise InvalidRequest(f"'{param}' must be an object of limit, period, soft",
+                             param=param)
+    try:
+        return Budget.model_validate(value).model_dump()
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise InvalidRequest(f"'{param}{'.' + where if where else ''}': {first['msg']}",
+                             param=f"{param}.{where}"[:64] if where else param) from None
+
+
+def _limits(value: Any) -> dict[str, Any] | None:
     if value is None:
         return None
     if not isinstance(value, dict) or not value:
         raise InvalidRequest(f"'limits' must be an object of {', '.join(LIMIT_FIELDS)}",
                              param="limits")
+    value = dict(value)
+    budget = value.pop("budget", None)  # a rotated key's, kept with its limits
+    out: dict[str, Any] = dict(_counts(value)) if value else {}
+    if budget is not None:
+        out["budget"] = budget_of(budget, "limits.budget")
+    return out or None
+
+
+def _counts(value: dict[str, Any]) -> dict[str, int]:
     for name, n in value.items():
         if name not in LIMIT_FIELDS:
             raise InvalidRequest(f"'limits' takes {', '.join(LIMIT_FIELDS)}; not {name!r}",
@@ -165,3 +207,15 @@ def grace_of(body: Mapping[str, Any]) -> float:
         raise InvalidRequest("'grace_seconds' must be from 0 to 2592000 (30 days)",
                              param="grace_seconds")
     return float(value)
+
+
+def role_event(before: Mapping[str, Any] | None,
+               after: Mapping[str, Any]) -> tuple[str, dict[str, Any]] | None:
+    """The audit entry of a role a key change gives: ``role.grant`` for a new key,
+    ``role.change`` when a key's role is not the one it had; None when unchanged."""
+    old = before.get("role") if before is not None else None
+    if before is not None and old == after.get("role"):
+        return None
+    detail = {"role": after.get("role"), "team": after.get("team")}
+    return ("role.grant", detail) if before is None else ("role.change",
+                                                         {**detail, "previous": old})

@@ -1,5 +1,11 @@
 """The tamper-evident audit log: what admins did, as a hash chain with signed heads.
 
+Actions recorded: ``key.create``, ``key.rotate``, ``key.revoke`` and ``role.grant`` (the
+key API), ``config.reload``, ``user.erase.start``/``user.erase`` and ``user.export``
+(data subject requests, the user named by its subject id only), ``auth.failure`` (keys
+that failed: invalid, expired or revoked, aggregated per minute by
+:mod:`bastion.governance.authfail`), and the budgets' breaches.
+
 Each entry's ``hash`` is SHA-256 over the previous entry's hash and the entry's own fields
 (canonical JSON), so changing, removing or reordering any entry breaks every link after
 it. After each append the head, ``(seq, hash)``, is signed with Ed25519 and stored
@@ -171,16 +177,25 @@ class AuditTrail:
 
     async def record(self, actor: str, action: str, target: str | None = None,
                      detail: Mapping[str, Any] | None = None) -> None:
-        import asyncio
         import logging
 
-        def append() -> None:
-            _, head = self._store.get().audit.append(actor, action, target, detail,
-                                                     self.signer, entry_hash)
-            write_anchor(self._settings.home, head)
-
         try:
-            await asyncio.to_thread(append)
+            await self.append(actor, action, target, detail)
         except Exception:
             logging.getLogger("bastion.audit").exception(
                 "audit entry lost: %s %s %s", actor, action, target)
+
+    async def append(self, actor: str, action: str, target: str | None = None,
+                     detail: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """As :meth:`record`, but a failure raises (StoreUnavailable when the store is
+        down): for an entry the action depends on, like an erasure's tombstone. Returns
+        the entry."""
+        import asyncio
+
+        def append() -> dict[str, Any]:
+            entry, head = self._store.get().audit.append(actor, action, target, detail,
+                                                         self.signer, entry_hash)
+            write_anchor(self._settings.home, head)
+            return dict(entry)
+
+        return await asyncio.to_thread(append)

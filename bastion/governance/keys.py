@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from hashlib import blake2b
 from typing import Any
 
+from bastion.config_access import Budget
 from bastion.governance.roles import GRANTS
 
 TOKEN_PREFIX = "bst-"  # noqa: S105 - the prefix, not a key
@@ -65,6 +66,7 @@ class Principal:
     name: str | None = None
     models: frozenset[str] | None = None  # None: every model
     limits: tuple[int | None, int | None, int | None] | None = None  # rpm, tpm, parallel
+    budget: Budget | None = None  # the key's own spend limit
     expires_at: float | None = None
     grants: frozenset[str] = field(default=frozenset())
 
@@ -88,12 +90,14 @@ MASTER = Principal(key_id=None, role="admin", name="master key", grants=GRANTS["
 
 def principal_of(row: Mapping[str, Any]) -> Principal:
     models = row.get("models")
-    limits = row.get("limits") or None
+    limits = dict(row.get("limits") or {})
+    budget = limits.pop("budget", None)
     return Principal(
         key_id=row["id"], role=row["role"], team=row.get("team"), user=row.get("user"),
         name=row.get("name"), models=frozenset(models) if models is not None else None,
         limits=(limits.get("rpm"), limits.get("tpm"), limits.get("max_parallel"))
         if limits else None,
+        budget=Budget.model_validate(budget) if budget else None,
         expires_at=row.get("expires_at"), grants=GRANTS.get(row["role"], frozenset()),
     )
 
@@ -103,13 +107,15 @@ class KeyTable:
     every poll) and from this worker's own changes; applying a row again is harmless, and
     an older version of a row never replaces a newer one."""
 
-    __slots__ = ("_by_digest", "_digest_of", "_pepper", "_version", "loaded", "stamp")
+    __slots__ = ("_by_digest", "_digest_of", "_pepper", "_revoked", "_version", "loaded",
+                 "stamp")
 
     def __init__(self, pepper: bytes) -> None:
         self._pepper = pepper
         self._by_digest: dict[bytes, Principal] = {}
         self._digest_of: dict[str, bytes] = {}
         self._version: dict[str, float] = {}
+        self._revoked: dict[bytes, str] = {}  # digest -> id: for the audit of failed uses
         self.stamp = 0.0  # the newest updated_at applied
         self.loaded = False  # the first full read from the store is in
 
@@ -126,6 +132,7 @@ class KeyTable:
                 self._by_digest.pop(old, None)
             changed += 1
             if row.get("revoked_at") is not None:
+                self._revoked[bytes.fromhex(row["digest"])] = key_id
                 continue
             key_digest = bytes.fromhex(row["digest"])
             self._by_digest[key_digest] = principal_of(row)
@@ -136,8 +143,16 @@ class KeyTable:
         """The principal of a live key (expired ones too: the caller says why it fails)."""
         return self._by_digest.get(digest(self._pepper, token))
 
+    def revoked_id(self, token: bytes) -> str | None:
+        """The id of a revoked key (its use is refused like an unknown key's; the audit
+        log names it)."""
+        return self._revoked.get(digest(self._pepper, token))
+
     def digest_hex(self, token: str) -> str:
         return digest(self._pepper, token.encode()).hex()
+
+    def principals(self) -> list[Principal]:
+        return list(self._by_digest.values())
 
     def __len__(self) -> int:
         return len(self._by_digest)

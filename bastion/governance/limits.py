@@ -7,10 +7,11 @@ the body's size, about 4 bytes a token, which errs high) plus ``max_tokens`` (or
 ``max_completion_tokens``); when the answer's usage is known, the difference is given back
 or taken (a bucket may go into debt, which the next requests wait out). Refusals are
 429 ``rate_limit_exceeded`` with ``Retry-After``; every answer to a limited key carries
-OpenAI's ``x-ratelimit-*`` headers.
+OpenAI's ``x-ratelimit-*`` headers (a refusal those of the limit it hit).
 
 This is one process's view: with several workers or replicas each enforces the whole
-limit on what it serves (shared limits through Redis come with the scale-out work).
+limit on what it serves, unless ``limits.redis_url`` shares them
+(:mod:`bastion.governance.shared_limits`).
 Costs: a dict read and a few float operations per bucket.
 """
 
@@ -46,6 +47,26 @@ def _duration(seconds: float) -> bytes:
     if whole < 60:
         return b"%ds" % whole
     return b"%dm%ds" % divmod(whole, 60)
+
+
+class LimitReached(RateLimited):
+    """A 429 for a spent limit, with its ``x-ratelimit-*`` headers (none left), as OpenAI's."""
+
+    def __init__(self, message: str, *, kind: bytes, limit: int, wait: float) -> None:
+        super().__init__(message, retry_after=wait)
+        self.limit_headers = [(b"x-ratelimit-limit-" + kind, b"%d" % limit),
+                              (b"x-ratelimit-remaining-" + kind, b"0"),
+                              (b"x-ratelimit-reset-" + kind, _duration(wait))]
+
+    def headers(self) -> list[tuple[bytes, bytes]]:
+        return [*super().headers(), *self.limit_headers]
+
+
+def refuse(kind: bytes, limit: int, wait: float) -> None:
+    """Raises the 429 for a spent RPM (``kind`` requests) or TPM (tokens)."""
+    what = "requests per minute (RPM)" if kind == b"requests" else "tokens per minute (TPM)"
+    raise LimitReached(f"Rate limit reached on {what}: limit {limit}. Please try again in "
+                       f"{_duration(wait).decode()}.", kind=kind, limit=limit, wait=wait)
 
 
 class _KeyState:
@@ -96,7 +117,7 @@ class Limiter:
         rpm, tpm, parallel = limits
         wanted = 0.0
         if rpm and state.requests < 1:
-            self._refuse("requests per minute (RPM)", rpm, (1 - state.requests) * 60 / rpm)
+            refuse(b"requests", rpm, (1 - state.requests) * 60 / rpm)
         if tpm:
             wanted = body_bytes / TOKEN_BYTES + (
                 body.get("max_tokens") or body.get("max_completion_tokens") or 0)
@@ -106,8 +127,7 @@ class Limiter:
                     f"max_tokens), more than the key's limit of {tpm} tokens per minute "
                     "(TPM): lower max_tokens or send less", code="tokens_exceed_limit")
             if state.tokens < wanted:
-                self._refuse("tokens per minute (TPM)", tpm,
-                             (wanted - state.tokens) * 60 / tpm)
+                refuse(b"tokens", tpm, (wanted - state.tokens) * 60 / tpm)
         if parallel and state.inflight >= parallel:
             raise RateLimited(f"This key already has {parallel} requests in flight, its "
                               "limit: retry when one has finished", retry_after=1)
@@ -125,12 +145,6 @@ class Limiter:
         if parallel:
             state.inflight += 1
         return Ticket(key_id, wanted, bool(parallel), headers)
-
-    @staticmethod
-    def _refuse(what: str, limit: int, wait: float) -> None:
-        raise RateLimited(
-            f"Rate limit reached on {what}: limit {limit}. Please try again in "
-            f"{_duration(wait).decode()}.", retry_after=wait)
 
     def settle(self, ticket: Ticket, usage: dict[str, Any] | None) -> None:
         """The request ended: its place in ``max_parallel`` is freed and its reserved

@@ -12,17 +12,20 @@ passes on stdin; a record that fails authentication is counted and skipped, and 
 last line a SIGKILL leaves is skipped too (its response never went out whole).
 
 When the store is down or locked the files simply stay where they are (they are the spill
-journal) and are retried every ``retry_interval``. A record the store refuses is kept in
-``<spool>/rejected.jsonl``, never dropped. Control lines on stdin: ``{"prices": ...}``
-after a reload, ``{"cmd": "drain"}`` at shutdown (ingest everything, then exit); stdin
-closing (the gateway died) means drain too. SIGTERM and SIGINT are ignored: the gateway
-says when, after its last flush.
+journal) and are retried every ``retry_interval``. A record the store refuses is kept,
+never dropped: sealed with the spool key in ``<spool>/rejected-<ns>-<pid>.sealed`` (it holds
+the bodies), in ``<spool>/rejected.jsonl`` only when there is no key. While the spool is
+empty it re-encrypts bodies under the current data key (:meth:`Store.reencrypt_bodies`).
+Control lines on stdin: ``{"prices": ...}`` after a reload, ``{"cmd": "drain"}`` at
+shutdown (ingest everything, then exit); stdin closing (the gateway died) means drain
+too. SIGTERM and SIGINT are ignored: the gateway says when, after its last flush.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import os
 import signal
 import sys
@@ -34,6 +37,7 @@ from typing import Any, Protocol
 
 import orjson
 
+from bastion.governance.subjects import Tombstones
 from bastion.observe import redact
 from bastion.observe.datadir import private_umask
 from bastion.observe.logs import TEXT_FORMAT, JsonFormatter
@@ -45,11 +49,15 @@ from bastion.observe.spool import OPEN, decode, spooled_ago
 from bastion.observe.spool_crypto import is_sealed, open_file, write_sealed
 
 log = logging.getLogger("bastion.ingest")
+RESEAL_BUDGET_S = 0.25  # re-encryption per idle pass
+RESEAL_CHECK_S = 2.0  # between looks for bodies to re-encrypt, when none were left
 
 
 class TraceSink(Protocol):
     def insert_traces(self, records: list[dict[str, Any]]) -> int: ...
     def ping(self) -> None: ...
+    @property
+    def subjects(self) -> Any: ...  # tombstones(after), delete_traces(ids): with tombstones
 
 
 class Ingest:
@@ -67,13 +75,16 @@ class Ingest:
         batch_size: int = 500,
         retry_interval: float = 1.0,
         retention_days: float | None = None,
+        retention_by_team: dict[str, float] | None = None,
         on_lag: Callable[[float], None] | None = None,
         key: bytes | None = None,
+        tombstones: Tombstones | None = None,
     ) -> None:
         """``owner``: the gateway's pid, whose folder this ingests. ``store``: opens the
         store (retried until it works); ``unavailable``: the errors meaning "store down";
         ``on_lag``: told, before each file, how many seconds ago it was spooled (0 once
-        none is left); ``key``: the spool key, for sealed files."""
+        none is left); ``key``: the spool key, for sealed files; ``tombstones``: erased
+        users, whose spooled traces are not stored (:mod:`bastion.governance.subjects`)."""
         self.root = Path(spool_root)
         self.dir = self.root / str(owner)
         self.root.mkdir(parents=True, exist_ok=True, mode=0o700)  # bodies: private
@@ -93,8 +104,13 @@ class Ingest:
         self.retry_interval = retry_interval
         self._next_try = 0.0
         self.retention_days = retention_days
+        self.retention_by_team = retention_by_team or {}
         self._next_retention = 0.0
+        self.tombstones = tombstones
+        self.erased = 0  # records of erased users not stored (or erased once stored)
         self.written = 0
+        self.resealed = 0  # bodies re-encrypted under the current data key (rows looked at)
+        self._next_reseal = 0.0
         self.rejected = 0
         self.deleted = 0
         self.on_lag = on_lag
@@ -107,19 +123,50 @@ class Ingest:
         done = all(self._ingest_file(path) for path in sorted(self.dir.glob("*.jsonl")))
         if done and self.on_lag is not None:
             self.on_lag(0.0)
-        if done and self.retention_days and time.monotonic() >= self._next_retention:
+        retains = self.retention_days or self.retention_by_team
+        if done and retains and time.monotonic() >= self._next_retention:
             self._retain()
+        if done and time.monotonic() >= self._next_reseal:
+            self._reseal()
         return done
 
+    def _reseal(self) -> None:
+        """Background re-encryption (after ``bastion keys rotate-data-key``, or of bodies
+        stored before they were encrypted): batches of bodies sealed again under the
+        current data key, for at most ``RESEAL_BUDGET_S`` a pass and only when the spool
+        is empty; once none are left, looked for again every ``RESEAL_CHECK_S``."""
+        store = self._ready()
+        reseal = getattr(store, "reencrypt_bodies", None)
+        if reseal is None:
+            self._next_reseal = math.inf
+            return
+        deadline = time.monotonic() + RESEAL_BUDGET_S
+        try:
+            while time.monotonic() < deadline:
+                count = reseal(self.batch_size)
+                self.resealed += count
+                if count == 0:
+                    self._next_reseal = time.monotonic() + RESEAL_CHECK_S
+                    return
+        except self._unavailable as exc:
+            self._down(exc)
+
     def _retain(self) -> None:
-        """Deletes traces past ``retention_days`` (hourly; a failure waits an hour too)."""
+        """Deletes traces past ``retention_days``, and each team's past its own
+        ``retention_by_team`` (hourly; a failure waits an hour too)."""
         self._next_retention = time.monotonic() + 3600
         store = self._ready()
         delete = getattr(store, "delete_before", None)
-        if delete is None or self.retention_days is None:
-            return
+        teams = getattr(store, "retention", None)
+        now = time.time()
         try:
-            self.deleted += delete(time.time() - self.retention_days * 86400)
+            if delete is not None and self.retention_days is not None:
+                self.deleted += delete(now - self.retention_days * 86400)
+            for team, days in sorted(self.retention_by_team.items()):
+                if teams is None or (self.retention_days is not None
+                                     and days >= self.retention_days):
+                    continue  # the global TTL covers it
+                self.deleted += teams.delete_team_before(team, now - days * 86400)
         except self._unavailable as exc:
             self._down(exc)
 
@@ -178,15 +225,49 @@ class Ingest:
         if store is None:
             return False
         try:
-            store.insert_traces(batch)
+            batch = self._unerased(store, batch)
+            if not batch:
+                return True
+            try:
+                store.insert_traces(batch)
+            except self._unavailable:
+                raise
+            except Exception:  # a record the store refuses: find it, keep it aside
+                log.exception("the store refused a batch of %d traces", len(batch))
+                if not self._one_by_one(store, batch):
+                    return False
+            else:
+                self.written += len(batch)
+            self._erase_late(store, batch)
         except self._unavailable as exc:
             self._down(exc)
             return False
-        except Exception:  # a record the store refuses: find it, keep it aside
-            log.exception("the store refused a batch of %d traces", len(batch))
-            return self._one_by_one(store, batch)
-        self.written += len(batch)
         return True
+
+    def _unerased(self, store: TraceSink, batch: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The batch without the records of erased users (read the tombstones first).
+        Those dropped are erased from the store too: a try that stored them and failed
+        before its second read of the tombstones is retried here."""
+        if self.tombstones is None:
+            return batch
+        self.tombstones.refresh(store.subjects)
+        dropped = [r["id"] for r in batch if self.tombstones.erased(r)]
+        if dropped:
+            store.subjects.delete_traces(dropped)
+            self.erased += len(dropped)
+            log.info("%d spooled traces of erased users: not stored", len(dropped))
+            return [r for r in batch if not self.tombstones.erased(r)]
+        return batch
+
+    def _erase_late(self, store: TraceSink, batch: list[dict[str, Any]]) -> None:
+        """After the commit: a user erased while the batch was stored loses it now (the
+        erasure's own deletes may have run before the commit)."""
+        if self.tombstones is None or not self.tombstones.refresh(store.subjects):
+            return
+        late = [r["id"] for r in batch if self.tombstones.erased(r)]
+        if late:
+            store.subjects.delete_traces(late)
+            self.erased += len(late)
 
     def _one_by_one(self, store: TraceSink, batch: list[dict[str, Any]]) -> bool:
         for record in batch:
@@ -227,10 +308,11 @@ class Ingest:
         self._next_try = time.monotonic() + self.retry_interval
 
     def _reject(self, line: bytes, why: str, sealed: bool = False) -> None:
-        """Keeps a line aside; a raw line from a sealed file stays sealed (it holds the
-        request's body), in a file of its own."""
+        """Keeps a line aside, sealed with the spool key whenever there is one (a spool
+        line or a refused record holds the request's body), in a file of its own; plain
+        ``rejected.jsonl`` only without a key (a spool that keeps no bodies)."""
         self.rejected += 1
-        if sealed and self.key is not None:
+        if self.key is not None:
             path = self.root / f"rejected-{time.time_ns()}-{os.getpid()}.sealed"
             write_sealed(path, self.key, line.rstrip(b"\n") + b"\n")
         else:
@@ -298,13 +380,17 @@ def main() -> int:
                          else logging.Formatter(TEXT_FORMAT))
     logging.basicConfig(level=logging.INFO, handlers=[handler])
     from bastion.store import StoreUnavailable, open_store
+    from bastion.store.crypto import StoreKeys
 
     store_spec = spec["store"]
+
+    store_key = StoreKeys(bytes.fromhex(spec["store_key"])) if spec.get("store_key") else None
 
     def open_() -> TraceSink:
         return open_store(store_spec["url"], spec["home"],
                           pool_size=store_spec["pool_size"],
-                          partition_days=store_spec["partition_days"])
+                          partition_days=store_spec["partition_days"],
+                          keys=store_key, encrypt_bodies=store_spec.get("encrypt_bodies", True))
 
     tracing = spec["tracing"]
     redact.configure(ner=tracing.get("redact_ner", True))  # what `redacted` mode removes
@@ -323,8 +409,11 @@ def main() -> int:
         content=tracing["content"], content_by_tenant=tracing["content_by_tenant"],
         max_chars=tracing["max_body_chars"], prices=prices_from(spec["prices"]),
         batch_size=tracing["batch_size"], retention_days=tracing.get("retention_days"),
+        retention_by_team=tracing.get("retention_by_team"),
         on_lag=priority.lag if priority is not None else None,
         key=bytes.fromhex(spec["spool_key"]) if spec.get("spool_key") else None,
+        tombstones=Tombstones(bytes.fromhex(spec["subject_key"]))
+        if spec.get("subject_key") else None,
     )
     draining = threading.Event()
     threading.Thread(target=_control, args=(iter(stdin.readline, b""), ingest, draining),

@@ -35,14 +35,7 @@ def build_record(
 ) -> dict[str, Any]:
     body = ctx.body or {}
     output, finish, response_model, usage = _output(ctx)
-    usage = ctx.usage or usage or {}
-    input_tokens = _int(usage.get("prompt_tokens"))
-    output_tokens = _int(usage.get("completion_tokens"))
-    counted = output_tokens is None and ctx.stream
-    if counted:  # no usage came (the client left mid-stream): what was sent
-        output_tokens = _sent_tokens(ctx)
-    details = usage.get("prompt_tokens_details")
-    cached = _int(details.get("cached_tokens")) if isinstance(details, dict) else None
+    input_tokens, output_tokens, cached, counted = _tokens(ctx, ctx.usage or usage or {})
     finished = ctx.finished_at or ctx.received_at
     latency = (finished - ctx.received_at) * 1000
     ttft = tpot = None
@@ -109,6 +102,34 @@ def build_record(
         )
         record["metadata"]["price_version"] = prices.version
     return record
+
+
+def _tokens(ctx: RequestContext, usage: dict[str, Any]
+            ) -> tuple[int | None, int | None, int | None, bool]:
+    """Input, output and cached tokens as the trace counts them, and whether the output
+    was counted from the events sent (a stream that ended without usage)."""
+    input_tokens = _int(usage.get("prompt_tokens"))
+    output_tokens = _int(usage.get("completion_tokens"))
+    counted = output_tokens is None and ctx.stream
+    if counted:  # no usage came (the client left mid-stream): what was sent
+        output_tokens = _sent_tokens(ctx)
+    details = usage.get("prompt_tokens_details")
+    cached = _int(details.get("cached_tokens")) if isinstance(details, dict) else None
+    return input_tokens, output_tokens, cached, counted
+
+
+def request_cost(ctx: RequestContext, prices: PriceBook) -> float:
+    """A finished request's cost, as its trace will have it (the same tokens, latency and
+    prices as :func:`build_record`), for settling budgets on the request path: the reply
+    is parsed only when the backend left no usage on the context."""
+    if ctx.backend is None:
+        return 0.0
+    usage = ctx.usage or parse_reply(ctx.response_body, ctx.chunks).usage or {}
+    input_tokens, output_tokens, cached, _ = _tokens(ctx, usage)
+    latency = ((ctx.finished_at or ctx.received_at) - ctx.received_at) * 1000
+    cost = prices.cost(ctx.backend, input_tokens or 0, output_tokens or 0, cached or 0,
+                       latency / 1000)
+    return cost or 0.0
 
 
 def _input(ctx: RequestContext, body: dict[str, Any], mode: str, max_chars: int) -> Any:

@@ -22,6 +22,7 @@ from bastion.observe.spool_crypto import load_secret, spool_key
 
 if TYPE_CHECKING:
     from bastion.store import Store
+    from bastion.store.crypto import StoreKeys
 
 log = logging.getLogger("bastion.traces")
 
@@ -47,6 +48,7 @@ class StoreHandle:
                 self._store = open_store(
                     s.url, self._settings.home,
                     pool_size=s.pool_size, partition_days=s.partition_days,
+                    keys=store_keys(self._settings), encrypt_bodies=s.encrypt_bodies,
                 )
                 secure_data_dir(self._settings)  # a new SQLite file: 0600
             return self._store
@@ -75,6 +77,14 @@ def deployment_secret(settings: Settings) -> bytes:
     secret = settings.store.encryption_key
     return load_secret(secret.get_secret_value() if secret is not None else None,
                        settings.home)
+
+
+def store_keys(settings: Settings) -> StoreKeys:
+    """The store key trace bodies' data keys are wrapped under (:mod:`bastion.store.crypto`),
+    from the deployment secret."""
+    from bastion.store.crypto import StoreKeys
+
+    return StoreKeys.from_deployment_secret(deployment_secret(settings))
 
 
 def spool_key_of(settings: Settings) -> bytes:
@@ -107,6 +117,8 @@ class IngestProcess:
         self.restarts = 0
 
     def _spec(self) -> bytes:
+        from bastion.governance.subjects import subject_key_of
+
         s = self.settings
         return orjson.dumps({
             "spool": str(spool_root(s)), "owner": os.getpid(), "home": str(s.home),
@@ -115,6 +127,8 @@ class IngestProcess:
             "prices": _prices(PriceBook.from_settings(s)),
             "log_format": s.server.log_format,
             "spool_key": spool_key_of(s).hex(),  # over the pipe, never on disk
+            "store_key": store_keys(s).secret.hex(),  # likewise
+            "subject_key": subject_key_of(s).hex(),  # erased users' ids (tombstones)
         }) + b"\n"
 
     def start(self) -> None:

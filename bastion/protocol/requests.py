@@ -128,7 +128,9 @@ def _check_common(data: dict[str, Any]) -> bool:
     bias = data.get("logit_bias")
     if bias is not None and not (
         isinstance(bias, dict)
-        and all(k.isdigit() and _is_number(v) and -100 <= v <= 100 for k, v in bias.items())
+        # ASCII digits: str.isdigit() is true of '²', which int() refuses (a backend's 500)
+        and all(k.isascii() and k.isdigit() and _is_number(v) and -100 <= v <= 100
+                for k, v in bias.items())
     ):
         raise InvalidRequest(
             "'logit_bias' must map token ids (as strings) to numbers from -100 to 100",

@@ -11,7 +11,9 @@ could smuggle a request past a proxy (both Content-Length and Transfer-Encoding,
 or malformed lengths, obs-fold, bad chunk sizes: llhttp's strict mode; codings other than
 ``chunked``, Transfer-Encoding in HTTP/1.0, a missing or repeated Host: here) is a 400 and a
 close. When a client goes away, its handler task is cancelled, which closes whatever
-upstream stream or model slot the handler held.
+upstream stream or model slot the handler held. Given an SSL context (``start(ssl=...)``,
+built by :mod:`bastion.server.tls`) it serves HTTPS, the same protocol over uvloop's TLS
+transport.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import logging
 import socket
 import time
 from collections import deque
+from typing import TYPE_CHECKING
 
 import httptools
 
@@ -48,10 +51,14 @@ from bastion.server.wire import (
     _status_line,
 )
 
+if TYPE_CHECKING:
+    from ssl import SSLContext
+
 log = logging.getLogger("bastion.server")
 
 _LINGER_SECONDS = 2.0  # after a rejection, how long the client may keep sending
 _DRAIN_POLL = 0.05  # the shutdown loop's tick (shutdown only, never per request)
+_TLS_CLOSE_WAIT = 0.5  # shutdown, TLS: how long an idle peer may take to answer close_notify
 _STREAM_EAGER_BYTES = 1 << 10  # a stream's first body bytes are written chunk by chunk
 _STREAM_FLUSH_BYTES = 16 << 10  # later chunks are coalesced up to this size per write
 _MAX_HEAD_BYTES = 64 * 1024
@@ -156,6 +163,12 @@ class HTTPProtocol(asyncio.Protocol):
         """
         self._eof = True
         self._read_since = -1.0
+        if self._server.tls:
+            # TLS has no half-close here: after the client's close_notify uvloop shuts the
+            # connection down whatever we return (and warns on True), so nothing more can
+            # be written; connection_lost follows and cancels the request being answered.
+            self._closed = True
+            return None
         return True if self._busy else None
 
     def pause_writing(self) -> None:
@@ -624,6 +637,7 @@ class HTTPServer:
         self.config = config or ServerConfig()
         self.connections: set[HTTPProtocol] = set()
         self.draining = False
+        self.tls = False  # serving HTTPS (set by start)
         self.loop = asyncio.get_running_loop()
         self._server: asyncio.base_events.Server | None = None
 
@@ -635,10 +649,18 @@ class HTTPServer:
         sock: socket.socket | None = None,
         reuse_port: bool = False,
         backlog: int = 2048,
+        ssl: SSLContext | None = None,
     ) -> None:
+        """``ssl``: serve HTTPS with this context (see :mod:`bastion.server.tls`); the
+        handshake must finish within ``header_timeout``, like a request's headers. A failed
+        handshake (plain HTTP on this port, an untrusting client) closes the connection
+        without a log line (uvloop logs it at debug level only in debug mode)."""
+        self.tls = ssl is not None
+        handshake = self.config.header_timeout if ssl is not None else None
         if sock is not None:
             self._server = await self.loop.create_server(
-                lambda: HTTPProtocol(self), sock=sock, backlog=backlog
+                lambda: HTTPProtocol(self), sock=sock, backlog=backlog, ssl=ssl,
+                ssl_handshake_timeout=handshake,
             )
         else:
             self._server = await self.loop.create_server(
@@ -647,6 +669,8 @@ class HTTPServer:
                 port=port,
                 reuse_port=reuse_port or None,
                 backlog=backlog,
+                ssl=ssl,
+                ssl_handshake_timeout=handshake,
             )
 
     @property
@@ -671,6 +695,10 @@ class HTTPServer:
         with ``Connection: close``. Busy connections finish up to ``grace``; whatever is
         still open then is aborted. Nothing here costs a request anything: the loop below
         runs at shutdown only, and connections are told once (:meth:`begin_shutdown`).
+
+        Over TLS, closing sends close_notify and uvloop then waits (up to 30 s) for the
+        peer's, which an idle pooled client never sends: an idle connection closed here is
+        aborted once ``_TLS_CLOSE_WAIT`` has passed, so that they do not hold the drain.
         """
         loop = self.loop
         self.draining = True
@@ -681,16 +709,21 @@ class HTTPServer:
         start = loop.time()
         deadline = start + grace
         linger = min(self.config.drain_linger, grace)
+        closed_idle: dict[HTTPProtocol, float] = {}  # TLS: closed while idle, when
         # A 50 ms poll, at shutdown only: simpler than an event every response must set.
         while self.connections and loop.time() < deadline:
             now = loop.time()
             if now >= start + linger:
                 for conn in list(self.connections):
-                    conn.close_if_idle(now - linger)
+                    if conn.close_if_idle(now - linger) and self.tls:
+                        closed_idle.setdefault(conn, now)
+                if self.tls and all(now - closed_idle.get(conn, now) >= _TLS_CLOSE_WAIT
+                                    for conn in self.connections):
+                    break  # all that is left waits on a close_notify that will not come
             await asyncio.sleep(_DRAIN_POLL)
         now = loop.time()
         for conn in list(self.connections):
-            if not conn.close_if_idle(now):
+            if self.tls or not conn.close_if_idle(now):
                 conn.abort()
         if self._server is not None:
             await self._server.wait_closed()

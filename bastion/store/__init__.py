@@ -7,12 +7,19 @@
         stats(since, until, bucket_s, group_by)
         upsert_feedback(fb)             one row per (request_id, key)
         delete_before(ts)               retention (Postgres: drops partitions)
+        retention.delete_team_before()  per-team retention (row deletes)
+        subjects.erase(user)            a data subject's rows erased, verified
+        subjects.trace_page(user, ...)  ... and exported
+        open_body(id, row)              a stored body row in the clear (or body_error)
+        body_keys.rotate() / .status() / .drop(id), reencrypt_bodies(limit)
         count_traces(), ping(), close()
 
 Only this package touches SQL. Modules: ``schema`` (the tables), ``migrations`` (ordered,
 named, recorded; applied on open under a lock), ``engine`` (URL, pool, SQLite pragmas),
 ``partitions`` (Postgres range partitions), ``records`` (records to rows and back),
-``query`` (filters, cursors), ``stats`` (aggregates), ``store`` (the API).
+``query`` (filters, cursors), ``stats`` (aggregates), ``erase`` (data subjects),
+``retention`` (per-team TTL), ``crypto`` (bodies sealed with AES-256-GCM, the blind text
+index), ``datakeys`` (the data keys: rotation, re-encryption), ``store`` (the API).
 """
 
 from bastion.store.errors import StoreUnavailable

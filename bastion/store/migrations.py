@@ -26,6 +26,7 @@ from sqlalchemy import (
     Engine,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Table,
@@ -367,12 +368,77 @@ def m005_audit_log(conn: Connection) -> None:
     md.create_all(conn)
 
 
+# --------------------------------------------------------------- m006_sealed_bodies
+_M006_BODIES: tuple[tuple[str, Any], ...] = (
+    ("body_key", Integer), ("sealed_preview", LargeBinary), ("preview_in", Text),
+    ("preview_out", Text), ("search", Text), ("input", _J), ("output", _J), ("spans", _J),
+    ("sealed", LargeBinary),
+)
+
+
+def m006_sealed_bodies(conn: Connection) -> None:
+    """Encryption at rest (:mod:`bastion.store.crypto`): ``data_keys`` (the data keys,
+    wrapped), and three columns of ``trace_bodies``: ``body_key`` (the data key's id; NULL:
+    a plaintext row), ``sealed_preview`` and ``sealed`` (the previews and the bodies,
+    AES-256-GCM), with an index on ``body_key`` (what re-encryption after a rotation walks,
+    and counts). SQLite copies the table into the new column order (the key and sealed
+    previews at the start of the row, where a list page reads; the sealed body last): a
+    rewrite of every body, as in m003. Postgres adds the columns (no rewrite). Existing
+    rows stay plaintext until ``bastion keys rotate-data-key`` (or the ingest, when bodies
+    are to be encrypted) seals them."""
+    md = MetaData()
+    Table("data_keys", md,
+          Column("id", Integer, primary_key=True, autoincrement=False),
+          Column("wrapped", LargeBinary, nullable=False),
+          Column("created_at", Double, nullable=False))
+    md.create_all(conn)
+    if conn.dialect.name == "postgresql":
+        conn.execute(text(
+            "ALTER TABLE trace_bodies ADD COLUMN body_key integer, "
+            "ADD COLUMN sealed_preview bytea, ADD COLUMN sealed bytea"))
+        conn.execute(text(
+            "CREATE INDEX ix_trace_bodies_body_key ON trace_bodies (body_key, ts, id)"))
+        return
+    fts = conn.exec_driver_sql(
+        "SELECT 1 FROM sqlite_master WHERE name = 'trace_text'").first() is not None
+    for trigger in ("traces_bodies_ad", "trace_bodies_text_ad", "trace_bodies_text_au"):
+        conn.exec_driver_sql(f"DROP TRIGGER IF EXISTS {trigger}")
+    Table("trace_bodies_m006", MetaData(),
+          Column("seq", Integer, primary_key=True, autoincrement=False),
+          *(Column(n, json_type() if t == _J else t) for n, t in _M006_BODIES)).create(conn)
+    old = _quoted(["seq", *(n for n, _ in _M003_MOVED)])
+    conn.exec_driver_sql(
+        f"INSERT INTO trace_bodies_m006 ({old}) SELECT {old} FROM trace_bodies"  # noqa: S608
+    )
+    conn.exec_driver_sql("DROP TABLE trace_bodies")
+    conn.exec_driver_sql("ALTER TABLE trace_bodies_m006 RENAME TO trace_bodies")
+    conn.exec_driver_sql("CREATE INDEX ix_trace_bodies_body_key ON trace_bodies (body_key)")
+    conn.exec_driver_sql(
+        "CREATE TRIGGER traces_bodies_ad AFTER DELETE ON traces BEGIN "
+        "DELETE FROM trace_bodies WHERE seq = old.seq; END"
+    )
+    if fts:  # the index's rowids and text are unchanged: only its triggers come back
+        conn.exec_driver_sql(
+            "CREATE TRIGGER trace_bodies_text_ad AFTER DELETE ON trace_bodies "
+            "WHEN old.search IS NOT NULL BEGIN INSERT INTO trace_text(trace_text, rowid, "
+            "search) VALUES ('delete', old.seq, old.search); END"
+        )
+        conn.exec_driver_sql(
+            "CREATE TRIGGER trace_bodies_text_au AFTER UPDATE OF search ON trace_bodies "
+            "BEGIN INSERT INTO trace_text(trace_text, rowid, search) "
+            "SELECT 'delete', old.seq, old.search WHERE old.search IS NOT NULL; "
+            "INSERT INTO trace_text(rowid, search) "
+            "SELECT new.seq, new.search WHERE new.search IS NOT NULL; END"
+        )
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration("m001_initial", m001_initial),
     Migration("m002_text_search", m002_text_search),
     Migration("m003_trace_bodies", m003_trace_bodies),
     Migration("m004_api_keys", m004_api_keys),
     Migration("m005_audit_log", m005_audit_log),
+    Migration("m006_sealed_bodies", m006_sealed_bodies),
 )
 
 

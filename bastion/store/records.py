@@ -9,6 +9,10 @@ derives three columns from the bodies:
 - ``preview_in``: the last user message (or the prompt), ``PREVIEW_CHARS`` at most;
 - ``preview_out``: the start of the output text.
 
+A store that encrypts bodies then seals the row (:meth:`bastion.store.crypto.Codec.seal_row`):
+``body_key``, ``sealed`` and ``sealed_preview`` are set, the plain body columns cleared, and
+``search`` holds the blind index's hashes instead of the words.
+
 ``guard_action``, when the record does not give it, is the strongest ``action`` among the
 record's ``guards``: block > redact > flag.
 """
@@ -54,6 +58,7 @@ def to_row(record: Mapping[str, Any]) -> dict[str, Any]:
     row["search"] = joined[:SEARCH_CHARS] or None
     row["preview_in"] = _clip(_last_user_text(source)) if source is not None else None
     row["preview_out"] = _clip(out_text) if out_text else None
+    row["body_key"] = row["sealed"] = row["sealed_preview"] = None  # plaintext until sealed
     return row
 
 

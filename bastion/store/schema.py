@@ -7,7 +7,11 @@ A trace is two rows. ``traces`` holds what filters, lists and aggregates read (a
 bytes); ``trace_bodies`` holds the large columns: ``input``, ``output``, ``spans`` and the
 three derived from the bodies, written by the store, never by callers: ``search`` (the text
 of input and output, the haystack of text search), ``preview_in`` and ``preview_out`` (short
-previews that trace lists return instead of the bodies). Split because a stats scan or a
+previews that trace lists return instead of the bodies). Encrypted at rest (migration
+m006, :mod:`bastion.store.crypto`), a body row has ``body_key`` (the data key's id), the
+bodies in ``sealed`` and the previews in ``sealed_preview`` (AES-256-GCM), the five plain
+columns NULL, and in ``search`` the blind index's hashes of the words; ``body_key`` NULL is
+a plaintext row. ``data_keys`` holds the data keys, wrapped. Split because a stats scan or a
 newest-first walk reads whole rows: with the bodies inline a row was ~3 KB, one per SQLite
 page, and 24 h of stats at 1M traces read 580 MB (docs/benchmarks.md).
 
@@ -37,6 +41,7 @@ from sqlalchemy import (
     Computed,
     Double,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Table,
@@ -70,8 +75,11 @@ JSON_KEYS = frozenset({"params", "input", "output", "guards", "spans", "metadata
 # the columns a trace list leaves out (the bodies); it returns a ``preview`` instead
 HEAVY_KEYS = frozenset({"input", "output", "spans"})
 # the columns of trace_bodies after its key, previews first (a list page reads only them:
-# on SQLite they sit at the start of the row, before any overflow page)
-BODY_KEYS: tuple[str, ...] = ("preview_in", "preview_out", "search", "input", "output", "spans")
+# on SQLite they sit at the start of the row, before any overflow page); the sealed body
+# last (Postgres: the three m006 columns come after search_tsv)
+BODY_KEYS: tuple[str, ...] = ("body_key", "sealed_preview", "preview_in", "preview_out",
+                              "search", "input", "output", "spans", "sealed")
+SEALED_KEYS = frozenset({"sealed_preview", "sealed"})
 # the record keys stored in traces
 TRACE_KEYS: tuple[str, ...] = tuple(k for k in RECORD_KEYS if k not in HEAVY_KEYS)
 # Postgres: the text search vector (immutable: the configuration is named by a constant)
@@ -119,6 +127,7 @@ class Tables:
     migrations: Table
     # SQLite's FTS5 index over trace_bodies.search (rowid = seq); None elsewhere
     trace_text: TableClause | None
+    data_keys: Table
 
 
 def build(dialect: str) -> Tables:
@@ -139,9 +148,7 @@ def build(dialect: str) -> Tables:
         body_keys.append(Column("ts", Double, primary_key=True))
     else:
         body_keys.append(Column("seq", Integer, primary_key=True, autoincrement=False))
-    body_columns = [
-        Column(k, Text if k in DERIVED_KEYS else column_type(k)) for k in BODY_KEYS
-    ]
+    body_columns = [Column(k, _body_type(k)) for k in BODY_KEYS]
     if pg:
         body_columns.append(Column("search_tsv", TSVECTOR, Computed(TSVECTOR_SQL, persisted=True)))
     bodies = Table("trace_bodies", md, *body_keys, *body_columns)
@@ -163,7 +170,26 @@ def build(dialect: str) -> Tables:
     migrations = migrations_table(md)
     trace_text = None if pg else table("trace_text", column("rowid"), column("search"))
     return Tables(md, traces, bodies, feedback, api_keys, audit, audit_heads, migrations,
-                  trace_text)
+                  trace_text, data_keys_table(md))
+
+
+def _body_type(key: str) -> TypeEngine[Any]:
+    if key == "body_key":
+        return Integer()
+    if key in SEALED_KEYS:
+        return LargeBinary()
+    return Text() if key in DERIVED_KEYS else column_type(key)
+
+
+def data_keys_table(md: MetaData) -> Table:
+    """The data keys trace bodies are sealed under: id (the newest is current), the key
+    wrapped under the key-encryption key (:mod:`bastion.store.crypto`), when it was made."""
+    return Table(
+        "data_keys", md,
+        Column("id", Integer, primary_key=True, autoincrement=False),
+        Column("wrapped", LargeBinary, nullable=False),
+        Column("created_at", Double, nullable=False),
+    )
 
 
 def audit_tables(md: MetaData) -> tuple[Table, Table]:

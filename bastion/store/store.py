@@ -30,6 +30,7 @@ from sqlalchemy import (
     bindparam,
     delete,
     exists,
+    false,
     func,
     literal,
     literal_column,
@@ -45,6 +46,9 @@ from sqlalchemy.types import ARRAY, Text
 from bastion.store import engine as engines
 from bastion.store import stats as aggregates
 from bastion.store.audit import AuditRows
+from bastion.store.crypto import StoreKeys
+from bastion.store.datakeys import BodyKeys
+from bastion.store.erase import SubjectRows
 from bastion.store.errors import unavailable_as_store_error
 from bastion.store.keys import KeyRows
 from bastion.store.migrations import WRITE, migrate
@@ -58,6 +62,7 @@ from bastion.store.query import (
     like_pattern,
 )
 from bastion.store.records import from_row, to_row
+from bastion.store.retention import RetentionRows
 from bastion.store.schema import (
     BODY_KEYS,
     FEEDBACK_KEYS,
@@ -86,12 +91,16 @@ FEEDBACK_VALUES = (None, "up", "down")
 class Store:
     """Open one with :func:`open_store`."""
 
-    def __init__(self, engine: Engine, *, partition_days: int, applied: list[str]) -> None:
+    def __init__(self, engine: Engine, *, partition_days: int, applied: list[str],
+                 keys: StoreKeys | None = None, encrypt_bodies: bool = True) -> None:
         self._engine = engine
         self.dialect: str = engine.dialect.name
         self._t: Tables = build(self.dialect)
+        self._bodykeys = BodyKeys(engine, self._t, keys, encrypt_bodies)
         self._keys = KeyRows(engine, self._t.api_keys)
         self._audit = AuditRows(engine, self._t.audit, self._t.audit_heads)
+        self._subjects = SubjectRows(engine, self._t)
+        self._retention = RetentionRows(engine, self._t)
         self._pg = self.dialect == "postgresql"
         self._partitions = Partitions(partition_days) if self._pg else None
         self._merged_before = -math.inf  # text pending lists merged for days before this
@@ -100,7 +109,8 @@ class Store:
         c, b = self._t.traces.c, self._t.bodies.c
         # a trace's body: same seq on SQLite, same (id, ts) on Postgres
         self._on = and_(b.id == c.id, b.ts == c.ts) if self._pg else b.seq == c.seq
-        self._full = [*(c[k] for k in TRACE_KEYS), *(b[k] for k in sorted(HEAVY_KEYS))]
+        self._full = [*(c[k] for k in TRACE_KEYS), *(b[k] for k in sorted(HEAVY_KEYS)),
+                      b.body_key, b.sealed]
         self._light = [c[k] for k in TRACE_KEYS]
         if not self._pg:
             self._light.append(c.seq)
@@ -147,6 +157,7 @@ class Store:
                     "SELECT 1 FROM sqlite_master WHERE name = 'trace_text'"
                 ).first()
                 self.text_search = "fts5" if master is not None else "scan"
+            self._bodykeys.open(conn)
 
     @property
     def audit(self) -> AuditRows:
@@ -157,6 +168,35 @@ class Store:
     def keys(self) -> KeyRows:
         """Virtual keys' rows (``api_keys``)."""
         return self._keys
+
+    @property
+    def subjects(self) -> SubjectRows:
+        """A user's rows, exported or erased (:mod:`bastion.store.erase`)."""
+        return self._subjects
+
+    @property
+    def retention(self) -> RetentionRows:
+        """Per-team retention's deletes (:mod:`bastion.store.retention`)."""
+        return self._retention
+
+    # --------------------------------------------------------- encryption at rest
+    @property
+    def body_keys(self) -> BodyKeys:
+        """The data keys bodies are sealed under (:mod:`bastion.store.datakeys`)."""
+        return self._bodykeys
+
+    def open_body(self, trace_id: str, row: Mapping[str, Any]) -> dict[str, Any]:
+        """A ``trace_bodies`` row's bodies in the clear: ``input``, ``output``, ``spans``,
+        ``preview_in``, ``preview_out`` (those ``row`` has, or whose sealed columns,
+        ``sealed`` and ``sealed_preview``, it has, with ``body_key``), plus ``body_error``
+        when it cannot be opened (never raises for a bad row)."""
+        return self._bodykeys.open_body(trace_id, row)
+
+    def reencrypt_bodies(self, limit: int = 500) -> int:
+        """One batch of re-encryption (bodies under older data keys, or plaintext ones when
+        bodies are encrypted); returns the rows looked at, 0 when none are left."""
+        with unavailable_as_store_error("reencrypt_bodies"):
+            return self._bodykeys.reencrypt(limit)
 
     def _write(self) -> contextlib.AbstractContextManager[Connection]:
         return self._engine.connect().execution_options(**WRITE)
@@ -178,24 +218,26 @@ class Store:
         if not records:
             return 0
         rows = [to_row(r) for r in records]
+        sealed_with = self._bodykeys.seal(rows)
         with unavailable_as_store_error("insert_traces"):
             if self._partitions is None:
-                return self._insert(rows)
+                return self._insert(rows, sealed_with)
             self._ensure_partitions(rows)
             try:
-                count = self._insert(rows)
+                count = self._insert(rows, sealed_with)
             except sa_exc.IntegrityError as exc:
                 if getattr(exc.orig, "sqlstate", None) != "23514":  # no partition for a row
                     raise
                 with self._engine.connect() as conn:
                     self._partitions.load(conn)
                 self._ensure_partitions(rows)
-                count = self._insert(rows)
+                count = self._insert(rows, sealed_with)
             self._merge_text_pending(rows)  # after: a batch across midnight is merged whole
             return count
 
-    def _insert(self, rows: list[dict[str, Any]]) -> int:
+    def _insert(self, rows: list[dict[str, Any]], sealed_with: int | None) -> int:
         with self._write() as conn, conn.begin():
+            self._bodykeys.check(conn, sealed_with, rows)  # still the current data key
             if self._pg:
                 params = [
                     {k: Jsonb(v, engines.dumps) if k in JSON_KEYS and v is not None else v
@@ -272,7 +314,7 @@ class Store:
                 if head is None:
                     return None
                 body = conn.execute(
-                    select(*(b[k] for k in sorted(HEAVY_KEYS)))
+                    select(*(b[k] for k in sorted(HEAVY_KEYS)), b.body_key, b.sealed)
                     .where(b.id == trace_id, b.ts == head["ts"])
                 ).mappings().first()
                 row: Mapping[str, Any] = {
@@ -288,7 +330,10 @@ class Store:
                 if sqlite_row is None:
                     return None
                 row = dict(sqlite_row)
-            record = from_row(row)
+            opened = self._bodykeys.open_body(trace_id, row)
+            record = from_row({**row, **opened})
+            if "body_error" in opened:  # a sealed body that cannot be opened: said so
+                record["body_error"] = opened["body_error"]
             f = t.feedback.c
             fb = select(*self._feedback_cols).where(f.request_id == trace_id)
             record["feedback"] = [
@@ -319,7 +364,7 @@ class Store:
             where.append(after(cursor, self._t.traces))
             top = decode_cursor(cursor)[0]
         with unavailable_as_store_error("list_traces"), self._engine.connect() as conn:
-            words = _WORD.findall(q.text.lower()) if q.text else []
+            words = self._query_words(q.text) if q.text else []
             if q.text and words and self.text_search == "tsvector":
                 window = Window(q.since, q.until, top)
                 rows = self._pg_text_page(conn, words, where, window, limit + 1)
@@ -338,6 +383,17 @@ class Store:
         more = len(rows) > limit
         return page, encode_cursor(page[-1]["ts"], page[-1]["id"]) if more else None
 
+    @property
+    def _blind(self) -> bool:
+        """Text search over the blind index (bodies encrypted): exact words, hashed."""
+        return self._bodykeys.encrypt and self._bodykeys.codec is not None
+
+    def _query_words(self, text: str) -> list[str]:
+        codec = self._bodykeys.codec
+        if self._blind and codec is not None:
+            return codec.query_tokens(text)
+        return _WORD.findall(text.lower())
+
     def _add_previews(self, conn: Connection, rows: list[dict[str, Any]]) -> None:
         """A page's previews from trace_bodies, by the page's keys (one indexed read)."""
         if not rows:
@@ -346,20 +402,30 @@ class Store:
         if not self._pg:  # plain sqlite3: SQLAlchemy's expanding IN cost more than the read
             seqs = [r["seq"] for r in rows]
             sql = (
-                "SELECT seq, preview_in, preview_out FROM trace_bodies "  # noqa: S608 - marks
-                f"WHERE seq IN ({', '.join('?' * len(seqs))})"
+                "SELECT seq, body_key, sealed_preview, preview_in, preview_out "  # noqa: S608
+                f"FROM trace_bodies WHERE seq IN ({', '.join('?' * len(seqs))})"
             )
             by_seq = {p[0]: p[1:] for p in conn.exec_driver_sql(sql, tuple(seqs))}
             for row in rows:
-                row["preview_in"], row["preview_out"] = by_seq.get(row["seq"], (None, None))
+                self._set_previews(row, by_seq.get(row["seq"]))
             return
         stamps = [r["ts"] for r in rows]
-        query = select(b.id, b.ts, b.preview_in, b.preview_out).where(
+        query = select(b.id, b.ts, b.body_key, b.sealed_preview, b.preview_in,
+                       b.preview_out).where(
             b.id == any_(literal([r["id"] for r in rows], _TEXT_ARRAY)),
             b.ts >= min(stamps), b.ts <= max(stamps))
         found = {(p[0], p[1]): p[2:] for p in conn.execute(query)}
         for row in rows:
-            row["preview_in"], row["preview_out"] = found.get((row["id"], row["ts"]), (None, None))
+            self._set_previews(row, found.get((row["id"], row["ts"])))
+
+    def _set_previews(self, row: dict[str, Any], stored: Sequence[Any] | None) -> None:
+        """A listed row's previews from (body_key, sealed_preview, preview_in, preview_out)."""
+        if stored is None:
+            row["preview_in"] = row["preview_out"] = None
+            return
+        opened = self._bodykeys.open_body(row["id"], dict(zip(
+            ("body_key", "sealed_preview", "preview_in", "preview_out"), stored, strict=True)))
+        row["preview_in"], row["preview_out"] = opened["preview_in"], opened["preview_out"]
 
     def _text_terms(
         self, conn: Connection, term: str, words: list[str]
@@ -371,14 +437,18 @@ class Store:
         alone is slow for the other case (seconds on a million traces)."""
         c, b = self._t.traces.c, self._t.bodies.c
         if not words or self.text_search == "scan":
-            pattern = like_pattern(term)
+            if self._blind and not words:
+                return [false()]  # hashed words only: nothing to look for
+            patterns = [like_pattern(w) for w in words] if self._blind else [like_pattern(term)]
             if self._pg:
-                found = select(b.id, b.ts).where(b.search.ilike(pattern, escape="\\"))
+                found = select(b.id, b.ts).where(
+                    *(b.search.ilike(p, escape="\\") for p in patterns))
                 return [tuple_(c.id, c.ts).in_(found)]
-            return [c.seq.in_(select(b.seq).where(b.search.like(pattern, escape="\\")))]
+            return [c.seq.in_(select(b.seq).where(
+                *(b.search.like(p, escape="\\") for p in patterns)))]
         fts = self._t.trace_text
         assert fts is not None
-        expression = " ".join(f'"{w}"*' for w in words)
+        expression = " ".join(f'"{w}"' if self._blind else f'"{w}"*' for w in words)
         candidates = select(fts.c.rowid).where(
             literal_column("trace_text").op("MATCH")(bindparam("fts_query", expression))
         )
@@ -410,7 +480,8 @@ class Store:
         trace's stored vector, until the page is full."""
         b = self._t.bodies.c
         query = func.to_tsquery(
-            literal_column("'bastion_text'::regconfig"), " & ".join(f"{w}:*" for w in words)
+            literal_column("'bastion_text'::regconfig"),
+            " & ".join(w if self._blind else f"{w}:*" for w in words),
         )
         found = b.search_tsv.op("@@")(query)
         _planner(conn, _BITMAP_ONLY)
@@ -668,6 +739,8 @@ def open_store(
     pool_size: int = 5,
     partition_days: int = 1,
     busy_timeout_ms: int = 5000,
+    keys: StoreKeys | None = None,
+    encrypt_bodies: bool = True,
 ) -> Store:
     """Opens (creating if needed) and migrates the store.
 
@@ -675,7 +748,12 @@ def open_store(
     ``postgresql+psycopg://user@host/db`` (``postgresql://`` works too). ``pool_size``
     connections per process; ``partition_days`` sizes Postgres trace partitions;
     ``busy_timeout_ms`` is how long SQLite waits for another writer's lock.
-    Raises StoreUnavailable when the database cannot be reached, ValueError for a bad URL.
+    ``keys``: the store key (from the deployment secret) that opens the data keys; with it
+    and ``encrypt_bodies``, bodies are sealed (AES-256-GCM) and text search uses the blind
+    index (:mod:`bastion.store.crypto`); without it bodies are written in the clear and
+    sealed ones read as unreadable.
+    Raises StoreUnavailable when the database cannot be reached (DataKeyError, one, when
+    ``keys`` do not open the store's data keys), ValueError for a bad URL.
     """
     if pool_size < 1 or partition_days < 1:
         raise ValueError("pool_size and partition_days must be at least 1")
@@ -683,7 +761,8 @@ def open_store(
     engine = engines.create(resolved, pool_size=pool_size, busy_timeout_ms=busy_timeout_ms)
     try:
         with unavailable_as_store_error(f"opening {resolved.render_as_string()}"):
-            store = Store(engine, partition_days=partition_days, applied=migrate(engine))
+            store = Store(engine, partition_days=partition_days, applied=migrate(engine),
+                          keys=keys, encrypt_bodies=encrypt_bodies)
             store._prepare()
     except BaseException:
         engine.dispose()

@@ -128,11 +128,14 @@ def test_admin_actions_through_the_gateway_are_audited_and_verify(tmp_path: Path
             assert status == 200 and [e["seq"] for e in page["data"]] == [1, 2, 3]
             assert page["next_after"] == 3
             status, rest = gw.request("GET", "/api/audit?after=3")
-            assert [e["action"] for e in rest["data"]] == ["key.revoke"]
+            assert [e["action"] for e in rest["data"]] == ["role.grant", "key.rotate",
+                                                           "key.revoke"]
             assert rest["next_after"] is None
+            assert rest["data"][0]["target"] == child["id"]
+            assert rest["data"][0]["detail"] == {"role": "user", "team": "ops"}
             assert gw.request("GET", "/api/audit", key=dev)[0] == 403, "admins only"
             status, verdict = gw.request("GET", "/api/audit/verify")
-            assert status == 200 and verdict["ok"] and verdict["entries"] == 4, verdict
+            assert status == 200 and verdict["ok"] and verdict["entries"] == 6, verdict
         finally:
             gw.stop()
     config = tmp_path / "bastion.yaml"
@@ -142,16 +145,70 @@ def test_admin_actions_through_the_gateway_are_audited_and_verify(tmp_path: Path
     assert listed.exit_code == 0, listed.output
     rows = [json.loads(line) for line in listed.stdout.splitlines()]
     assert [(r["actor"], r["action"]) for r in rows] == [
-        ("master-key", "key.create"), (made["id"], "key.create"),
+        ("master-key", "key.create"), ("master-key", "role.grant"),
+        (made["id"], "key.create"), (made["id"], "role.grant"),
         (made["id"], "key.rotate"), ("master-key", "key.revoke")]
-    assert rows[1]["detail"]["team"] == "ops" and "key" not in json.dumps(rows[1]["detail"])
+    assert rows[1]["detail"] == {"role": "developer", "team": "ops"}
+    assert rows[2]["detail"]["team"] == "ops" and "key" not in json.dumps(rows[2]["detail"])
     assert dev not in listed.stdout, "no key in the log"
     table = runner.invoke(main, ["audit", "list", "--config", str(config)],
                           env={"COLUMNS": "200"})
     assert table.exit_code == 0 and "key.rotate" in table.stdout
     ok = runner.invoke(main, ["audit", "verify", "--config", str(config)])
-    assert ok.exit_code == 0 and "ok: 4 entries" in ok.stdout, ok.output
+    assert ok.exit_code == 0 and "ok: 6 entries" in ok.stdout, ok.output
     sql(f"sqlite:///{home}/bastion.db", "UPDATE audit_log SET actor = 'nobody' WHERE seq = 2")
     bad = runner.invoke(main, ["audit", "verify", "--config", str(config), "--json"])
     assert bad.exit_code == 1
     assert json.loads(bad.stdout)["problems"] == ["entry 2 was changed after it was written"]
+
+
+def test_failed_key_uses_are_audited_once_a_window_with_counts(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import time
+
+    from bastion.governance import authfail
+    from bastion.governance.keys import new_token
+
+    monkeypatch.setattr(authfail, "WINDOW_S", 0.2)
+    with FakeUpstream().start() as up:
+        gw = traced_gateway(up, tmp_path, **{"server.master_key": MASTER_KEY})
+        try:
+            _, made = gw.request("POST", "/api/keys", {"role": "user"})
+            _, short = gw.request("POST", "/api/keys", {"role": "user", "expires_in": 1})
+            gw.request("POST", f"/api/keys/{made['id']}/revoke")
+            unknown = new_token()
+            sent = {("invalid", f"bst-...{unknown[-4:]}"): 20, ("revoked", made["id"]): 3,
+                    ("invalid", None): 4}
+            for _ in range(20):
+                assert gw.request("GET", "/v1/models", key=unknown)[0] == 401
+            for _ in range(3):
+                assert gw.request("GET", "/v1/models", key=made["key"])[0] == 401
+            for _ in range(4):
+                assert gw.request("GET", "/v1/models", key="sk-a-guess-at-the-master")[0] == 401
+            assert gw.request("GET", "/v1/models", key=None,
+                              headers={"authorization": "Basic x"})[0] == 401
+            while time.time() < short["expires_at"]:
+                time.sleep(0.05)
+            assert gw.request("GET", "/v1/models", key=short["key"])[0] == 401
+            sent[("expired", short["id"])] = 1
+            deadline = time.monotonic() + 30
+            while True:
+                _, page = gw.request("GET", "/api/audit?limit=1000")
+                failures = [e for e in page["data"] if e["action"] == "auth.failure"]
+                counted: dict[tuple[str, str | None], int] = {}
+                for e in failures:
+                    group = (e["detail"]["reason"], e["target"])
+                    counted[group] = counted.get(group, 0) + e["detail"]["count"]
+                if counted == sent or time.monotonic() > deadline:
+                    break
+                time.sleep(0.1)
+            assert counted == sent, "every refused key use counted, in its group"
+            assert all(e["actor"] == "unauthenticated" and e["detail"]["source"] == "127.0.0.1"
+                       for e in failures)
+            assert len(failures) < sum(sent.values()), "aggregated, not one entry a request"
+            logged = json.dumps(page["data"])
+            assert unknown not in logged and made["key"] not in logged
+            assert "sk-a-guess-at-the-master" not in logged
+            assert gw.request("GET", "/api/audit/verify")[1]["ok"]
+        finally:
+            gw.stop()

@@ -20,6 +20,8 @@ from tests.gateway_harness import MASTER_KEY, RunningGateway
 MODEL_DETAIL = "/v1/models/{id}"
 TRACE_DETAIL = "/api/traces/{id}"
 KEY_DETAIL = "/api/keys/{id}"
+USER_DETAIL = "/api/users/{id}"  # /api/users/{user}/erase (POST) and /export (GET)
+DATA_KEY_DETAIL = "/api/data-keys/{id}"
 EXPECTED_ROUTES = {
     "/v1/chat/completions": {"POST"},
     "/v1/completions": {"POST"},
@@ -38,7 +40,13 @@ EXPECTED_ROUTES = {
     KEY_DETAIL: {"GET", "POST", "DELETE"},
     "/api/audit": {"GET"},
     "/api/audit/verify": {"GET"},
+    "/api/budgets": {"GET"},
+    USER_DETAIL: {"GET", "POST"},
+    "/api/data-keys": {"GET"},
+    "/api/data-keys/rotate": {"POST"},
+    DATA_KEY_DETAIL: {"DELETE"},
     "/metrics": {"GET"},
+    "/openapi.json": {"GET"},
 }
 
 
@@ -205,12 +213,39 @@ def _cases() -> list[Any]:
     for query, param in [("after=-1", "after"), ("limit=0", "limit"), ("since=1h", "since")]:
         add(f"/api/audit-{query}-is-400", Case(
             "GET", f"/api/audit?{query}", 400, "invalid_request_error", None, param))
+    add("/api/data-keys-unknown-query-is-400", Case(
+        "GET", "/api/data-keys?all=1", 400, "invalid_request_error", None, "all"))
+    add("/api/data-keys/rotate-unknown-query-is-400", Case(
+        "POST", "/api/data-keys/rotate?now=1", 400, "invalid_request_error", None, "now"))
+    for name, path in [("not-a-number", "/api/data-keys/one"), ("unknown", "/api/data-keys/99"),
+                       ("negative", "/api/data-keys/-1")]:
+        add(f"{DATA_KEY_DETAIL}-{name}-is-404", Case(
+            "DELETE", path, 404, "not_found_error", "data_key_not_found", "id"))
+    add(f"{DATA_KEY_DETAIL}-current-is-409", Case(
+        "DELETE", "/api/data-keys/1", 409, "invalid_request_error", "data_key_in_use", "id"))
     add("/api/keys-bad-status-is-400", Case(
         "GET", "/api/keys?status=lost", 400, "invalid_request_error", None, "status"))
     add("/api/keys/{id}-unknown-is-404", Case(
         "GET", "/api/keys/key_nope", 404, "not_found_error", "key_not_found", "id"))
     add("/api/keys/{id}-unknown-action-is-404", Case(
         "POST", "/api/keys/key_nope/explode", 404, "not_found_error", "unknown_url"))
+    for name, method, path, param in [
+        ("nul", "POST", "/api/users/a%00b/erase", "user"),
+        ("not-utf8", "GET", "/api/users/%ff/export", "user"),
+        ("blank", "POST", "/api/users/%20/erase", "user"),
+        ("too-long", "POST", "/api/users/" + "x" * 257 + "/erase", "user"),
+        ("unknown-query", "POST", "/api/users/u/erase?force=1", "force"),
+        ("bad-cursor", "GET", "/api/users/u/export?cursor=nope", "cursor"),
+        ("bad-limit", "GET", "/api/users/u/export?limit=0", "limit"),
+    ]:
+        add(f"{USER_DETAIL}-{name}-is-400", Case(
+            method, path, 400, "invalid_request_error", None, param))
+    for name, path in [("unknown-action", "/api/users/u/forget"), ("no-user", "/api/users//erase"),
+                       ("no-action", "/api/users/u"), ("raw-slash", "/api/users/a/b/erase")]:
+        add(f"{USER_DETAIL}-{name}-is-404", Case(
+            "POST", path, 404, "not_found_error", "unknown_url"))
+    add(f"{USER_DETAIL}-get-erase-is-405", Case(
+        "GET", "/api/users/u/erase", 405, "invalid_request_error", "method_not_allowed"))
     add("/api/feedback-invalid-json-is-400", Case(
         "POST", "/api/feedback", 400, "invalid_request_error", None, None, raw=b"{nope"))
     for path in ("/v1/nothing-here", "/v1/", "/v1", "/v2/models", "/", "/health"):
@@ -298,6 +333,16 @@ def test_valid_request_to_every_v1_route_succeeds(api_gateway: RunningGateway, p
     if path == KEY_DETAIL:  # a key that exists (DELETE revokes it)
         _, _, made = api_gateway.request_full("POST", "/api/keys", VALID_BODY["/api/keys"])
         url = concrete(path, made["id"])
+    if path == DATA_KEY_DETAIL:  # an old data key, once nothing is under it (rotated)
+        _, _, keys = api_gateway.request_full("POST", "/api/data-keys/rotate")
+        old = keys["keys"][-2]["id"]
+        deadline = time.monotonic() + 30
+        while keys["keys"][-2]["traces"] and time.monotonic() < deadline:
+            time.sleep(0.1)
+            keys = api_gateway.request("GET", "/api/data-keys")[1]
+        url = concrete(path, str(old))
+    if path == USER_DETAIL:  # an export (an erasure is tested in test_erasure)
+        url = "/api/users/someone/export"
     if path == TRACE_DETAIL:  # a trace that exists: the gateway's own, once it is stored
         _, sent, _ = api_gateway.request_full("POST", "/v1/chat/completions",
                                               VALID_BODY["/v1/chat/completions"])

@@ -36,7 +36,7 @@ def test_handle_runs_the_front_stages_in_order() -> None:
 
 def test_pipeline_runs_every_operation_through_the_same_stages() -> None:
     _in_order(_calls(Pipeline.run), ["decode_json_object", "check", "describe", "allow_model",
-                                     "limit", "input_guards", "call", "output_guards",
+                                     "limit", "reserve", "input_guards", "call", "output_guards",
                                      "respond"])
     assert set(OPERATIONS) == {"/v1/chat/completions", "/v1/completions", "/v1/embeddings"}
 

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from bastion.config import Settings, load_settings
 from bastion.gateway.context import RequestContext
+from bastion.observe import families
 from bastion.observe import metrics as m
 
 pytestmark = pytest.mark.skipif(
@@ -132,7 +133,7 @@ def test_a_reload_gives_the_c_observer_new_prices_and_providers() -> None:
     ctx.finished_at, ctx.usage = 1.5, {"prompt_tokens": 1_000_000, "completion_tokens": 0}
     metrics.observe(ctx)
     (key,) = metrics.state.rows
-    assert key[m.PROVIDER] == "tgi"
+    assert key[families.PROVIDER] == "tgi"
     assert metrics.state.rows[key][m._COST] == 2.0
 
 

@@ -1,0 +1,75 @@
+"""Per-team retention on both engines: a team's traces past its own TTL go (with their
+bodies, text index entries and feedback), every other team's stay; the ingest runs it."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from bastion.observe.ingest import Ingest
+from bastion.store import Store, StoreUnavailable, TraceQuery, open_store
+from tests.store_helpers import fresh_database, record
+
+DAY = 86_400.0
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
+    with fresh_database(request.param, tmp_path) as url:
+        opened = open_store(url, tmp_path)
+        try:
+            yield opened
+        finally:
+            opened.close()
+
+
+def fill(store: Store, now: float) -> None:
+    """Teams a and b, each with traces 1, 5 and 20 days old (and feedback on each)."""
+    records = []
+    for i, (team, age) in enumerate((t, a) for t in ("a", "b") for a in (1, 5, 20)):
+        records.append(record(i, team=team, ts=now - age * DAY, user=f"u-{team}",
+                              input=[{"role": "user", "content": f"teamword{team} {age}"}]))
+    store.insert_traces(records)
+    for r in records:
+        store.upsert_feedback({"request_id": r["id"], "value": "up"})
+
+
+def ages(store: Store, team: str, now: float) -> list[int]:
+    rows, _ = store.list_traces(TraceQuery(team=team))
+    return sorted(round((now - r["ts"]) / DAY) for r in rows)
+
+
+def test_a_teams_ttl_deletes_only_its_older_traces(store: Store) -> None:
+    now = time.time()
+    fill(store, now)
+    assert store.retention.delete_team_before("a", now - 3 * DAY) == 2
+    assert ages(store, "a", now) == [1] and ages(store, "b", now) == [1, 5, 20]
+    assert store.subjects.remaining("u-a") == {"traces": 1, "bodies": 1, "text_index": 1,
+                                               "feedback": 1}, "bodies and feedback went too"
+    rows, _ = store.list_traces(TraceQuery(text="teamworda"))
+    assert len(rows) == 1, "the text index has only the kept trace"
+    assert store.retention.delete_team_before("a", now - 3 * DAY) == 0
+    assert store.retention.delete_team_before("nobody", now) == 0
+
+
+def test_the_ingest_runs_the_global_and_the_team_ttls(store: Store, tmp_path: Path) -> None:
+    now = time.time()
+    fill(store, now)
+    worker = Ingest(tmp_path / "spool", 1, lambda: store, unavailable=(StoreUnavailable,),
+                    retention_days=10, retention_by_team={"a": 3, "b": 10})
+    assert worker.run_once()
+    assert ages(store, "a", now) == [1], "a: its own 3 days"
+    assert ages(store, "b", now) == [1, 5], "b: the global 10 days (its own is the same)"
+    assert worker.deleted == 3
+
+
+def test_team_ttls_alone_run_without_a_global_one(store: Store, tmp_path: Path) -> None:
+    now = time.time()
+    fill(store, now)
+    worker = Ingest(tmp_path / "spool", 1, lambda: store, unavailable=(StoreUnavailable,),
+                    retention_by_team={"b": 2})
+    assert worker.run_once()
+    assert ages(store, "a", now) == [1, 5, 20] and ages(store, "b", now) == [1]
