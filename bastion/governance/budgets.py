@@ -146,6 +146,13 @@ class Budgets:
 
     def applicable(self, key_id: str | None, key_budget: Budget | None, team: str | None,
                    user: str | None, now: float) -> tuple[Account, ...]:
+        if not self.configured:  # only keys carry budgets: one dict read
+            if key_budget is None or key_id is None:
+                return ()
+            account = self._accounts.get(("key", key_id))
+            if account is not None and account.rule is key_budget and now < account.end:
+                return (account,)
+            return (self._account("key", key_id, key_budget, now),)
         found: list[Account] = []
         for scope, name in (("key", key_id), ("team", team), ("user", user)):
             if name is None:
@@ -207,9 +214,12 @@ class Budgets:
         now = time.time() if now is None else now
         for account in hold.accounts:
             account.reserved = max(0.0, account.reserved - hold.amount)
-            account.roll(now)
+            if now >= account.end:
+                account.roll(now)
             account.spent += cost
-            self._notify(account)
+            rule = account.rule
+            if account.spent >= (rule.limit if rule.soft is None else rule.soft):
+                self._notify(account)
 
     def _notify(self, account: Account) -> None:
         rule, spent = account.rule, account.spent

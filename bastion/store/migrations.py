@@ -432,6 +432,11 @@ def m006_sealed_bodies(conn: Connection) -> None:
         )
 
 
+def m007_feedback_user(conn: Connection) -> None:
+    """Feedback by the user who gave it: erasure, its verification and export filter on it."""
+    conn.exec_driver_sql('CREATE INDEX ix_feedback_user ON feedback ("user")')
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration("m001_initial", m001_initial),
     Migration("m002_text_search", m002_text_search),
@@ -439,6 +444,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration("m004_api_keys", m004_api_keys),
     Migration("m005_audit_log", m005_audit_log),
     Migration("m006_sealed_bodies", m006_sealed_bodies),
+    Migration("m007_feedback_user", m007_feedback_user),
 )
 
 

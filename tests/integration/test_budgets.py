@@ -17,7 +17,6 @@ import pytest
 from click.testing import CliRunner
 
 from bastion.cli import main
-
 from tests.fakes.upstream import FakeUpstream
 from tests.gateway_harness import MASTER_KEY, RunningGateway, traced_gateway
 
@@ -33,7 +32,7 @@ class Webhook:
         events = self.events
 
         class Handler(http.server.BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 - the stdlib's name
+            def do_POST(self) -> None:
                 length = int(self.headers["content-length"])
                 events.append(json.loads(self.rfile.read(length)))
                 self.send_response(204)
