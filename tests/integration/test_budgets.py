@@ -19,6 +19,7 @@ from click.testing import CliRunner
 from bastion.cli import main
 from tests.fakes.upstream import FakeUpstream
 from tests.gateway_harness import MASTER_KEY, RunningGateway, traced_gateway
+from tests.gateway_harness import traces as stored_traces
 
 PRICING = {"input": 1000.0, "output": 2000.0}  # per 1M tokens: cents a request
 MAX_TOKENS = 20
@@ -86,17 +87,6 @@ def budgets(gw: RunningGateway, key: str = MASTER_KEY) -> dict[tuple[str, str], 
     return {(b["scope"], b["name"]): b for b in listed["data"]}
 
 
-def stored(gw: RunningGateway, key_id: str, n: int, timeout: float = 20.0
-           ) -> list[dict[str, Any]]:
-    deadline = time.monotonic() + timeout
-    while True:
-        status, body = gw.request("GET", f"/api/traces?limit=500&key_id={key_id}")
-        assert status == 200, body
-        if len(body["data"]) >= n or time.monotonic() > deadline:
-            return list(body["data"])
-        time.sleep(0.1)
-
-
 def test_fifty_at_once_overshoot_by_at_most_one_reservation(
         up: FakeUpstream, hook: Webhook, tmp_path: Path) -> None:
     gw = start(up, tmp_path, hook)
@@ -132,7 +122,7 @@ def test_fifty_at_once_overshoot_by_at_most_one_reservation(
         account = budgets(gw)[("key", key["id"])]
         assert account["reserved"] == 0.0 and account["exceeded"]
         assert 1.0 <= account["spent"] <= 1.0 + reservation, (account, reservation)
-        traces = stored(gw, key["id"], answered + refused)
+        traces = stored_traces(gw, answered + refused, f"&key_id={key['id']}", 20.0)
         ok_traces = [t for t in traces if t["status"] == 200]
         assert len(ok_traces) == answered
         assert sum(t["cost"] or 0.0 for t in traces) == pytest.approx(account["spent"], abs=1e-9)
