@@ -97,6 +97,19 @@ class _KeyState:
                 self.tokens = min(float(tpm), self.tokens + elapsed * tpm / 60)
 
 
+def wanted_tokens(body: dict[str, Any], body_bytes: int, tpm: int) -> float:
+    """The tokens a request reserves: its prompt (estimated from the body's size) plus its
+    max output; RateLimited when that alone is over the key's TPM."""
+    wanted = body_bytes / TOKEN_BYTES + (
+        body.get("max_tokens") or body.get("max_completion_tokens") or 0)
+    if wanted > tpm:
+        raise RateLimited(
+            f"This request needs about {math.ceil(wanted)} tokens (prompt and max_tokens), "
+            f"more than the key's limit of {tpm} tokens per minute (TPM): lower max_tokens "
+            "or send less", code="tokens_exceed_limit")
+    return float(wanted)
+
+
 class Limiter:
     def __init__(self) -> None:
         self._keys: dict[str, _KeyState] = {}
@@ -119,13 +132,7 @@ class Limiter:
         if rpm and state.requests < 1:
             refuse(b"requests", rpm, (1 - state.requests) * 60 / rpm)
         if tpm:
-            wanted = body_bytes / TOKEN_BYTES + (
-                body.get("max_tokens") or body.get("max_completion_tokens") or 0)
-            if wanted > tpm:
-                raise RateLimited(
-                    f"This request needs about {math.ceil(wanted)} tokens (prompt and "
-                    f"max_tokens), more than the key's limit of {tpm} tokens per minute "
-                    "(TPM): lower max_tokens or send less", code="tokens_exceed_limit")
+            wanted = wanted_tokens(body, body_bytes, tpm)
             if state.tokens < wanted:
                 refuse(b"tokens", tpm, (wanted - state.tokens) * 60 / tpm)
         if parallel and state.inflight >= parallel:

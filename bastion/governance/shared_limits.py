@@ -47,7 +47,13 @@ from redis.exceptions import RedisError
 
 from bastion.errors import Overloaded, RateLimited
 from bastion.governance.keys import Principal
-from bastion.governance.limits import TOKEN_BYTES, Limiter, Ticket, _duration, refuse
+from bastion.governance.limits import (
+    Limiter,
+    Ticket,
+    _duration,
+    refuse,
+    wanted_tokens,
+)
 
 if TYPE_CHECKING:
     from redis.commands.core import AsyncScript
@@ -119,19 +125,6 @@ def redacted(url: str) -> str:
     return urlunsplit(parts._replace(netloc=netloc))
 
 
-def reservation(body: dict[str, Any], body_bytes: int, tpm: int) -> int:
-    """The tokens a request reserves (prompt estimate plus its max output); RateLimited
-    when that alone is over the key's TPM."""
-    wanted = body_bytes / TOKEN_BYTES + (
-        body.get("max_tokens") or body.get("max_completion_tokens") or 0)
-    if wanted > tpm:
-        raise RateLimited(
-            f"This request needs about {math.ceil(wanted)} tokens (prompt and max_tokens), "
-            f"more than the key's limit of {tpm} tokens per minute (TPM): lower max_tokens "
-            "or send less", code="tokens_exceed_limit")
-    return math.ceil(wanted)
-
-
 def used_tokens(usage: dict[str, Any]) -> int:
     used = usage.get("total_tokens")
     if not isinstance(used, int | float):
@@ -200,7 +193,7 @@ class SharedLimiter:
         if parallel and state.inflight >= parallel:
             raise RateLimited(f"This key already has {parallel} requests in flight, its "
                               "limit: retry when one has finished", retry_after=1)
-        wanted = reservation(body, body_bytes, tpm) if tpm else 0
+        wanted = math.ceil(wanted_tokens(body, body_bytes, tpm)) if tpm else 0
         headers: list[tuple[bytes, bytes]] = []
         member: str | None = None
         if rpm or tpm:
