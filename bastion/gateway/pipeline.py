@@ -104,7 +104,8 @@ class Pipeline:
         checked = op.check(body)
         describe(ctx, op, body, checked)
         self.allow_model(ctx, body)
-        await self.limit(ctx, body)
+        if ctx.principal.limits is not None:  # no coroutine for a request without limits
+            await self.limit(ctx, body)
         self.gw.spend.reserve(ctx, body)
         sent, checked = await self.input_guards(op, ctx, body, checked)
         result = await self.gw.router.call(body["model"], sent, _bound(op, checked, ctx), ctx)
@@ -121,12 +122,12 @@ class Pipeline:
                                    code="model_not_allowed", param="model")
 
     async def limit(self, ctx: RequestContext, body: dict[str, Any]) -> None:
-        if ctx.principal.limits is not None:  # the key's RPM, TPM and parallel limits (429)
-            limiter, size = self.gw.limiter, len(ctx.raw_body or b"")
-            if isinstance(limiter, Limiter):  # in memory
-                ctx.limit = limiter.admit(ctx.principal, body, size)
-            else:  # shared through Redis (limits.redis_url)
-                ctx.limit = await limiter.admit(ctx.principal, body, size)
+        """The key's RPM, TPM and parallel limits (429); run for a key that has limits."""
+        limiter, size = self.gw.limiter, len(ctx.raw_body or b"")
+        if isinstance(limiter, Limiter):  # in memory
+            ctx.limit = limiter.admit(ctx.principal, body, size)
+        else:  # shared through Redis (limits.redis_url)
+            ctx.limit = await limiter.admit(ctx.principal, body, size)
 
     async def input_guards(self, op: Operation, ctx: RequestContext, body: dict[str, Any],
                            checked: Any) -> tuple[dict[str, Any], Any]:

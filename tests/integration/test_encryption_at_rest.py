@@ -21,13 +21,7 @@ from bastion.cli import main
 from tests.fakes.upstream import FakeUpstream
 from tests.gateway_harness import MASTER_KEY, RunningGateway, trace_of, traced_gateway, traces
 from tests.integration.test_store_encryption import raw_contents
-from tests.store_helpers import (
-    create_database,
-    drop_database,
-    free_port,
-    pg_url,
-    require_postgres,
-)
+from tests.store_helpers import free_port, fresh_database
 
 PROMPTS = ("Summarise the vermilion zeppelin manifest", "Translate the ochre gondola ledger")
 COMPLETION = "The cerulean marmoset ascends at dawn"
@@ -263,13 +257,9 @@ def test_another_deployment_secret_is_a_clear_503(up: FakeUpstream, tmp_path: Pa
 
 # ----------------------------------------------------------------------------- Postgres
 @pytest.fixture()
-def pg_store() -> Iterator[str]:
-    require_postgres()
-    name = create_database()
-    try:
-        yield pg_url(name)
-    finally:
-        drop_database(name)
+def pg_store(tmp_path: Path) -> Iterator[str]:
+    with fresh_database("postgres", tmp_path) as url:
+        yield url
 
 
 def test_postgres_rows_hold_no_prompt_or_key(
