@@ -48,7 +48,12 @@ async def _audit_role(gw: Gateway, ctx: RequestContext, before: dict[str, Any] |
 
 
 def _facts(row: dict[str, Any]) -> dict[str, Any]:
-    return {k: row.get(k) for k in ("team", "role", "models", "limits", "expires_at")}
+    return {k: row.get(k) for k in ("team", "role", "models", "limits", "guard_policy",
+                                    "content_mode", "priority", "expires_at")}
+
+
+def _policies(gw: Gateway) -> set[str]:
+    return {"standard", "none", *gw.settings.guards.policies}
 
 
 def table(gw: Gateway) -> dict[str, dict[str, Endpoint]]:
@@ -56,7 +61,7 @@ def table(gw: Gateway) -> dict[str, dict[str, Endpoint]]:
     async def create(request: Request, ctx: RequestContext) -> Response:
         body = decode_json_object(request.body, request.header(b"content-type"))
         token, row = admin.new_key_row(body, ctx.principal, gw.router.routes,
-                                       gw.keys.digest_hex)
+                                       gw.keys.digest_hex, known_policies=_policies(gw))
         stored = await _in_store(gw, lambda s: s.keys.insert(row))
         gw.keys.apply([stored])
         await gw.audit.record(actor(ctx), "key.create", stored["id"], _facts(stored))
@@ -125,6 +130,8 @@ def prefixed(gw: Gateway) -> list[tuple[str, dict[str, Endpoint]]]:
                                        ctx.principal, old["models"] or gw.router.routes,
                                        gw.keys.digest_hex, now)
         row["expires_at"], row["rotated_from"] = old["expires_at"], key_id
+        for name in ("guard_policy", "content_mode", "priority"):  # as they were (a
+            row[name] = old.get(name)  # developer rotates a key an admin gave a policy)
         stored = await _in_store(gw, lambda s: s.keys.insert(row))
         until = now + grace
         ending = ({"revoked_at": now} if grace == 0 else
@@ -178,6 +185,12 @@ CREATE_FIELDS: dict[str, Schema] = {  # admin.CREATE_FIELDS, each described (a t
                                                    "when absent"}),
     "limits": nullable(_LIMITS),
     "budget": nullable({**_BUDGET, "description": "A spend limit (402 at it)"}),
+    "guard_policy": nullable({"type": "string", "description": "Guard policy of its requests "
+                              "(before any attached one); an admin's to set"}),
+    "content_mode": nullable({"enum": ["metadata", "redacted", "full"], "description":
+                              "What its traces keep: the stricter of this and its team's"}),
+    "priority": nullable({"type": "integer", "minimum": 0, "maximum": 9, "description":
+                          "Admission priority, 0 most urgent (never above its team's best)"}),
     "expires_in": nullable({**_SECONDS, "description": "Seconds from now (ten years at "
                                                        "most); not with expires_at"}),
     "expires_at": nullable({**_SECONDS, "description": "Epoch seconds"}),
@@ -190,7 +203,9 @@ API_KEY = obj({
     "name": nullable({"type": "string"}), "team": nullable({"type": "string"}),
     "user": nullable({"type": "string"}), "role": {"enum": list(ROLES)},
     "models": nullable(_STRINGS), "limits": nullable({"type": "object"}),
-    "budget": nullable({"type": "object"}),
+    "budget": nullable({"type": "object"}), "guard_policy": nullable({"type": "string"}),
+    "content_mode": nullable({"enum": ["metadata", "redacted", "full"]}),
+    "priority": nullable({"type": "integer"}),
     "metadata": nullable({"type": "object"}), "created_at": _SECONDS,
     "expires_at": nullable(_SECONDS), "revoked_at": nullable(_SECONDS),
     "rotated_from": nullable({"type": "string"}),

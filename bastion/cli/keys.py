@@ -99,6 +99,12 @@ def register(main: click.Group) -> None:
                   show_default=True)
     @click.option("--budget-soft", type=click.FloatRange(min=0, min_open=True),
                   default=None, help="notify at this spend")
+    @click.option("--guard-policy", default=None,
+                  help="guard policy of its requests (admins only; 'none': no guards)")
+    @click.option("--content-mode", type=click.Choice(["metadata", "redacted", "full"]),
+                  default=None, help="what its traces keep (never more than its team's)")
+    @click.option("--priority", type=click.IntRange(0, 9), default=None,
+                  help="admission priority, 0 most urgent (within its team's best)")
     @click.option("--expires-in", default=None, help="lifetime: 3600, 12h, 30d ...")
     @click.option("--meta", "meta", multiple=True, metavar="KEY=VALUE", help="metadata")
     @click.option("--json", "as_json", is_flag=True, help="print the answer as JSON")
@@ -106,7 +112,8 @@ def register(main: click.Group) -> None:
     def create(obj: dict[str, Any], /, name: str | None, team: str | None, user: str | None,
                role: str, models: tuple[str, ...], rpm: int | None, tpm: int | None,
                max_parallel: int | None, budget: float | None, budget_period: str,
-               budget_soft: float | None, expires_in: str | None,
+               budget_soft: float | None, guard_policy: str | None,
+               content_mode: str | None, priority: int | None, expires_in: str | None,
                meta: tuple[str, ...], as_json: bool) -> None:
         """A new key; it is printed once (the gateway keeps only its digest)."""
         body: dict[str, Any] = {"role": role}
@@ -120,6 +127,8 @@ def register(main: click.Group) -> None:
             body["limits"] = limits
         for field, value in (("name", name), ("team", team), ("user", user),
                              ("models", list(models) or None),
+                             ("guard_policy", guard_policy), ("content_mode", content_mode),
+                             ("priority", priority),
                              ("expires_in", seconds(expires_in, "--expires-in")),
                              ("metadata", _metadata(meta))):
             if value is not None:

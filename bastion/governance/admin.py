@@ -20,15 +20,17 @@ from bastion.config_access import Budget
 from bastion.errors import InvalidRequest, NotFound, PermissionDenied
 from bastion.governance.keys import Principal, hint, new_token
 from bastion.governance.roles import MAY_GRANT, ROLES
+from bastion.observe.keymodes import CONTENT_MODES
 
 CREATE_FIELDS = frozenset({"name", "team", "user", "role", "models", "limits", "budget",
-                           "expires_in", "expires_at", "metadata"})
+                           "guard_policy", "content_mode", "priority", "expires_in",
+                           "expires_at", "metadata"})
 LIMIT_FIELDS = ("rpm", "tpm", "max_parallel")
 _NAME = re.compile(r"^[A-Za-z0-9._:@\-]{1,128}$")
 MAX_LIFETIME = 10 * 366 * 86400.0
 MAX_GRACE = 30 * 86400.0
-PUBLIC = ("id", "hint", "name", "team", "user", "role", "models", "limits", "metadata",
-          "created_at",
+PUBLIC = ("id", "hint", "name", "team", "user", "role", "models", "limits", "guard_policy",
+          "content_mode", "priority", "metadata", "created_at",
           "expires_at", "revoked_at", "rotated_from")
 
 
@@ -64,9 +66,11 @@ def _name(value: Any, field: str) -> str | None:
 
 
 def new_key_row(body: Mapping[str, Any], asker: Principal, known_models: Collection[str],
-                digest_of: Any, now: float | None = None) -> tuple[str, dict[str, Any]]:
+                digest_of: Any, now: float | None = None,
+                known_policies: Collection[str] = ("standard", "none")
+                ) -> tuple[str, dict[str, Any]]:
     """The token and the row of a key ``asker`` asks for; 400 naming what is wrong, 403
-    for a role or team the asker may not grant."""
+    for a role or team the asker may not grant, or a guard policy set by a non-admin."""
     unknown = sorted(set(body) - CREATE_FIELDS)
     if unknown:
         raise InvalidRequest(f"Unknown field '{unknown[0]}'; a key takes "
@@ -111,6 +115,7 @@ def new_key_row(body: Mapping[str, Any], asker: Principal, known_models: Collect
                              param="metadata")
     token = new_token()
     row = {
+        **_handling(body, asker, known_policies),
         "limits": _with_budget(_limits(body.get("limits")), body.get("budget")),
         "id": "key_" + secrets.token_hex(8), "digest": digest_of(token), "hint": hint(token),
         "name": _name(body.get("name"), "name"), "team": team,
@@ -119,6 +124,30 @@ def new_key_row(body: Mapping[str, Any], asker: Principal, known_models: Collect
         "revoked_at": None, "rotated_from": None,
     }
     return token, row
+
+
+def _handling(body: Mapping[str, Any], asker: Principal,
+              known_policies: Collection[str]) -> dict[str, Any]:
+    """How the key's requests are handled: guard policy (an admin's choice: it may switch
+    the guards off), content mode (only ever stricter than the team's: the ingest keeps
+    the stricter of the two), admission priority (never above its team's best)."""
+    policy, mode, priority = (body.get(k) for k in ("guard_policy", "content_mode",
+                                                     "priority"))
+    if policy is not None:
+        if not isinstance(policy, str) or policy not in known_policies:
+            raise InvalidRequest("'guard_policy' must name a configured guard policy: "
+                                 f"{', '.join(sorted(known_policies))}", param="guard_policy")
+        if not asker.admin:
+            raise PermissionDenied("Only an admin sets a key's guard policy",
+                                   code="insufficient_permissions")
+    if mode is not None and mode not in CONTENT_MODES:
+        raise InvalidRequest(f"'content_mode' must be one of {', '.join(CONTENT_MODES)}",
+                             param="content_mode")
+    if priority is not None and (isinstance(priority, bool) or not isinstance(priority, int)
+                                 or not 0 <= priority <= 9):
+        raise InvalidRequest("'priority' must be a whole number from 0 (most urgent) to 9",
+                             param="priority")
+    return {"guard_policy": policy, "content_mode": mode, "priority": priority}
 
 
 def _with_budget(limits: dict[str, Any] | None, budget: Any) -> dict[str, Any] | None:

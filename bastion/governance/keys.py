@@ -67,6 +67,9 @@ class Principal:
     models: frozenset[str] | None = None  # None: every model
     limits: tuple[int | None, int | None, int | None] | None = None  # rpm, tpm, parallel
     budget: Budget | None = None  # the key's own spend limit
+    guard_policy: str | None = None  # its requests' guard policy, before any attached one
+    content_mode: str | None = None  # what of its traces' content is kept (never more
+    priority: int | None = None  # than its team's mode allows); its admission priority
     expires_at: float | None = None
     grants: frozenset[str] = field(default=frozenset())
 
@@ -98,7 +101,9 @@ def principal_of(row: Mapping[str, Any]) -> Principal:
         limits=(limits.get("rpm"), limits.get("tpm"), limits.get("max_parallel"))
         if limits else None,
         budget=Budget.model_validate(budget) if budget else None,
-        expires_at=row.get("expires_at"), grants=GRANTS.get(row["role"], frozenset()),
+        guard_policy=row.get("guard_policy"), content_mode=row.get("content_mode"),
+        priority=row.get("priority"), expires_at=row.get("expires_at"),
+        grants=GRANTS.get(row["role"], frozenset()),
     )
 
 

@@ -192,16 +192,19 @@ class GuardEngine:
 
     def resolve(self, *, key: str | None = None, team: str | None = None,
                 tenant: str | None = None, model: str | None = None,
-                route: str | None = None) -> Policy | None:
-        """The policy for a request: key, team, tenant, model, route, then the default."""
+                route: str | None = None, own: str | None = None) -> Policy | None:
+        """The policy for a request: its key's own (``own``), then the one attached to its
+        key, team, tenant, model, route, then the default."""
         a = self.settings.attach
-        for table, value in ((a.keys, key), (a.teams, team), (a.tenants, tenant),
-                             (a.models, model), (a.routes, route)):
-            if value is not None and value in table:
-                name: str | None = table[value]
-                break
-        else:
-            name = self.settings.default
+        name: str | None = own
+        if name is None:
+            for table, value in ((a.keys, key), (a.teams, team), (a.tenants, tenant),
+                                 (a.models, model), (a.routes, route)):
+                if value is not None and value in table:
+                    name = table[value]
+                    break
+            else:
+                name = self.settings.default
         if name is None or name == "none":
             return None
         return self.policies.get(name) or self.policy(name)

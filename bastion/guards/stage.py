@@ -38,7 +38,7 @@ from typing import Any
 import orjson
 
 from bastion.backends.base import sse_error
-from bastion.errors import ClientError, ServerError
+from bastion.errors import ClientError, ConfigError, ServerError
 from bastion.gateway.context import RequestContext, Span
 from bastion.guards.engine import SEVERITY, Decision, GuardEngine, Policy, Scanned, strongest
 from bastion.guards.vault import StreamRestorer, restore
@@ -96,7 +96,19 @@ class GuardStage:
     def policy_for(self, ctx: RequestContext, model: str | None = None) -> Policy | None:
         """The request's policy (``model``: the alias asked for, before routing sets it)."""
         return self.engine.resolve(key=ctx.key_id, team=ctx.team, tenant=ctx.claim.tenant or None,
-                                   model=ctx.model or model, route=ctx.endpoint)
+                                   model=ctx.model or model, route=ctx.endpoint,
+                                   own=ctx.principal.guard_policy)
+
+    async def prepare(self, name: str) -> None:
+        """Builds policy ``name`` off the event loop (its scanners may load models), for a
+        key that names one nothing attaches; GuardFailed when it is not configured (any
+        more): the key's requests are refused, never let through unguarded."""
+        if name in self.engine.policies or name == "none":
+            return
+        try:
+            await asyncio.to_thread(self.engine.policy, name)
+        except ConfigError as exc:
+            raise GuardFailed(f"This key's guard policy cannot be applied: {exc}") from None
 
     async def _run(self, fn: Any, *args: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)

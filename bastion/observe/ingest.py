@@ -40,6 +40,7 @@ import orjson
 from bastion.governance.subjects import Tombstones
 from bastion.observe import redact
 from bastion.observe.datadir import private_umask
+from bastion.observe.keymodes import KeyModes
 from bastion.observe.logs import TEXT_FORMAT, JsonFormatter
 from bastion.observe.pricing import Price, PriceBook
 from bastion.observe.priority import IdleUnlessBehind
@@ -98,6 +99,7 @@ class Ingest:
         self._unavailable = unavailable
         self.content = content
         self.content_by_tenant = content_by_tenant or {}
+        self.key_modes = KeyModes()  # keys' own modes (stricter than their team's)
         self.max_chars = max_chars
         self.prices = prices
         self.batch_size = batch_size
@@ -177,6 +179,14 @@ class Ingest:
             data = path.read_bytes()
         except FileNotFoundError:
             return True
+        store = self._ready()  # the keys' content modes first: read from the store
+        if store is None:
+            return False
+        try:
+            self.key_modes.refresh(store)
+        except self._unavailable as exc:
+            self._down(exc)
+            return False
         opened = open_file(data, self.key)
         if opened.failed:
             self.unauthenticated += opened.failed
@@ -211,6 +221,7 @@ class Ingest:
             if name and name in self.content_by_tenant:
                 mode = self.content_by_tenant[name]
                 break
+        mode = self.key_modes.mode(mode, ctx.key_id)
         try:
             return build_record(ctx, mode, self.max_chars, self.prices)
         except Exception:  # telemetry: a record that cannot be built keeps its basics
