@@ -12,6 +12,7 @@ from bastion.cli import audit as cli_audit
 from bastion.cli import budgets as cli_budgets
 from bastion.cli import guard as cli_guard
 from bastion.cli import keys as cli_keys
+from bastion.cli import teams as cli_teams
 from bastion.cli import traces as cli_traces
 from bastion.cli import users as cli_users
 from bastion.config import Settings, gateway_url, load_settings
@@ -92,6 +93,7 @@ cli_audit.register(main)
 cli_budgets.register(main)
 cli_guard.register(main)
 cli_users.register(main)
+cli_teams.register(main)
 
 
 if __name__ == "__main__":  # pragma: no cover

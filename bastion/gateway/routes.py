@@ -15,6 +15,7 @@ from bastion.api import budgets as budget_routes
 from bastion.api import data_keys as data_key_routes
 from bastion.api import keys as key_routes
 from bastion.api import openapi
+from bastion.api import teams as team_routes
 from bastion.api import traces as observe_routes
 from bastion.api import users as user_routes
 from bastion.api.openapi import Param, Reply, Spec, documented, listing, obj
@@ -105,6 +106,7 @@ def table(gw: Gateway) -> dict[str, dict[str, Endpoint]]:
         **audit_routes.table(gw),
         **budget_routes.table(gw),
         **user_routes.table(gw),
+        **team_routes.table(gw),
     }
 
 
@@ -121,7 +123,7 @@ def prefixed(gw: Gateway) -> list[tuple[str, dict[str, Endpoint]]]:
         return Response(200, orjson.dumps(_describe(gw.router.route(name))), JSON_HEADERS)
 
     return [("/v1/models/", {"GET": get_model}), *observe_routes.prefixed(gw),
-            *key_routes.prefixed(gw), *user_routes.prefixed(gw),
+            *key_routes.prefixed(gw), *user_routes.prefixed(gw), *team_routes.prefixed(gw),
             *data_key_routes.prefixed(gw)]
 
 

@@ -437,6 +437,18 @@ def m007_feedback_user(conn: Connection) -> None:
     conn.exec_driver_sql('CREATE INDEX ix_feedback_user ON feedback ("user")')
 
 
+def m008_teams(conn: Connection) -> None:
+    """Registered teams and the organisation each belongs to."""
+    md = MetaData()
+    teams = Table("teams", md,
+                  Column("name", String, primary_key=True), Column("org", Text),
+                  Column("description", Text), Column("metadata", json_type()),
+                  Column("created_at", Double, nullable=False),
+                  Column("updated_at", Double, nullable=False))
+    Index("ix_teams_org", teams.c.org)
+    md.create_all(conn)
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration("m001_initial", m001_initial),
     Migration("m002_text_search", m002_text_search),
@@ -445,6 +457,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration("m005_audit_log", m005_audit_log),
     Migration("m006_sealed_bodies", m006_sealed_bodies),
     Migration("m007_feedback_user", m007_feedback_user),
+    Migration("m008_teams", m008_teams),
 )
 
 

@@ -128,6 +128,7 @@ class Tables:
     # SQLite's FTS5 index over trace_bodies.search (rowid = seq); None elsewhere
     trace_text: TableClause | None
     data_keys: Table
+    teams: Table
 
 
 def build(dialect: str) -> Tables:
@@ -170,7 +171,7 @@ def build(dialect: str) -> Tables:
     migrations = migrations_table(md)
     trace_text = None if pg else table("trace_text", column("rowid"), column("search"))
     return Tables(md, traces, bodies, feedback, api_keys, audit, audit_heads, migrations,
-                  trace_text, data_keys_table(md))
+                  trace_text, data_keys_table(md), teams_table(md))
 
 
 def _body_type(key: str) -> TypeEngine[Any]:
@@ -235,6 +236,21 @@ def api_keys_table(md: MetaData) -> Table:
         return Column(key, Text)
 
     return Table("api_keys", md, *(col(k) for k in API_KEY_KEYS))
+
+
+# a registered team: its organisation and description (its keys, budget and limits are
+# the keys' rows and the configuration; a team needs no row to have keys)
+TEAM_KEYS: tuple[str, ...] = ("name", "org", "description", "metadata", "created_at",
+                              "updated_at")
+
+
+def teams_table(md: MetaData) -> Table:
+    return Table(
+        "teams", md,
+        Column("name", String, primary_key=True), Column("org", Text),
+        Column("description", Text), Column("metadata", json_type()),
+        Column("created_at", Double, nullable=False), Column("updated_at", Double, nullable=False),
+    )
 
 
 def migrations_table(md: MetaData) -> Table:

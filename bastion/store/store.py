@@ -72,6 +72,7 @@ from bastion.store.schema import (
     Tables,
     build,
 )
+from bastion.store.teams import TeamRows
 
 MAX_LIMIT = 1000
 _TEXT_ARRAY = ARRAY(Text())  # one array parameter for a page's ids (not 51 of them)
@@ -98,6 +99,7 @@ class Store:
         self._t: Tables = build(self.dialect)
         self._bodykeys = BodyKeys(engine, self._t, keys, encrypt_bodies)
         self._keys = KeyRows(engine, self._t.api_keys)
+        self.teams = TeamRows(engine, self._t.teams)  # registered teams (``teams``)
         self._audit = AuditRows(engine, self._t.audit, self._t.audit_heads)
         self._subjects = SubjectRows(engine, self._t)
         self._retention = RetentionRows(engine, self._t)
