@@ -3,6 +3,8 @@
 with the machine's load (this machine has 2 noisy cores and no hardware counters).
 
     .venv/bin/python bench/instructions_per_request.py [--modes off,tracing,metrics,on]
+        (also keys, limits, budget: called with a virtual key, without and with limits
+        and a budget; compare them with off)
         [--seconds 20] [--conc 8] [--annotate] [--diff 25]
 
 Each mode starts ``bastion serve`` (bench/bastion-bench.yaml, the shared harness's fake
@@ -38,6 +40,12 @@ MODES = {
     "metrics": {"BASTION_TRACING__ENABLED": "false", "BASTION_METRICS__ENABLED": "true"},
     "on": {"BASTION_TRACING__ENABLED": "true", "BASTION_METRICS__ENABLED": "true"},
 }
+# called with a virtual key instead of the master key (tracing and metrics off, as ``off``):
+# the key alone; with RPM, TPM and in-flight limits too high to refuse anything; and with a
+# budget too large to be spent (tracing_side_by_side.virtual_key)
+KEY_MODES = {"keys": (False, False), "limits": (True, False), "budget": (True, True)}
+for _mode in KEY_MODES:
+    MODES[_mode] = MODES["off"]
 
 
 def control(pid: int, *args: str) -> None:
@@ -60,6 +68,10 @@ def run(mode: str, args: argparse.Namespace, env: dict[str, str], tmp: Path,
     url = f"http://127.0.0.1:{args.port}/v1/chat/completions"
     try:
         wait_ok(url, key, timeout=300)
+        if mode in KEY_MODES:
+            from tracing_side_by_side import virtual_key
+
+            key = virtual_key(url, key, *KEY_MODES[mode])
         wrk(url, key, args.conc, 5, False, None)  # warm-up
         control(gw.pid, "--instr=on")
         result = wrk(url, key, args.conc, args.seconds, False, None)

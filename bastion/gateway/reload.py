@@ -25,8 +25,9 @@ if TYPE_CHECKING:
     from bastion.gateway.app import Gateway
 
 log = logging.getLogger("bastion.reload")
-_RESTART_ONLY = (
-    "host", "port", "max_body_bytes", "keepalive_timeout", "drain_linger", "ready_timeout"
+_RESTART_ONLY = (  # the listening socket's (TLS: its certificate *files* reload by
+    "host", "port", "max_body_bytes", "keepalive_timeout", "drain_linger", "ready_timeout",
+    "tls", "workers",  # themselves; a different path or turning it on or off does not)
 )
 
 

@@ -328,3 +328,18 @@ def handshake_der(server_ctx: ssl.SSLContext, leaf: trustme.LeafCert,
 
 def test_a_tls_error_is_a_config_error() -> None:
     assert issubclass(TlsError, ConfigError)
+
+
+def test_turning_tls_on_or_moving_its_files_needs_a_restart(
+        pair: tuple[Path, Path, trustme.LeafCert]) -> None:
+    from bastion.gateway.reload import plan
+
+    cert, key, _ = pair
+    plain = load_settings(env={}, overrides={})
+    secure = load_settings(env={}, overrides={"server.tls": {"cert": str(cert),
+                                                             "key": str(key)}})
+    assert "server.tls" in plan(plain, secure).restart_required
+    assert "server.tls" in plan(secure, plain).restart_required
+    assert "server.tls" not in plan(secure, secure).restart_required
+    more = load_settings(env={}, overrides={"server.workers": 2})
+    assert "server.workers" in plan(plain, more).restart_required
