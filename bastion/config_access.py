@@ -64,9 +64,67 @@ class TlsSettings(_Strict):
 
 
 # ---------------------------------------------------------------- shared rate limits
+def check_redis_url(value: str | None, name: str) -> str | None:
+    """A redis://, rediss:// or unix:// URL whose password (if any) is not a weak one."""
+    if value is None:
+        return None
+    from urllib.parse import urlsplit
+
+    from bastion.secret_values import weak_secret
+
+    if not value.strip() or value != value.strip():
+        raise ValueError(f"{name} is empty or has surrounding blanks")
+    try:
+        parts = urlsplit(value)
+        password = parts.password
+    except ValueError:
+        raise ValueError(f"{name} is not a URL") from None
+    if parts.scheme not in ("redis", "rediss", "unix"):
+        raise ValueError(f"{name} must be a redis://, rediss:// or unix:// URL")
+    if password is not None:
+        weak = weak_secret(password, minimum=1)
+        if weak is not None:
+            raise ValueError(f"{name}: its password {weak}")
+    return value
+
+
+class Limits(_Strict):
+    """A rate limit of a team, a user or a model alias (``limits.teams``, ``limits.users``,
+    ``limits.models``): at least one of these."""
+
+    rpm: int | None = Field(None, gt=0, strict=True, description="requests per minute")
+    tpm: int | None = Field(
+        None, gt=0, strict=True,
+        description="tokens per minute: each request reserves its prompt (estimated from the "
+                    "body's size) plus max_tokens, settled to its usage")
+    max_parallel: int | None = Field(
+        None, gt=0, strict=True, description="requests in flight at once (per process)")
+
+    @model_validator(mode="after")
+    def _some(self) -> Limits:
+        if self.rpm is None and self.tpm is None and self.max_parallel is None:
+            raise ValueError("a limit needs at least one of rpm, tpm, max_parallel "
+                             "(an empty one would limit nothing)")
+        return self
+
+
 class LimitSettings(_Strict):
-    """The keys' rate limits across processes and replicas (docs: README "Rate limits").
-    Without ``redis_url`` each process enforces them in memory, on what it serves."""
+    """Rate limits of teams, users and models, and the keys' and theirs across processes
+    and replicas (docs: README "Rate limits"). Without ``redis_url`` each process enforces
+    them in memory, on what it serves."""
+
+    teams: dict[str, Limits] = Field(
+        default_factory=dict,
+        description="team -> its limit, over all its keys together ('*': each team without "
+                    "its own); checked besides each key's own limits")
+    users: dict[str, Limits] = Field(
+        default_factory=dict,
+        description="user -> its limit ('*': each user without its own); the request's "
+                    "'user' field, else the key's user (as budgets)")
+    models: dict[str, Limits] = Field(
+        default_factory=dict,
+        description="model alias -> its limit, the total of every caller, the master key "
+                    "included ('*': each alias without its own)")
 
     redis_url: str | None = Field(
         None, description="Redis holding the limits' sliding windows, shared by every worker "
@@ -89,25 +147,14 @@ class LimitSettings(_Strict):
     @field_validator("redis_url")
     @classmethod
     def _url(cls, value: str | None) -> str | None:
-        if value is None:
-            return None
-        from urllib.parse import urlsplit
+        return check_redis_url(value, "limits.redis_url")
 
-        from bastion.secret_values import weak_secret
-
-        if not value.strip() or value != value.strip():
-            raise ValueError("limits.redis_url is empty or has surrounding blanks")
-        try:
-            parts = urlsplit(value)
-            password = parts.password
-        except ValueError:
-            raise ValueError("limits.redis_url is not a URL") from None
-        if parts.scheme not in ("redis", "rediss", "unix"):
-            raise ValueError("limits.redis_url must be a redis://, rediss:// or unix:// URL")
-        if password is not None:
-            weak = weak_secret(password, minimum=1)
-            if weak is not None:
-                raise ValueError(f"limits.redis_url: its password {weak}")
+    @field_validator("teams", "users", "models")
+    @classmethod
+    def _names(cls, value: dict[str, Limits]) -> dict[str, Limits]:
+        for name in value:
+            if not name.strip() or name != name.strip():
+                raise ValueError(f"the name {name!r} is empty or has surrounding blanks")
         return value
 
 
@@ -141,6 +188,25 @@ class BudgetSettings(_Strict):
         4096, ge=1, description="output tokens reserved for a request that sets no max_tokens")
     webhook: str | None = Field(
         None, pattern=r"^https?://", description="POSTed a JSON event on a soft or hard breach")
+    redis_url: str | None = Field(
+        None, description="Redis holding the budgets' spend and reservations, shared by every "
+                          "worker and replica (redis://, rediss:// or unix://); unset: "
+                          "limits.redis_url when that is set, else each process keeps its "
+                          "own ledger in memory (and allows the whole budget)")
+    fail: Literal["open", "closed"] = Field(
+        "open", description="when Redis does not answer: open (this process's in-memory "
+                            "ledger decides) or closed (budgeted requests get 503 "
+                            "budgets_unavailable)")
+    hold_seconds: float = Field(
+        600.0, gt=0, le=86400,
+        description="a reservation in Redis that is not settled within this many seconds "
+                    "(its process died) stops counting; must exceed the longest request")
+    timeout: float = Field(0.25, gt=0, le=5, description="seconds for one Redis call")
+
+    @field_validator("redis_url")
+    @classmethod
+    def _url(cls, value: str | None) -> str | None:
+        return check_redis_url(value, "budgets.redis_url")
 
 
 # ---------------------------------------------------------------- single sign-on (OIDC)

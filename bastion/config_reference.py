@@ -30,6 +30,7 @@ from bastion.config import (
 from bastion.config_access import (
     Budget,
     BudgetSettings,
+    Limits,
     LimitSettings,
     OidcSettings,
     TlsSettings,
@@ -58,6 +59,7 @@ _SECTIONS: list[tuple[str, type[BaseModel]]] = [
     ("budgets", BudgetSettings),
     ("budgets.teams.<team>, budgets.users.<user>, a key's budget", Budget),
     ("limits", LimitSettings),
+    ("limits.teams.<team>, limits.users.<user>, limits.models.<alias>", Limits),
 ]
 
 

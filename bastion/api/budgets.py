@@ -2,12 +2,13 @@
 
 An admin sees every budget; a team's key sees its team's budget and the budgets of its
 team's keys, never a user's or another team's (a user budget spans teams). The numbers are
-this worker's ledger: settled spend plus what requests in flight have reserved.
+the settled spend and what requests in flight have reserved: those every replica shares in
+Redis when budgets are shared (``shared``: true), else this worker's ledger (and, shared,
+while Redis does not answer).
 """
 
 from __future__ import annotations
 
-import time
 from typing import TYPE_CHECKING, Any
 
 from bastion.api.openapi import Param, Reply, Schema, Spec, documented, listing, nullable, obj
@@ -35,7 +36,8 @@ def table(gw: Gateway) -> dict[str, dict[str, Endpoint]]:
         asker = ctx.principal
         teams = {p.key_id: p.team for p in gw.keys.principals()}
         data: list[dict[str, Any]] = []
-        for account in gw.spend.budgets.accounts(time.time()):
+        accounts, shared = await gw.spend.listing()
+        for account in accounts:
             if not asker.admin and not _visible(account, asker.team, teams):
                 continue
             if scope is not None and account["scope"] != scope:
@@ -43,7 +45,7 @@ def table(gw: Gateway) -> dict[str, dict[str, Endpoint]]:
             if exceeded is not None and account["exceeded"] != (exceeded == "true"):
                 continue
             data.append({"object": "budget", **account,
-                         "currency": gw.spend.budgets.currency})
+                         "currency": gw.spend.budgets.currency, "shared": shared})
         data.sort(key=lambda a: (a["scope"], a["name"]))
         return _json({"object": "list", "data": data})
 
@@ -69,9 +71,9 @@ BUDGET = obj({
     "period": {"enum": ["daily", "weekly", "monthly", "total"]}, "limit": _NUM,
     "soft": nullable(_NUM), "spent": _NUM, "reserved": _NUM, "period_start": _NUM,
     "resets_at": nullable(_NUM), "exceeded": {"type": "boolean"},
-    "currency": {"type": "string"}},
+    "currency": {"type": "string"}, "shared": {"type": "boolean"}},
     ("object", "scope", "name", "period", "limit", "soft", "spent", "reserved",
-     "period_start", "resets_at", "exceeded", "currency"),
+     "period_start", "resets_at", "exceeded", "currency", "shared"),
     "A budget and its spend in the current period")
 LIST_SPEC = Spec(
     "List budgets and their spend", "keys",

@@ -52,11 +52,16 @@ def register(main: click.Group) -> None:
     @click.pass_obj
     def list_(obj: dict[str, Any], /, scope: str | None, exceeded: bool,
               as_json: bool) -> None:
-        """The budgets you may see, with this period's spend (one worker's ledger)."""
+        """The budgets you may see, with this period's spend (every replica's when budgets
+        are shared through Redis, else the answering worker's)."""
         page = call(obj["url"], obj["key"], "GET", "/api/budgets",
                     {"scope": scope, "exceeded": "true" if exceeded else None})
         if as_json:
             for b in page["data"]:
                 click.echo(json.dumps(b))
             return
-        Console().print(_table(page["data"]))
+        table = _table(page["data"])
+        if page["data"]:
+            table.caption = ("shared by every replica (Redis)" if page["data"][0].get("shared")
+                             else "this worker's ledger")
+        Console().print(table)

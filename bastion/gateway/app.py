@@ -89,6 +89,7 @@ class Gateway:
         self.strategies = routing_strategies(self.pm)
         self.scanners = scanner_factories(self.pm)
         self.guards: GuardStage | None = None
+        self._guards_built = asyncio.Lock()  # one on-demand build at a time (a key's policy)
         backends = {spec.name: self.build_backend(spec) for spec in settings.models}
         self._id_prefix = os.urandom(6).hex()
         self._ids = itertools.count(1)
@@ -103,7 +104,7 @@ class Gateway:
         self.store = StoreHandle(settings)
         self.keys = key_table(settings)  # virtual keys, kept current by sync_forever
         self.oidc: OidcAuthenticator | None = None  # single sign-on (auth.oidc), in apply
-        self.limiter: Limiter | SharedLimiter = Limiter()  # the keys' rate limits (apply)
+        self.limiter: Limiter | SharedLimiter = Limiter()  # rate limits (in apply)
         self.shared_limits: SharedLimiter | None = None  # limits.redis_url: through Redis
         self.spend = Spend(self)  # budgets: reserved before the call, settled after
         self.audit = AuditTrail(settings, self.store)  # admin actions, hash-chained, signed
@@ -139,12 +140,13 @@ class Gateway:
         backend: Backend = factory(spec)
         return backend
 
-    def build_guards(self, settings: Settings) -> GuardStage | None:
-        """The guard stage for ``settings`` (None when no policy applies to anything).
-        Builds every attached policy's scanners now: a bad one fails here, named."""
+    def build_guards(self, settings: Settings, force: bool = False) -> GuardStage | None:
+        """The guard stage for ``settings`` (None when no policy applies to anything, unless
+        ``force``: a key names one). Builds every attached policy's scanners now: a bad one
+        fails here, named."""
         g = settings.guards
         a = g.attach
-        if g.default in (None, "none") and not any(
+        if not force and g.default in (None, "none") and not any(
             p != "none" for t in (a.keys, a.teams, a.tenants, a.models, a.routes)
             for p in t.values()
         ):
@@ -157,6 +159,23 @@ class Gateway:
                           # late-bound: metrics are made after the first guard stage
                           on_decision=lambda scanner, action, error: self.metrics.guard_hit(
                               scanner, action, error))
+
+    async def guards_for(self, policy: str) -> GuardStage | None:
+        """The guard stage with policy ``policy`` built (a key's own: nothing may attach
+        it), made off the event loop on first use; the running stage for ``none``."""
+        stage = self.guards
+        if policy == "none" or (stage is not None and policy in stage.engine.policies):
+            return stage
+        async with self._guards_built:
+            stage = self.guards
+            if stage is None:
+                settings = self.settings
+                stage = await asyncio.to_thread(self.build_guards, settings, True)
+                if self.settings is settings and self.guards is None:  # no reload meanwhile
+                    self.guards = stage
+            assert stage is not None
+            await stage.prepare(policy)
+        return stage
 
     def apply(self, settings: Settings, backends: dict[str, Backend], router: Router,
               guards: GuardStage | None) -> None:
@@ -189,10 +208,16 @@ class Gateway:
         self.observers = self._observers()  # none while the gateway is being built
 
     def _apply_limits(self, settings: Settings) -> None:
-        """The keys' rate limits: this process's, or shared through Redis (limits.redis_url);
-        kept when ``limits`` did not change (a reload keeps leases and requests in flight)."""
+        """The rate limits (keys', teams', users', models'): this process's, or shared
+        through Redis (limits.redis_url). The limiter is kept when only the scopes' limits
+        changed (a reload keeps leases, requests in flight and what each scope used)."""
+        unknown = sorted(set(settings.limits.models) - {"*"} - set(self.router.routes))
+        if unknown:
+            log.warning("limits.models names %s, not a model alias: it limits nothing",
+                        ", ".join(repr(name) for name in unknown))
         old = self.shared_limits
-        if old is not None and old.settings == settings.limits:
+        if old is not None and old.serves(settings.limits):
+            old.configure(settings.limits)
             return
         if old is not None:  # its pool is closed off the reload; its tickets settle here
             with contextlib.suppress(RuntimeError):
@@ -208,6 +233,7 @@ class Gateway:
             self.limiter = self.shared_limits
         elif old is not None or not isinstance(self.limiter, Limiter):
             self.limiter = Limiter()
+        self.limiter.configure(settings.limits)
 
     def _apply_oidc(self, settings: Settings) -> None:
         """The SSO authenticator for ``settings``: the running one's keys are kept when
@@ -315,9 +341,10 @@ class Gateway:
                     ctx.principal = principal
                     ctx.key_id, ctx.team = principal.key_id, principal.team
                     if principal.user is not None:
-                        ctx.user = principal.user  # the request's own 'user' field wins
+                        ctx.user = principal.user  # it wins over the request's 'user' field
                     self._authorize(principal, request.path)
-                    ctx.claim = self.admission.claim(request.header, principal.team or "")
+                    ctx.claim = self.admission.claim(request.header, principal.team or "",
+                                                     principal.priority)
                 else:
                     ctx.claim = self.admission.claim(request.header)
                 ctx.admitted_at = time.perf_counter()

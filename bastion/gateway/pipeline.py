@@ -6,7 +6,8 @@
     validate     Operation.check                    400 naming the field
     describe     describe()                         user, session, the body for the trace
     models       Pipeline.allow_model               403 model_not_allowed (the key's list)
-    limits       Pipeline.limit                     429 (the key's RPM, TPM, parallel), 503
+    limits       Pipeline.limit                     429 (RPM, TPM, parallel: key, team, user,
+                                                    model), 503
     budgets      Spend.reserve                      402 budget_exceeded (worst case held)
     input guards GuardStage.check_input             400 content_blocked, 503 guard_error
     route + call Router.call                        retries, failover, fallbacks
@@ -32,7 +33,7 @@ import orjson
 from bastion.api.openapi import Spec, documented
 from bastion.backends.base import Backend, ClosingStream, Completion, EventStream, Result
 from bastion.errors import PermissionDenied
-from bastion.governance.limits import Limiter
+from bastion.governance.limits import Limiter, Ticket
 from bastion.protocol.requests import (
     check_chat_request,
     check_completion_request,
@@ -104,9 +105,13 @@ class Pipeline:
         checked = op.check(body)
         describe(ctx, op, body, checked)
         self.allow_model(ctx, body)
-        if ctx.principal.limits is not None:  # no coroutine for a request without limits
-            await self.limit(ctx, body)
-        self.gw.spend.reserve(ctx, body)
+        if ctx.principal.limits is not None or self.gw.limiter.scoped:  # else no call
+            admitting = self.limit(ctx, body)  # None: decided (in memory), or no limit
+            if admitting is not None:
+                ctx.limit = await admitting
+        reserving = self.gw.spend.reserve(ctx, body)  # None: done (in memory), or no budget
+        if reserving is not None:  # shared through Redis: one round trip
+            await reserving
         sent, checked = await self.input_guards(op, ctx, body, checked)
         result = await self.gw.router.call(body["model"], sent, _bound(op, checked, ctx), ctx)
         if op.output_guards:
@@ -121,19 +126,26 @@ class Pipeline:
             raise PermissionDenied(f"This key may not use the model '{body['model'][:128]}'",
                                    code="model_not_allowed", param="model")
 
-    async def limit(self, ctx: RequestContext, body: dict[str, Any]) -> None:
-        """The key's RPM, TPM and parallel limits (429); run for a key that has limits."""
+    def limit(self, ctx: RequestContext, body: dict[str, Any]) -> Awaitable[Ticket] | None:
+        """The RPM, TPM and parallel limits of the request's key, team, user and model
+        alias (429), run when a key has limits or any scope is configured. In memory the
+        ticket is taken here; through Redis (limits.redis_url) an awaitable gives it, made
+        only when a limit applies (no coroutine otherwise)."""
         limiter, size = self.gw.limiter, len(ctx.raw_body or b"")
-        if isinstance(limiter, Limiter):  # in memory
-            ctx.limit = limiter.admit(ctx.principal, body, size)
-        else:  # shared through Redis (limits.redis_url)
-            ctx.limit = await limiter.admit(ctx.principal, body, size)
+        if isinstance(limiter, Limiter):
+            ctx.limit = limiter.admit(ctx.principal, body, size, ctx.team, ctx.user)
+            return None
+        scopes = limiter.resolve(ctx.principal, ctx.team, ctx.user, body["model"])
+        return None if scopes is None else limiter.admit_scopes(scopes, body, size)
 
     async def input_guards(self, op: Operation, ctx: RequestContext, body: dict[str, Any],
                            checked: Any) -> tuple[dict[str, Any], Any]:
         """The body that goes upstream (redacted, pseudonymized), and what its check says
         of it (embeddings' inputs are the guarded texts)."""
         guards = self.gw.guards
+        own = ctx.principal.guard_policy
+        if own is not None:  # the key's own policy: built on its first request
+            guards = await self.gw.guards_for(own)
         if guards is None:
             return body, checked
         sent = await guards.check_input(ctx, body)
@@ -207,8 +219,8 @@ def describe(ctx: RequestContext, op: Operation, body: dict[str, Any], checked: 
     ctx.operation = op.name
     ctx.body = body
     user = body.get("user")
-    if isinstance(user, str) and user:
-        ctx.user = user[:256]
+    if isinstance(user, str) and user and ctx.principal.user is None:  # a key's user wins:
+        ctx.user = user[:256]  # its budgets and limits are not escaped by naming another
     raw = ctx.header(b"x-bastion-session")
     if raw is not None:
         ctx.session = raw.decode("latin-1")[:256]

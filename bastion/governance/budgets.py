@@ -17,10 +17,13 @@ A soft limit notifies once a period (a ``budget.soft`` audit entry, the webhook,
 the same way, and later requests get a 402 ``budget_exceeded`` naming the budget and when
 it resets, never an amount (a team's spend is not a key holder's business).
 
-State is in memory, per process: on start the spend of the current periods is read back
-from the stored traces (:meth:`Budgets.load`; budgeted requests get a 503
-``budgets_unavailable`` until it is in). With ``server.workers`` > 1 each worker holds its
-own ledger and allows the whole budget (README, "Budgets").
+This ledger is in memory, per process: on start the spend of the current periods is read
+back from the stored traces (:meth:`Budgets.load`; budgeted requests get a 503
+``budgets_unavailable`` until it is in). Alone, with ``server.workers`` > 1 each worker
+holds its own ledger and allows the whole budget; with ``budgets.redis_url`` (or
+``limits.redis_url``) the budgets are held in Redis by
+:mod:`bastion.governance.shared_budgets`, and this ledger is what the process falls back on
+while Redis does not answer (README, "Budgets").
 """
 
 from __future__ import annotations
@@ -126,6 +129,14 @@ class Budgets:
                     account.start, account.end = window(rule.period, time.time())
                 account.rule = rule
 
+    @property
+    def teams(self) -> Mapping[str, Budget]:
+        return self._teams
+
+    @property
+    def users(self) -> Mapping[str, Budget]:
+        return self._users
+
     def _rule(self, scope: str, name: str, key_budget: Budget | None) -> Budget | None:
         if scope == "key":
             return key_budget
@@ -189,13 +200,15 @@ class Budgets:
                 code="budgets_unavailable", retry_after=1)
         for account in accounts:
             if account.spent + account.reserved >= account.rule.limit:
-                self._refuse(account)
+                self.refuse(account)
         amount = self.worst_case(model, body, body_bytes)
         for account in accounts:
             account.reserved += amount
         return Hold(accounts, amount)
 
-    def _refuse(self, account: Account) -> None:
+    @staticmethod
+    def refuse(account: Account) -> None:
+        """Raises the 402 for a spent ``account``."""
         if math.isinf(account.end):
             when = "it does not reset (a total budget)"
         else:
@@ -206,8 +219,10 @@ class Budgets:
         raise BudgetExceeded(f"Budget exceeded: {what} ({account.rule.period}) is spent; "
                              f"{when}")
 
-    def settle(self, hold: Hold, cost: float, now: float | None = None) -> None:
-        """The request ended: its reservation is replaced by what it cost."""
+    def settle(self, hold: Hold, cost: float, now: float | None = None,
+               notify: bool = True) -> None:
+        """The request ended: its reservation is replaced by what it cost. ``notify``
+        False: no event from here (the shared ledger sends them, once for every replica)."""
         if hold.done:
             return
         hold.done = True
@@ -218,7 +233,7 @@ class Budgets:
                 account.roll(now)
             account.spent += cost
             rule = account.rule
-            if account.spent >= (rule.limit if rule.soft is None else rule.soft):
+            if notify and account.spent >= (rule.limit if rule.soft is None else rule.soft):
                 self._notify(account)
 
     def _notify(self, account: Account) -> None:
@@ -234,19 +249,25 @@ class Budgets:
                 self.on_event(f"budget.{event}", account)
 
     def load(self, spend: Callable[[str, float], Iterable[tuple[Any, float]]],
-             key_budgets: Iterable[tuple[str, Budget]], now: float | None = None) -> None:
+             key_budgets: Iterable[tuple[str, Budget]], now: float | None = None
+             ) -> list[tuple[Account, float]]:
         """Reads the current periods' spend back from the traces: ``spend(column, since)``
-        gives (value, summed cost) per value of a trace column since a time."""
+        gives (value, summed cost) per value of a trace column since a time. Returns each
+        account with what its traces cost (:meth:`stored`)."""
+        found = self.stored(spend, key_budgets, now)
+        for account, amount in found:
+            account.spent += amount
+        self.loaded = True
+        return found
+
+    def stored(self, spend: Callable[[str, float], Iterable[tuple[Any, float]]],
+               key_budgets: Iterable[tuple[str, Budget]], now: float | None = None
+               ) -> list[tuple[Account, float]]:
+        """Each budget's account (made if new) and what the traces of its current period
+        cost, as :meth:`load` reads them (the shared ledger seeds Redis with these)."""
         now = time.time() if now is None else now
-        rules: list[tuple[str, str, Budget]] = [
-            ("team", n, r) for n, r in self._teams.items()] + [
-            ("user", n, r) for n, r in self._users.items()] + [
-            ("key", n, r) for n, r in key_budgets]
-        wanted: dict[tuple[str, float], list[tuple[str | None, Budget]]] = {}
-        for scope, name, rule in rules:
-            start, _ = window(rule.period, now)
-            wanted.setdefault((scope, start), []).append((None if name == "*" else name, rule))
-        for (scope, start), named in wanted.items():
+        found: list[tuple[Account, float]] = []
+        for (scope, start), named in self._wanted(key_budgets, now).items():
             sums = {value: cost for value, cost in spend(_COLUMN[scope], start)
                     if value is not None}
             for wanted_name, rule in named:
@@ -255,12 +276,40 @@ class Budgets:
                         continue  # a team or user with a budget of its own
                     account = self._account(scope, value, rule, now)
                     if account.start == start:
-                        account.spent += sums.get(value, 0.0)
-        self.loaded = True
+                        found.append((account, sums.get(value, 0.0)))
+        return found
+
+    def _wanted(self, key_budgets: Iterable[tuple[str, Budget]], now: float
+                ) -> dict[tuple[str, float], list[tuple[str | None, Budget]]]:
+        """Per (scope, current period start), the budgets of that scope (None: '*')."""
+        rules: list[tuple[str, str, Budget]] = [
+            ("team", n, r) for n, r in self._teams.items()] + [
+            ("user", n, r) for n, r in self._users.items()] + [
+            ("key", n, r) for n, r in key_budgets]
+        wanted: dict[tuple[str, float], list[tuple[str | None, Budget]]] = {}
+        for scope, name, rule in rules:
+            start, _ = window(rule.period, now)
+            wanted.setdefault((scope, start), []).append((None if name == "*" else name, rule))
+        return wanted
+
+    def wanted(self, key_budgets: Iterable[tuple[str, Budget]], now: float
+               ) -> list[tuple[str, float]]:
+        """The (trace column, since) sums :meth:`stored` asks for: what to read from the
+        store beforehand (off the event loop), so that the ledger is changed on it."""
+        return [(_COLUMN[scope], start) for scope, start in self._wanted(key_budgets, now)]
 
     def accounts(self, now: float | None = None) -> list[dict[str, Any]]:
         now = time.time() if now is None else now
         return [a.describe(now) for a in self._accounts.values()]
+
+    def known(self) -> list[Account]:
+        return list(self._accounts.values())
+
+    def account(self, scope: str, name: str, key_budget: Budget | None, now: float
+                ) -> Account | None:
+        """The account of one budget (made if new), None when no rule gives it one."""
+        rule = self._rule(scope, name, key_budget)
+        return None if rule is None else self._account(scope, name, rule, now)
 
 
 def worst_prices(prices: PriceBook, deployments_of: Mapping[str, Iterable[str]],

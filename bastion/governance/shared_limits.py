@@ -1,36 +1,46 @@
-"""Per-key rate limits shared by every worker and replica, through Redis (``limits.redis_url``).
+"""Rate limits shared by every worker and replica, through Redis (``limits.redis_url``):
+the keys', teams', users' and model aliases' RPM and TPM (which scopes apply to a request,
+and that the master key's requests count too: :mod:`bastion.governance.limits`).
 
-Each (key, kind) is a sliding window in one sorted set, ``bastion:rl:{<key id>}:rpm`` and
-``...:tpm``: one member ``<id>:<count>`` per grant, scored with Redis's clock (``TIME``, never
-a client's). One Lua script (EVALSHA) drops what left the window, sums the rest and grants
-``min(wanted, limit - used)``. A sliding window, not a token bucket: the bound is what was
-admitted over any minute, and a bucket admits its whole burst plus the refill.
+Each (scope, kind) is a sliding window in one sorted set, ``bastion:rl:{<key id>}:rpm``
+and ``...:tpm`` for a key, ``bastion:rl:{team:<name>}:rpm`` for a team (``user:``,
+``model:`` likewise): one member ``<id>:<count>`` per grant, scored with Redis's clock
+(``TIME``, never a client's). One Lua script (EVALSHA) drops what left the window, sums the
+rest and grants ``min(wanted, limit - used)``. A sliding window, not a token bucket: the
+bound is what was admitted over any minute, and a bucket admits its whole burst plus the
+refill. The braces put each scope's windows in one cluster slot; scopes are never in one
+script together (they would be in different slots), so a request limited by several
+scopes makes one call per scope that needs one.
 
-Requests: a process takes a *lease* of slots (at most ``lease_fraction`` of the RPM, at
-least one) and admits from it without calling Redis until it is used up or lapses
+Requests: a process takes a *lease* of slots per scope (at most ``lease_fraction`` of the
+RPM, at least one) and admits from it without calling Redis until it is used up or lapses
 (``lease_seconds``; a lapsed lease's unused slots are handed back). A lease counts in Redis
 for the window plus ``lease_seconds``, so a slot used up to ``lease_seconds`` after its
 grant is still in every window it falls in: what all the replicas admit never exceeds the
-RPM over any window (under a sustained overload a key gets about 60/61 of it).
+RPM over any window (under a sustained overload a scope gets about 60/61 of it).
 
 Tokens: each request's reservation (the prompt estimated from the body's size plus
-``max_tokens``, as in :mod:`bastion.governance.limits`) is one all-or-nothing grant; when
-the answer's usage is known its member is replaced by what was used (in the background,
-scored as the reservation was, so it leaves the window when the reservation would have).
+``max_tokens``, as in :mod:`bastion.governance.limits`) is one all-or-nothing grant per
+scope with a TPM (several at once, concurrently); when the answer's usage is known each
+member is replaced by what was used (in the background, scored as the reservation was, so
+it leaves the window when the reservation would have).
+
+All or nothing: when one scope refuses, what the others granted is given back (a request
+slot to its lease, if the lease is still the one it came from; a TPM reservation replaced
+by ``<id>:0``), so a refusal by a team's limit costs its keys nothing.
 
 ``max_parallel`` stays per process: requests in flight are counted here, not in Redis.
 
 When Redis does not answer (an error, or ``timeout``): ``fail: open`` lets this process's
-in-memory :class:`~bastion.governance.limits.Limiter` decide; ``fail: closed`` answers 503
-``limits_unavailable``. Either way it is logged once per outage and counted
-(``bastion_limit_backend_errors_total``); one request a second tries Redis again, and shared
-limiting resumes by itself when it answers.
+in-memory :class:`~bastion.governance.limits.Limiter` decide (the same scopes); ``fail:
+closed`` answers 503 ``limits_unavailable``. Either way it is logged once per outage and
+counted (``bastion_limit_backend_errors_total``); one request a second tries Redis again,
+and shared limiting resumes by itself when it answers.
 """
 
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
 import math
 import time
@@ -48,11 +58,19 @@ from redis.exceptions import RedisError
 from bastion.errors import Overloaded, RateLimited
 from bastion.governance.keys import Principal
 from bastion.governance.limits import (
+    SWEEP_MIN,
+    InFlight,
     Limiter,
+    Scope,
+    ScopeRules,
     Ticket,
-    _duration,
+    estimate,
+    limit_headers,
     refuse,
-    wanted_tokens,
+    refuse_parallel,
+    too_big,
+    used_tokens,
+    whose,
 )
 
 if TYPE_CHECKING:
@@ -63,6 +81,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("bastion.limits")
 
 RETRY_SECONDS = 1.0  # after a failure, Redis is asked again (by one request) this much later
+SCOPE_FIELDS = frozenset({"teams", "users", "models"})  # changed in place on a reload
+_DOWN = (OSError, TimeoutError, RedisError)  # Redis did not answer
 
 # KEYS[1] the window; ARGV: ms an entry counts, limit, wanted, all-or-nothing (1/0), member id.
 # Returns {granted, used (with the grant), ms until room for `wanted` (refused) or until
@@ -111,8 +131,9 @@ return 1
 """
 
 
-def window_key(key_id: str, kind: str) -> str:
-    return f"bastion:rl:{{{key_id}}}:{kind}"  # the braces: one cluster slot per key
+def window_key(ident: str, kind: str) -> str:
+    """A scope's window: ``ident`` is a key's id or ``team:<name>``, ``user:``, ``model:``."""
+    return f"bastion:rl:{{{ident}}}:{kind}"  # the braces: one cluster slot per scope
 
 
 def redacted(url: str) -> str:
@@ -125,49 +146,47 @@ def redacted(url: str) -> str:
     return urlunsplit(parts._replace(netloc=netloc))
 
 
-def used_tokens(usage: dict[str, Any]) -> int:
-    used = usage.get("total_tokens")
-    if not isinstance(used, int | float):
-        used = (usage.get("prompt_tokens") or 0) + (usage.get("completion_tokens") or 0)
-    return math.ceil(used)
-
-
 @dataclass(slots=True)
 class SharedTicket(Ticket):
-    tpm_member: str | None = None  # the reservation's member in the key's TPM window
+    members: tuple[tuple[str, str], ...] = ()  # (window, member) of each TPM reservation
     fallback: Ticket | None = None  # decided in memory (Redis did not answer, fail: open)
 
 
-class _KeyState:
-    """One key in this process: its lease of request slots, its requests in flight."""
+class _ScopeState(InFlight):
+    """One scope in this process: its lease of request slots, its requests in flight."""
 
-    __slots__ = ("expires", "inflight", "left", "lock", "member", "reset", "size", "used")
+    __slots__ = ("expires", "left", "lock", "member", "reset", "size", "used")
 
     def __init__(self) -> None:
+        super().__init__()
         self.left = 0  # slots of the lease not yet taken
         self.size = 0  # slots the lease had
         self.expires = 0.0  # monotonic time it lapses
         self.member = ""  # its member in the RPM window
         self.used = 0  # the window's count when it was granted (the lease included)
         self.reset = 0.0  # seconds until that window is empty again
-        self.inflight = 0
         self.lock: asyncio.Lock | None = None
 
     def slot(self, now: float) -> bool:
         return self.left > 0 and now < self.expires
 
 
-class SharedLimiter:
-    """The keys' RPM and TPM over every process sharing ``settings.redis_url``."""
+Change = tuple[str, str, str]  # a window, a member, its replacement
+
+
+class SharedLimiter(ScopeRules):
+    """RPM and TPM of every scope over every process sharing ``settings.redis_url``."""
 
     def __init__(self, settings: LimitSettings,
                  on_backend_error: Callable[[str], None] | None = None) -> None:
         assert settings.redis_url is not None
+        super().__init__()
         self.settings = settings
         self.url = settings.redis_url
         self.local = Limiter()  # fail: open, while Redis does not answer
         self.on_backend_error = on_backend_error
-        self._keys: dict[str, _KeyState] = {}
+        self._states: dict[str, _ScopeState] = {}
+        self._sweep_at = SWEEP_MIN
         self._redis: Redis | None = None
         self._grant: AsyncScript | None = None
         self._replace: AsyncScript | None = None
@@ -177,92 +196,196 @@ class SharedLimiter:
         window = settings.window_seconds
         self._rpm_keep = str(round((window + settings.lease_seconds) * 1000))
         self._tpm_keep = str(round(window * 1000))
+        self.configure(settings)
+
+    def configure(self, settings: LimitSettings) -> None:
+        """New team, user and model limits (a reload that changed only those keeps this
+        limiter: its leases, requests in flight and fallback buckets)."""
+        super().configure(settings)
+        self.local.configure(settings)
+        self.settings = settings
+
+    def serves(self, settings: LimitSettings) -> bool:
+        """Whether ``settings`` differ from this limiter's in scopes' limits only."""
+        return (settings.model_dump(exclude=set(SCOPE_FIELDS))
+                == self.settings.model_dump(exclude=set(SCOPE_FIELDS)))
 
     # ------------------------------------------------------------------ admit
-    async def admit(self, principal: Principal, body: dict[str, Any], body_bytes: int
-                    ) -> Ticket | None:
-        """Admits a request of a limited key or raises RateLimited (or, Redis down and
-        ``fail: closed``, Overloaded); None: the key has no limits."""
-        limits, key_id = principal.limits, principal.key_id
-        if limits is None or key_id is None:
+    async def admit(self, principal: Principal, body: dict[str, Any], body_bytes: int,
+                    team: str | None = None, user: str | None = None) -> Ticket | None:
+        """Admits a request or raises RateLimited (or, Redis down and ``fail: closed``,
+        Overloaded); None: no limit applies to it."""
+        scopes = self.resolve(principal, team, user, body.get("model"))
+        if scopes is None:
             return None
-        rpm, tpm, parallel = limits
-        state = self._keys.get(key_id)
-        if state is None:
-            state = self._keys[key_id] = _KeyState()
-        if parallel and state.inflight >= parallel:
-            raise RateLimited(f"This key already has {parallel} requests in flight, its "
-                              "limit: retry when one has finished", retry_after=1)
-        wanted = math.ceil(wanted_tokens(body, body_bytes, tpm)) if tpm else 0
-        headers: list[tuple[bytes, bytes]] = []
-        member: str | None = None
-        if rpm or tpm:
-            if self._down and time.monotonic() < self._retry_at:  # asked a moment ago
-                return self._without_redis(principal, body, body_bytes, state)
-            self._retry_at = time.monotonic() + RETRY_SECONDS  # the others wait for this one
-            try:
-                if rpm:
-                    headers += await self._take_request(state, key_id, rpm)
-                if tpm:
-                    try:
-                        member, more = await self._reserve(key_id, tpm, wanted)
-                    except RateLimited:
-                        if rpm:
-                            state.left += 1  # the request slot is not used after all
-                        raise
-                    headers += more
-            except (OSError, TimeoutError, RedisError) as exc:
-                self._failed(exc)
-                return self._without_redis(principal, body, body_bytes, state)
-            self._answered()
-        if parallel:
-            state.inflight += 1
-        return SharedTicket(key_id, wanted, bool(parallel), headers, tpm_member=member)
+        return await self.admit_scopes(scopes, body, body_bytes)
 
-    async def _take_request(self, state: _KeyState, key_id: str, rpm: int
-                            ) -> list[tuple[bytes, bytes]]:
+    async def admit_scopes(self, scopes: list[Scope], body: dict[str, Any], body_bytes: int
+                           ) -> Ticket:
+        """Admits a request on every one of ``scopes`` or on none."""
+        if len(self._states) >= self._sweep_at:  # before: none of this request's goes
+            self._sweep()
+        states: list[_ScopeState] = []
+        wanted, rated = 0, False
+        for ident, kind, name, (rpm, tpm, most) in scopes:
+            state = self._state(ident)
+            if most and state.inflight >= most:
+                refuse_parallel(most, whose(kind, name))
+            if tpm:
+                if not wanted:
+                    wanted = math.ceil(estimate(body, body_bytes))
+                if wanted > tpm:
+                    too_big(wanted, tpm, whose(kind, name))
+            rated = rated or bool(rpm or tpm)
+            states.append(state)
+        held = tuple(s for s, scope in zip(states, scopes, strict=True) if scope[3][2])
+        for state in held:  # before any await: the others of this process see it taken
+            state.inflight += 1
+        try:
+            if not rated:
+                return SharedTicket(0, [], held)
+            if self._down and time.monotonic() < self._retry_at:  # asked a moment ago
+                return self._without_redis(scopes, body, body_bytes, held)
+            self._retry_at = time.monotonic() + RETRY_SECONDS  # the others wait for this one
+            taken: list[tuple[_ScopeState, str]] = []
+            granted: list[tuple[str, str]] = []
+            try:
+                headers = await self._take(scopes, states, wanted, taken, granted)
+            except _DOWN as exc:
+                self._give_back(taken, granted)
+                self._failed(exc)
+                return self._without_redis(scopes, body, body_bytes, held)
+            except BaseException:
+                self._give_back(taken, granted)
+                raise
+            self._answered()
+        except BaseException:
+            for state in held:
+                state.inflight -= 1
+            raise
+        return SharedTicket(wanted if granted else 0, headers, held, members=tuple(granted))
+
+    def _state(self, ident: str) -> _ScopeState:
+        state = self._states.get(ident)
+        if state is None:
+            state = self._states[ident] = _ScopeState()
+        return state
+
+    def _sweep(self) -> None:
+        """Forgets idle scopes (nothing in flight, no lease in use); a lapsed lease's
+        unused slots are handed back first."""
+        now, back = time.monotonic(), []
+        for ident, state in list(self._states.items()):
+            if state.inflight or state.slot(now) or (state.lock and state.lock.locked()):
+                continue
+            if state.left > 0:
+                back.append(self._hand_back(ident, state))
+            del self._states[ident]
+        self._background(back)
+        self._sweep_at = max(SWEEP_MIN, 2 * len(self._states))
+
+    async def _take(self, scopes: list[Scope], states: list[_ScopeState], wanted: int,
+                    taken: list[tuple[_ScopeState, str]], granted: list[tuple[str, str]]
+                    ) -> list[tuple[bytes, bytes]]:
+        """Takes a request slot and reserves the tokens on each scope, noting each in
+        ``taken`` and ``granted`` as it goes (given back if another refuses); the
+        headers of the tightest scope per kind."""
+        headers: list[tuple[bytes, bytes]] = []
+        requests: tuple[int, int, float] | None = None
+        reserving: list[Scope] = []
+        for scope, state in zip(scopes, states, strict=True):
+            ident, kind, name, (rpm, tpm, _) = scope
+            if rpm:
+                left = await self._take_request(state, ident, rpm, kind, name)
+                taken.append((state, state.member))
+                if requests is None or left < requests[1]:
+                    requests = (rpm, left, state.reset)
+            if tpm:
+                reserving.append(scope)
+        if requests is not None:
+            headers += limit_headers(b"requests", *requests)
+        if not reserving:
+            return headers
+        if len(reserving) == 1:
+            results: list[Any] = [await self._reserve(reserving[0], wanted)]
+        else:  # concurrently: one round trip for all
+            results = await asyncio.gather(*(self._reserve(s, wanted) for s in reserving),
+                                           return_exceptions=True)
+        refused: BaseException | None = None
+        tokens: tuple[int, int, float] | None = None
+        for result in results:
+            if isinstance(result, BaseException):
+                if refused is None or (isinstance(result, RateLimited)
+                                       and not isinstance(refused, RateLimited)):
+                    refused = result  # a refusal is the answer, before a Redis error
+                continue
+            key, member, tpm, left, wait = result
+            granted.append((key, member))
+            if tokens is None or left < tokens[1]:
+                tokens = (tpm, left, wait)
+        if refused is not None:
+            raise refused
+        assert tokens is not None
+        return [*headers, *limit_headers(b"tokens", *tokens)]
+
+    async def _take_request(self, state: _ScopeState, ident: str, rpm: int, kind: str,
+                            name: str) -> int:
+        """Takes one slot of the scope's lease (a new lease when it is used up or
+        lapsed); the requests left to the scope."""
         if not state.slot(time.monotonic()):
             if state.lock is None:
                 state.lock = asyncio.Lock()
-            async with state.lock:  # one lease call per key and process at a time
+            async with state.lock:  # one lease call per scope and process at a time
                 if not state.slot(time.monotonic()):
-                    await self._new_lease(state, key_id, rpm)
+                    await self._new_lease(state, ident, rpm, kind, name)
         state.left -= 1
-        left = max(0, rpm - state.used) + state.left
-        return [(b"x-ratelimit-limit-requests", b"%d" % rpm),
-                (b"x-ratelimit-remaining-requests", b"%d" % left),
-                (b"x-ratelimit-reset-requests", _duration(state.reset))]
+        return max(0, rpm - state.used) + state.left
 
-    async def _new_lease(self, state: _KeyState, key_id: str, rpm: int) -> None:
-        key = window_key(key_id, "rpm")
+    async def _new_lease(self, state: _ScopeState, ident: str, rpm: int, kind: str,
+                         name: str) -> None:
         if state.left > 0:  # lapsed with slots left: handed back (they are never used)
-            self._background(self._call("replace", key, state.member,
-                                        f"{state.member.split(':')[0]}:{state.size - state.left}"))
+            self._background([self._hand_back(ident, state)])
             state.left = 0
         size = max(1, int(rpm * self.settings.lease_fraction))
-        ident = uuid.uuid4().hex
-        granted, used, wait = await self._call("grant", key, self._rpm_keep, str(rpm),
-                                               str(size), "0", ident)
+        lease = uuid.uuid4().hex
+        granted, used, wait = await self._call("grant", window_key(ident, "rpm"),
+                                               self._rpm_keep, str(rpm), str(size), "0",
+                                               lease)
         if granted <= 0:
-            refuse(b"requests", rpm, max(wait, 1) / 1000)
+            refuse(b"requests", rpm, max(wait, 1) / 1000, whose(kind, name))
         state.left = state.size = granted
-        state.member = f"{ident}:{granted}"
+        state.member = f"{lease}:{granted}"
         state.expires = time.monotonic() + self.settings.lease_seconds
         state.used, state.reset = used, wait / 1000
 
-    async def _reserve(self, key_id: str, tpm: int, wanted: int
-                       ) -> tuple[str, list[tuple[bytes, bytes]]]:
-        ident = uuid.uuid4().hex
-        granted, used, wait = await self._call("grant", window_key(key_id, "tpm"),
-                                               self._tpm_keep, str(tpm), str(wanted), "1",
-                                               ident)
+    @staticmethod
+    def _hand_back(ident: str, state: _ScopeState) -> Change:
+        member = state.member
+        return (window_key(ident, "rpm"), member,
+                f"{member.split(':')[0]}:{state.size - state.left}")
+
+    async def _reserve(self, scope: Scope, wanted: int
+                       ) -> tuple[str, str, int, int, float]:
+        """One scope's TPM reservation: (window, member, limit, left, reset seconds)."""
+        ident, kind, name, (_, tpm, _) = scope
+        assert tpm is not None
+        key, reservation = window_key(ident, "tpm"), uuid.uuid4().hex
+        granted, used, wait = await self._call("grant", key, self._tpm_keep, str(tpm),
+                                               str(wanted), "1", reservation)
         if granted <= 0:
-            refuse(b"tokens", tpm, max(wait, 1) / 1000)
-        left = max(0, tpm - used)
-        return f"{ident}:{granted}", [
-            (b"x-ratelimit-limit-tokens", b"%d" % tpm),
-            (b"x-ratelimit-remaining-tokens", b"%d" % left),
-            (b"x-ratelimit-reset-tokens", _duration(wait / 1000))]
+            refuse(b"tokens", tpm, max(wait, 1) / 1000, whose(kind, name))
+        return key, f"{reservation}:{granted}", tpm, max(0, tpm - used), wait / 1000
+
+    def _give_back(self, taken: list[tuple[_ScopeState, str]],
+                   granted: list[tuple[str, str]]) -> None:
+        """What a refused (or failed) request took: its slots back to their leases (a
+        slot of a lease since replaced stays used: never more than was granted), its
+        reservations replaced by nothing."""
+        for state, member in taken:
+            if state.member == member:
+                state.left += 1
+        self._background([(key, member, f"{member.split(':')[0]}:0")
+                          for key, member in granted])
 
     # ------------------------------------------------------------------ without Redis
     def _failed(self, exc: BaseException) -> None:
@@ -270,7 +393,7 @@ class SharedLimiter:
         if not self._down:
             self._down = True
             then = ("this process's in-memory limits decide" if self.settings.fail == "open"
-                    else "limited keys get 503 limits_unavailable")
+                    else "limited requests get 503 limits_unavailable")
             log.warning("rate limits: Redis at %s does not answer (%s); until it does, %s",
                         redacted(self.url), type(exc).__name__, then)
 
@@ -281,61 +404,58 @@ class SharedLimiter:
                         redacted(self.url))
         self._retry_at = 0.0
 
-    def _without_redis(self, principal: Principal, body: dict[str, Any], body_bytes: int,
-                       state: _KeyState) -> Ticket:
+    def _without_redis(self, scopes: list[Scope], body: dict[str, Any], body_bytes: int,
+                       held: tuple[_ScopeState, ...]) -> Ticket:
+        """fail: open, the in-memory buckets of the same scopes (in flight is counted
+        here already); fail: closed, 503."""
         if self.on_backend_error is not None:
             self.on_backend_error(self.settings.fail)
         if self.settings.fail == "closed":
-            raise Overloaded("This key's rate limits cannot be checked now (their store does "
-                             "not answer): retry shortly", code="limits_unavailable",
+            raise Overloaded("This request's rate limits cannot be checked now (their store "
+                             "does not answer): retry shortly", code="limits_unavailable",
                              retry_after=1)
-        assert principal.limits is not None and principal.key_id is not None
-        rpm, tpm, parallel = principal.limits
-        local = self.local.admit(dataclasses.replace(principal, limits=(rpm, tpm, None)),
-                                 body, body_bytes)
-        assert local is not None
-        if parallel:
-            state.inflight += 1
-        return SharedTicket(principal.key_id, local.tokens, bool(parallel), local.headers,
-                            fallback=local)
+        local = self.local.admit_scopes(scopes, body, body_bytes, parallel=False)
+        return SharedTicket(local.tokens, local.headers, held, fallback=local)
 
     # ------------------------------------------------------------------ settle
     def settle(self, ticket: Ticket, usage: dict[str, Any] | None) -> None:
-        """The request ended: its place in ``max_parallel`` is freed and its reserved
+        """The request ended: its places in ``max_parallel`` are freed and its reserved
         tokens replaced (in Redis, in the background) by what it used."""
         if ticket.done:
             return
         ticket.done = True
         if not isinstance(ticket, SharedTicket):  # from the in-memory limiter (a reload)
             return
-        state = self._keys.get(ticket.key_id)
-        if ticket.parallel and state is not None and state.inflight > 0:
-            state.inflight -= 1
+        for state in ticket.held:
+            if state.inflight > 0:
+                state.inflight -= 1
         if ticket.fallback is not None:
             self.local.settle(ticket.fallback, usage)
             return
-        if ticket.tpm_member is None or not usage:
+        if not ticket.members or not usage:
             return  # usage unknown: the reservation stands
-        used = used_tokens(usage)
+        used = math.ceil(used_tokens(usage))
         if used != ticket.tokens:
-            ident = ticket.tpm_member.split(":")[0]
-            self._background(self._call("replace", window_key(ticket.key_id, "tpm"),
-                                        ticket.tpm_member, f"{ident}:{used}"))
+            self._background([(key, member, f"{member.split(':')[0]}:{used}")
+                              for key, member in ticket.members])
 
-    def _background(self, call: Any) -> None:
-        async def run() -> None:
-            try:
-                await call
-            except (OSError, TimeoutError, RedisError) as exc:  # the reservation stands
-                log.debug("rate limits: an adjustment was not made: %s", type(exc).__name__)
-
+    def _background(self, changes: list[Change]) -> None:
+        """Makes ``changes`` (replacements of members) off the request path."""
+        if not changes:
+            return
         try:
-            task = asyncio.get_running_loop().create_task(run())
+            task = asyncio.get_running_loop().create_task(self._change(changes))
         except RuntimeError:  # no loop (a test's direct call): nothing to adjust with
-            call.close()
             return
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+    async def _change(self, changes: list[Change]) -> None:
+        for key, member, replacement in changes:
+            try:
+                await self._call("replace", key, member, replacement)
+            except _DOWN as exc:  # the member stands (counted: never more than granted)
+                log.debug("rate limits: an adjustment was not made: %s", type(exc).__name__)
 
     # ------------------------------------------------------------------ Redis
     async def _call(self, which: str, key: str, *args: str) -> list[int]:

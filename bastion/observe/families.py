@@ -132,6 +132,11 @@ FAMILIES: tuple[Family, ...] = (
            "Rate-limit decisions made without Redis (limits.redis_url did not answer), by "
            "what limits.fail did: open (this process's in-memory limits) or closed (503)",
            ("mode",)),
+    Family("bastion_budget_backend_errors_total", "counter",
+           "Budget decisions made without Redis (budgets.redis_url did not answer), by what "
+           "budgets.fail did: open (this process's in-memory ledger) or closed (503); lost: "
+           "requests whose cost never reached Redis (every try of their settlement failed)",
+           ("mode",)),
     Family("bastion_auth_failures_total", "counter",
            "Requests refused with 401 (counted here, not traced): missing, malformed or "
            "invalid key", ("reason",)),

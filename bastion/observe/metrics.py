@@ -561,6 +561,12 @@ class Metrics:
         counts = self.state.counters["bastion_limit_backend_errors_total"]
         counts[(mode,)] = counts.get((mode,), 0) + 1
 
+    def budget_backend_error(self, mode: str, count: int = 1) -> None:
+        """A budget decision without Redis (``mode`` open or closed), or ``count`` requests'
+        costs lost on the way to it (``lost``)."""
+        counts = self.state.counters["bastion_budget_backend_errors_total"]
+        counts[(mode,)] = counts.get((mode,), 0) + count
+
     def cache(self, result: str) -> None:
         """A response cache lookup: ``result`` is e.g. hit, miss or semantic_hit."""
         key = (result,)

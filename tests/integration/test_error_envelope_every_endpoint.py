@@ -22,6 +22,7 @@ TRACE_DETAIL = "/api/traces/{id}"
 KEY_DETAIL = "/api/keys/{id}"
 USER_DETAIL = "/api/users/{id}"  # /api/users/{user}/erase (POST) and /export (GET)
 DATA_KEY_DETAIL = "/api/data-keys/{id}"
+TEAM_DETAIL = "/api/teams/{id}"
 EXPECTED_ROUTES = {
     "/v1/chat/completions": {"POST"},
     "/v1/completions": {"POST"},
@@ -41,6 +42,9 @@ EXPECTED_ROUTES = {
     "/api/audit": {"GET"},
     "/api/audit/verify": {"GET"},
     "/api/budgets": {"GET"},
+    "/api/teams": {"GET", "POST"},
+    TEAM_DETAIL: {"GET", "PATCH", "DELETE"},
+    "/api/orgs": {"GET"},
     USER_DETAIL: {"GET", "POST"},
     "/api/data-keys": {"GET"},
     "/api/data-keys/rotate": {"POST"},
@@ -246,6 +250,28 @@ def _cases() -> list[Any]:
             "POST", path, 404, "not_found_error", "unknown_url"))
     add(f"{USER_DETAIL}-get-erase-is-405", Case(
         "GET", "/api/users/u/erase", 405, "invalid_request_error", "method_not_allowed"))
+    for name, body, param in [("no-name", {}, "name"), ("bad-name", {"name": "a b"}, "name"),
+                              ("unknown-field", {"name": "t", "colour": "red"}, "colour"),
+                              ("bad-org", {"name": "t", "org": ""}, "org")]:
+        add(f"/api/teams-{name}-is-400", Case(
+            "POST", "/api/teams", 400, "invalid_request_error", None, param, body=body))
+    add("/api/teams-unknown-query-is-400", Case(
+        "GET", "/api/teams?colour=red", 400, "invalid_request_error", None, "colour"))
+    add("/api/orgs-unknown-query-is-400", Case(
+        "GET", "/api/orgs?all=1", 400, "invalid_request_error", None, "all"))
+    add(f"{TEAM_DETAIL}-unknown-is-404", Case(
+        "GET", "/api/teams/nobody", 404, "not_found_error", "team_not_found", "name"))
+    add(f"{TEAM_DETAIL}-unregistered-patch-is-404", Case(
+        "PATCH", "/api/teams/nobody", 404, "not_found_error", "team_not_found", "name",
+        body={"org": "o"}))
+    add(f"{TEAM_DETAIL}-unregistered-delete-is-404", Case(
+        "DELETE", "/api/teams/nobody", 404, "not_found_error", "team_not_found", "name"))
+    add(f"{TEAM_DETAIL}-nested-path-is-404", Case(
+        "GET", "/api/teams/a/b", 404, "not_found_error", "unknown_url"))
+    add(f"{TEAM_DETAIL}-bad-name-is-400", Case(
+        "GET", "/api/teams/%ff", 400, "invalid_request_error", None, "name"))
+    add(f"{TEAM_DETAIL}-post-is-405", Case(
+        "POST", "/api/teams/nobody", 405, "invalid_request_error", "method_not_allowed"))
     add("/api/feedback-invalid-json-is-400", Case(
         "POST", "/api/feedback", 400, "invalid_request_error", None, None, raw=b"{nope"))
     for path in ("/v1/nothing-here", "/v1/", "/v1", "/v2/models", "/", "/health"):
@@ -341,6 +367,9 @@ def test_valid_request_to_every_v1_route_succeeds(api_gateway: RunningGateway, p
             time.sleep(0.1)
             keys = api_gateway.request("GET", "/api/data-keys")[1]
         url = concrete(path, str(old))
+    if path == TEAM_DETAIL:  # a registered team (DELETE unregisters it)
+        api_gateway.request_full("POST", "/api/teams", {"name": "envelope-team"})
+        url = concrete(path, "envelope-team")
     if path == USER_DETAIL:  # an export (an erasure is tested in test_erasure)
         url = "/api/users/someone/export"
     if path == TRACE_DETAIL:  # a trace that exists: the gateway's own, once it is stored

@@ -130,3 +130,18 @@ def test_the_command_line_sets_them(gw: RunningGateway) -> None:
     assert result.exit_code == 0, result.output
     made = json.loads(result.stdout)
     assert (made["guard_policy"], made["content_mode"], made["priority"]) == ("r", "redacted", 4)
+
+
+def test_a_keys_user_is_not_replaced_by_the_requests_user_field(gw: RunningGateway) -> None:
+    """Budgets and limits per user follow the key's user: naming another in the body does
+    not escape them (a key without a user takes the body's)."""
+    owned = make(gw, team="alpha", user="u-owner")["key"]
+    status, headers, _ = gw.request_full("POST", "/v1/chat/completions", {
+        "model": "chat", "user": "someone-else",
+        "messages": [{"role": "user", "content": "hi"}]}, key=owned)
+    assert status == 200 and trace_of(gw, headers["x-request-id"])["user"] == "u-owner"
+    free = make(gw, team="alpha")["key"]
+    status, headers, _ = gw.request_full("POST", "/v1/chat/completions", {
+        "model": "chat", "user": "end-user-9",
+        "messages": [{"role": "user", "content": "hi"}]}, key=free)
+    assert status == 200 and trace_of(gw, headers["x-request-id"])["user"] == "end-user-9"
