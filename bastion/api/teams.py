@@ -26,6 +26,7 @@ from bastion.api.keys import actor
 from bastion.api.openapi import Param, Reply, Schema, Spec, documented, listing, nullable, obj
 from bastion.api.traces import _in_store, _json, _params
 from bastion.errors import ClientError, InvalidRequest, MethodNotAllowed, NotFound, PermissionDenied
+from bastion.governance import admin
 from bastion.protocol.requests import decode_json_object
 from bastion.server.types import Request, Response
 
@@ -36,7 +37,6 @@ if TYPE_CHECKING:
 
 PREFIX = "/api/teams/"
 FIELDS = frozenset({"name", "org", "description", "metadata"})
-_NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._:@-")
 
 
 class Conflict(ClientError):
@@ -44,12 +44,9 @@ class Conflict(ClientError):
 
 
 def _name(value: Any, field: str, required: bool = False) -> str | None:
-    if value is None and not required:
-        return None
-    if not isinstance(value, str) or not 1 <= len(value) <= 128 or not set(value) <= _NAME_CHARS:
-        raise InvalidRequest(f"'{field}' must be 1-128 characters of letters, digits and "
-                             ". _ : @ -", param=field)
-    return value
+    if value is None and required:
+        value = ""  # refused as an empty name
+    return admin.name_of(value, field)
 
 
 def _fields(body: dict[str, Any], allowed: frozenset[str]) -> dict[str, Any]:
@@ -67,14 +64,7 @@ def _fields(body: dict[str, Any], allowed: frozenset[str]) -> dict[str, Any]:
                                  param="description")
         out["description"] = text
     if "metadata" in body:
-        meta = body["metadata"]
-        if meta is not None and not (
-                isinstance(meta, dict) and len(meta) <= 32 and all(
-                    isinstance(k, str) and isinstance(v, str) and len(k) <= 64
-                    and len(v) <= 512 for k, v in meta.items())):
-            raise InvalidRequest("'metadata' must map at most 32 short strings to strings",
-                                 param="metadata")
-        out["metadata"] = meta
+        out["metadata"] = admin.metadata_of(body["metadata"])
     return out
 
 

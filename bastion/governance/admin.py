@@ -55,7 +55,21 @@ def public(row: Mapping[str, Any], now: float | None = None) -> dict[str, Any]:
     return out
 
 
-def _name(value: Any, field: str) -> str | None:
+def metadata_of(metadata: Any) -> dict[str, str] | None:
+    """A key's or team's ``metadata``: at most 32 short strings to strings (400 else)."""
+    if metadata is not None and not (
+        isinstance(metadata, dict) and len(metadata) <= 32
+        and all(isinstance(k, str) and isinstance(v, str) and len(k) <= 64 and len(v) <= 512
+                for k, v in metadata.items())
+    ):
+        raise InvalidRequest("'metadata' must map at most 32 short strings to strings",
+                             param="metadata")
+    return metadata
+
+
+def name_of(value: Any, field: str) -> str | None:
+    """A name (team, user, key name, org): 1-128 letters, digits and . _ : @ - (None
+    stays None)."""
     if value is None:
         return None
     if not isinstance(value, str) or not _NAME.match(value):
@@ -79,7 +93,7 @@ def new_key_row(body: Mapping[str, Any], asker: Principal, known_models: Collect
     role = body.get("role", "user")
     if role not in ROLES:
         raise InvalidRequest(f"'role' must be one of {', '.join(ROLES)}", param="role")
-    team = _name(body.get("team"), "team")
+    team = name_of(body.get("team"), "team")
     if not asker.admin:
         team = team if team is not None else asker.team
         if team != asker.team:
@@ -105,21 +119,14 @@ def new_key_row(body: Mapping[str, Any], asker: Principal, known_models: Collect
             raise PermissionDenied("A key limited to models may not grant others: "
                                    f"{sorted(set(models) - asker.models)[0]!r}",
                                    code="insufficient_permissions")
-    metadata = body.get("metadata")
-    if metadata is not None and not (
-        isinstance(metadata, dict) and len(metadata) <= 32
-        and all(isinstance(k, str) and isinstance(v, str) and len(k) <= 64 and len(v) <= 512
-                for k, v in metadata.items())
-    ):
-        raise InvalidRequest("'metadata' must map at most 32 short strings to strings",
-                             param="metadata")
+    metadata = metadata_of(body.get("metadata"))
     token = new_token()
     row = {
         **_handling(body, asker, known_policies),
         "limits": _with_budget(_limits(body.get("limits")), body.get("budget")),
         "id": "key_" + secrets.token_hex(8), "digest": digest_of(token), "hint": hint(token),
-        "name": _name(body.get("name"), "name"), "team": team,
-        "user": _name(body.get("user"), "user"), "role": role, "models": models,
+        "name": name_of(body.get("name"), "name"), "team": team,
+        "user": name_of(body.get("user"), "user"), "role": role, "models": models,
         "metadata": metadata, "created_at": now, "expires_at": _expiry(body, now),
         "revoked_at": None, "rotated_from": None,
     }
