@@ -32,7 +32,7 @@ from tests.fakes.upstream import FakeUpstream
 from tests.gateway_harness import MASTER_KEY, RunningGateway
 from tests.integration.test_lifecycle import free_port, start_bastion, stop_process, wait_ready
 from tests.integration.test_shared_limits import call
-from tests.store_helpers import skip_or_fail
+from tests.redis_helpers import shared_redis_client
 
 REDIS = "redis://127.0.0.1:6379/0"
 BODY: dict[str, Any] = {"model": "chat", "messages": [{"role": "user", "content": "hi"}]}
@@ -168,13 +168,7 @@ def test_a_bad_scope_limit_stops_the_start(tmp_path: Path) -> None:
 # ------------------------------------------------------------------ through Redis
 @pytest.fixture()
 def shared_redis() -> Iterator[redis.Redis]:
-    client = redis.Redis.from_url(REDIS, socket_timeout=2)
-    try:
-        client.ping()
-    except redis.RedisError as exc:
-        skip_or_fail(f"Redis is not reachable at {REDIS}: {exc}")
-    yield client
-    client.close()
+    yield from shared_redis_client()
 
 
 @pytest.fixture()

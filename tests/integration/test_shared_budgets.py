@@ -22,7 +22,7 @@ from bastion.cli import main
 from tests.fakes.upstream import FakeUpstream
 from tests.gateway_harness import MASTER_KEY, RunningGateway, traced_gateway
 from tests.integration.test_lifecycle import free_port, start_bastion, stop_process, wait_ready
-from tests.integration.test_shared_limits import ThrowawayRedis
+from tests.redis_helpers import ThrowawayRedis
 from tests.store_helpers import fresh_database
 
 PRICING = {"input": 1000.0, "output": 2000.0}  # per 1M tokens: cents a request

@@ -7,8 +7,6 @@ from __future__ import annotations
 import asyncio
 import http.client
 import json
-import subprocess
-import tempfile
 import threading
 import time
 import uuid
@@ -26,22 +24,15 @@ from bastion.governance.shared_limits import SharedLimiter, redacted, window_key
 from tests.fakes.upstream import DEFAULT_CONTENT, FakeUpstream, _count_tokens
 from tests.gateway_harness import MASTER_KEY, RunningGateway, traced_gateway
 from tests.integration.test_lifecycle import free_port, start_bastion, stop_process, wait_ready
+from tests.redis_helpers import REDIS, ThrowawayRedis, shared_redis_client
 from tests.store_helpers import skip_or_fail
 
-REDIS = "redis://127.0.0.1:6379/0"
-REDIS_SERVER = Path("/usr/bin/redis-server")
 BODY = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
 
 
 @pytest.fixture()
 def shared_redis() -> Iterator[redis.Redis]:
-    client = redis.Redis.from_url(REDIS, socket_timeout=2)
-    try:
-        client.ping()
-    except redis.RedisError as exc:
-        skip_or_fail(f"Redis is not reachable at {REDIS}: {exc}")
-    yield client
-    client.close()
+    yield from shared_redis_client()
 
 
 @pytest.fixture()
@@ -305,48 +296,6 @@ def test_three_processes_hold_a_key_to_its_tokens_per_window(three_gateways: lis
 
 
 # ------------------------------------------------------------------ Redis goes away
-class ThrowawayRedis:
-    def __init__(self) -> None:
-        if not REDIS_SERVER.exists():
-            skip_or_fail(f"no {REDIS_SERVER} for a throwaway Redis")
-        self.port = free_port()
-        self.dir = tempfile.mkdtemp(prefix="bastion-redis-")
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> ThrowawayRedis:
-        self.proc = subprocess.Popen(
-            [str(REDIS_SERVER), "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", self.dir],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        client = redis.Redis.from_url(self.url, socket_timeout=1)
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                client.ping()
-                break
-            except redis.ConnectionError:
-                assert time.monotonic() < deadline, "the throwaway redis-server started"
-                time.sleep(0.05)
-        client.close()
-        return self
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
-
-    def has_window(self, key_id: str) -> bool:
-        client = redis.Redis.from_url(self.url, socket_timeout=1)
-        try:
-            return bool(client.exists(window_key(key_id, "rpm")))
-        finally:
-            client.close()
-
-
 def ask(gw: RunningGateway, token: str) -> tuple[int, dict[str, str], Any]:
     return gw.request_full("POST", "/v1/chat/completions", {
         "model": "chat", "messages": [{"role": "user", "content": "hi"}]}, key=token)
