@@ -19,7 +19,7 @@ WHEELHOUSE       ?= $(HOME)/.cache/bastion/wheels/llama-$(LLAMA_VERSION)-$(LLAMA
 
 .PHONY: install serve test lint typecheck bench clean
 
-$(STAMP): pyproject.toml setup.py $(wildcard bastion/observe/*.c bastion/observe/*.h)
+$(STAMP): pyproject.toml setup.py $(wildcard bastion/observe/*.c bastion/observe/*.h bastion/governance/*.c)
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is required: make PYTHON=python3.11 ...")'
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip

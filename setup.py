@@ -1,7 +1,8 @@
-"""Builds the observers' C parts: the trace spool's encoder (bastion/observe/_spoolc.c) and
-the metrics request table's observer (bastion/observe/_rowsc.c). Optional: where they do
-not compile, the spool and the metrics use their Python code (bastion/observe/spool.py,
-metrics.py), and log that once."""
+"""Builds the C parts of the request path: the trace spool's encoder
+(bastion/observe/_spoolc.c), the metrics request table's observer (bastion/observe/_rowsc.c)
+and the rate limiter's common case (bastion/governance/_limitsc.c). Optional: where they do
+not compile, the spool, the metrics and the limiter use their Python code
+(bastion/observe/spool.py, metrics.py, bastion/governance/limits.py)."""
 
 from setuptools import Extension, setup
 
@@ -14,5 +15,8 @@ setup(
                   depends=["bastion/observe/_slots.h"], extra_compile_args=FLAGS,
                   optional=True)
         for name in ("_spoolc", "_rowsc")
+    ] + [
+        Extension("bastion.governance._limitsc", ["bastion/governance/_limitsc.c"],
+                  extra_compile_args=FLAGS, optional=True, libraries=["m"])
     ]
 )

@@ -23,6 +23,10 @@ whose limit was hit (never another scope's usage); every answer to a limited req
 carries OpenAI's ``x-ratelimit-*`` headers: on success those of the tightest scope (per
 kind, the one with the least remaining), on a refusal those of the limit it hit.
 
+The common case of :meth:`Limiter.admit` (every scope's state known, none refusing) and
+a ticket's settle run in C when ``setup.py`` built ``_limitsc.c``: the same states (its
+``State`` is :class:`_State`'s twin) and the same arithmetic; anything else comes here.
+
 This is one process's view: with several workers or replicas each enforces the whole
 limit on what it serves, unless ``limits.redis_url`` shares them
 (:mod:`bastion.governance.shared_limits`). Costs: a request to which no limit applies is
@@ -45,6 +49,17 @@ from bastion.governance.keys import Principal
 
 if TYPE_CHECKING:
     from bastion.config_access import LimitSettings
+    from bastion.governance._limitsc import Grant as GrantType
+
+_CState: Any
+_cadmit: Any
+Grant: type[GrantType] | None
+try:  # the request path in C (setup.py builds it; optional)
+    from bastion.governance._limitsc import Grant
+    from bastion.governance._limitsc import State as _CState
+    from bastion.governance._limitsc import admit as _cadmit
+except ImportError:  # pragma: no cover - where it did not compile
+    Grant = _CState = _cadmit = None
 
 TOKEN_BYTES = 4  # bytes of a request body per prompt token, for the reservation
 SWEEP_MIN = 4096  # scopes' states held before idle ones are forgotten
@@ -132,11 +147,24 @@ def too_big(wanted: float, tpm: int, scope: str = "this key") -> None:
         "send less", code="tokens_exceed_limit")
 
 
+def _count(value: Any) -> float:
+    """A usage count: a number that is not a bool and not below 0, else -1."""
+    if isinstance(value, int | float) and not isinstance(value, bool) and value >= 0:
+        try:
+            return float(value)
+        except OverflowError:  # an int beyond a double: not a count
+            return -1.0
+    return -1.0
+
+
 def used_tokens(usage: dict[str, Any]) -> float:
-    used = usage.get("total_tokens")
-    if not isinstance(used, int | float):
-        used = (usage.get("prompt_tokens") or 0) + (usage.get("completion_tokens") or 0)
-    return float(used)
+    """The tokens an answer used: ``total_tokens``, else prompt + completion; a value
+    that is not a count (an upstream's string, a negative) counts 0."""
+    used = _count(usage.get("total_tokens"))
+    if used >= 0:
+        return used
+    return max(_count(usage.get("prompt_tokens")), 0.0) + max(
+        _count(usage.get("completion_tokens")), 0.0)
 
 
 def _triples(rules: dict[str, Any], old: dict[str, Triple]) -> dict[str, Triple]:
@@ -251,18 +279,33 @@ def limit_headers(kind: bytes, limit: int, left: float, reset: float
 
 
 class Limiter(ScopeRules):
-    def __init__(self) -> None:
+    def __init__(self, fast: bool = True) -> None:
+        """``fast``: the common case in C where it is built (False: all in Python, the
+        reference the tests hold it to)."""
         super().__init__()
         self._states: dict[str, _State] = {}
         self._sweep_at = SWEEP_MIN
+        self._fast = _cadmit if fast else None
+        self._state: Any = _CState if fast and _CState is not None else _State
 
     def admit(self, principal: Principal, body: dict[str, Any], body_bytes: int,
               team: str | None = None, user: str | None = None, now: float | None = None
-              ) -> Ticket | None:
+              ) -> Ticket | GrantType | None:
         """Admits a request or raises RateLimited; None: no limit applies to it."""
-        scopes = self.resolve(principal, team, user, body.get("model"))
-        if scopes is None:
-            return None
+        if self.scoped:
+            scopes = self.resolve(principal, team, user, body.get("model"))
+            if scopes is None:
+                return None
+        else:  # resolve, inlined: a key's own limits only
+            limits, key_id = principal.limits, principal.key_id
+            if limits is None or key_id is None:
+                return None
+            scopes = [(key_id, "key", key_id, limits)]
+        now = time.monotonic() if now is None else now
+        if self._fast is not None:
+            grant = self._fast(self._states, scopes, body, body_bytes, now, True)
+            if grant is not None:
+                return grant  # type: ignore[no-any-return]
         return self.admit_scopes(scopes, body, body_bytes, now)
 
     def admit_scopes(self, scopes: list[Scope], body: dict[str, Any], body_bytes: int,
@@ -271,6 +314,10 @@ class Limiter(ScopeRules):
         first that refuses). ``parallel=False``: ``max_parallel`` is counted elsewhere."""
         now = time.monotonic() if now is None else now
         table = self._states
+        if self._fast is not None:
+            grant = self._fast(table, scopes, body, body_bytes, now, parallel)
+            if grant is not None:
+                return grant  # type: ignore[no-any-return]
         held: list[InFlight] = []
         reserved: list[_State] = []
         wanted = -1.0  # the request's tokens, estimated once a scope has a TPM
@@ -284,7 +331,7 @@ class Limiter(ScopeRules):
                 if state is None:
                     if len(table) >= self._sweep_at:
                         self._sweep(now)
-                    state = table[ident] = _State(limits, now)
+                    state = table[ident] = self._state(limits, now)
                 else:
                     state.refill(limits, now)
                 rpm, tpm, most = limits
@@ -350,9 +397,12 @@ class Limiter(ScopeRules):
                 del table[ident]
         self._sweep_at = max(SWEEP_MIN, 2 * len(table))
 
-    def settle(self, ticket: Ticket, usage: dict[str, Any] | None) -> None:
+    def settle(self, ticket: Ticket | GrantType, usage: dict[str, Any] | None) -> None:
         """The request ended: its places in ``max_parallel`` are freed and its reserved
         tokens replaced by what it used (kept as reserved when usage is unknown)."""
+        if type(ticket) is Grant:
+            ticket.settle(usage)
+            return
         if ticket.done:
             return
         ticket.done = True
@@ -361,12 +411,9 @@ class Limiter(ScopeRules):
         for state in ticket.held:
             if state.inflight > 0:
                 state.inflight -= 1
-        if not ticket.reserved or not usage:
+        if not ticket.reserved or not isinstance(usage, dict) or not usage:
             return
-        used = usage.get("total_tokens")
-        if not isinstance(used, int | float):
-            used = (usage.get("prompt_tokens") or 0) + (usage.get("completion_tokens") or 0)
-        back = ticket.tokens - used
+        back = ticket.tokens - used_tokens(usage)
         for state in ticket.reserved:
             state.tokens = min(float(state.limits[1] or 0), state.tokens + back)
 
