@@ -45,7 +45,7 @@ from bastion.governance.audit import AuditTrail
 from bastion.governance.authfail import FailedKeyUses
 from bastion.governance.keys import MASTER, Principal, expired, looks_like_key
 from bastion.governance.keysync import key_table, sync_forever, sync_once
-from bastion.governance.limits import Limiter
+from bastion.governance.limits import Grant, Limiter
 from bastion.governance.oidc import OidcAuthenticator, SigningKeyUnknown, looks_like_jwt
 from bastion.governance.roles import permission_for
 from bastion.observe.datadir import secure_data_dir
@@ -484,8 +484,11 @@ class Gateway:
 
     def finish(self, ctx: RequestContext) -> None:
         ctx.finished_at = time.perf_counter()
-        if ctx.limit is not None:
-            self.limiter.settle(ctx.limit, ctx.usage)
+        if (limit := ctx.limit) is not None:
+            if type(limit) is Grant:  # the C limiter's (Limiter.settle, inlined)
+                limit.settle(ctx.usage)
+            else:
+                self.limiter.settle(limit, ctx.usage)
         if ctx.budget is not None:
             self.spend.settle(ctx)
         if ctx.endpoint.startswith("/v1/"):

@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bastion.governance.budgets import Hold
 from bastion.governance.keys import MASTER, Principal
 from bastion.governance.limits import Ticket
 from bastion.routing.fairqueue import DEFAULT_CLAIM, Claim
+
+if TYPE_CHECKING:
+    from bastion.governance._limitsc import Grant
 
 
 @dataclass(slots=True)
@@ -65,7 +68,7 @@ class RequestContext:
     stream_events: int = 0  # content events sent on a stream
     spans: list[Span] = field(default_factory=list)  # stages and backend attempts
     principal: Principal = MASTER  # who is asking (a virtual key's, or the master key)
-    limit: Ticket | None = None  # what the key's rate limits reserved for this request
+    limit: Ticket | Grant | None = None  # what the key's rate limits reserved for this request
     budget: Hold | None = None  # what its budgets reserved (bastion.gateway.spend)
     key_id: str | None = None  # the principal's key and team, as traced
     team: str | None = None

@@ -105,9 +105,12 @@ class Pipeline:
         checked = op.check(body)
         describe(ctx, op, body, checked)
         self.allow_model(ctx, body)
-        if ctx.principal.limits is not None or self.gw.limiter.scoped:  # else no call
-            admitting = self.limit(ctx, body)  # None: decided (in memory), or no limit
-            if admitting is not None:
+        limiter = self.gw.limiter
+        if ctx.principal.limits is not None or limiter.scoped:  # else no call
+            if type(limiter) is Limiter:  # in memory: decided here (self.limit, inlined)
+                ctx.limit = limiter.admit(ctx.principal, body, len(ctx.raw_body or b""),
+                                          ctx.team, ctx.user)
+            elif (admitting := self.limit(ctx, body)) is not None:  # shared: awaited
                 ctx.limit = await admitting
         reserving = self.gw.spend.reserve(ctx, body)  # None: done (in memory), or no budget
         if reserving is not None:  # shared through Redis: one round trip

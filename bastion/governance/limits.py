@@ -40,7 +40,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -52,7 +52,7 @@ if TYPE_CHECKING:
     from bastion.governance._limitsc import Grant as GrantType
 
 _CState: Any
-_cadmit: Any
+_cadmit: Callable[..., GrantType | None] | None
 Grant: type[GrantType] | None
 try:  # the request path in C (setup.py builds it; optional)
     from bastion.governance._limitsc import Grant
@@ -305,11 +305,12 @@ class Limiter(ScopeRules):
         if self._fast is not None:
             grant = self._fast(self._states, scopes, body, body_bytes, now, True)
             if grant is not None:
-                return grant  # type: ignore[no-any-return]
+                return grant
         return self.admit_scopes(scopes, body, body_bytes, now)
 
     def admit_scopes(self, scopes: list[Scope], body: dict[str, Any], body_bytes: int,
-                     now: float | None = None, parallel: bool = True) -> Ticket:
+                     now: float | None = None, parallel: bool = True
+                     ) -> Ticket | GrantType:
         """Admits a request on every one of ``scopes`` or on none (RateLimited naming the
         first that refuses). ``parallel=False``: ``max_parallel`` is counted elsewhere."""
         now = time.monotonic() if now is None else now
@@ -317,7 +318,7 @@ class Limiter(ScopeRules):
         if self._fast is not None:
             grant = self._fast(table, scopes, body, body_bytes, now, parallel)
             if grant is not None:
-                return grant  # type: ignore[no-any-return]
+                return grant
         held: list[InFlight] = []
         reserved: list[_State] = []
         wanted = -1.0  # the request's tokens, estimated once a scope has a TPM

