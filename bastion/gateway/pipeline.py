@@ -112,9 +112,15 @@ class Pipeline:
                                           ctx.team, ctx.user)
             elif (admitting := self.limit(ctx, body)) is not None:  # shared: awaited
                 ctx.limit = await admitting
-        reserving = self.gw.spend.reserve(ctx, body)  # None: done (in memory), or no budget
-        if reserving is not None:  # shared through Redis: one round trip
-            await reserving
+        spend = self.gw.spend
+        if ctx.principal.budget is not None or spend.budgets.configured:  # else no call
+            if spend.shared is None:  # in memory: reserved here (Spend.reserve, inlined)
+                p = ctx.principal
+                ctx.budget = spend.budgets.reserve(p.key_id, p.budget, ctx.team, ctx.user,
+                                                   body["model"], body,
+                                                   len(ctx.raw_body or b""))
+            elif (reserving := spend.reserve(ctx, body)) is not None:  # shared: Redis
+                await reserving
         sent, checked = await self.input_guards(op, ctx, body, checked)
         result = await self.gw.router.call(body["model"], sent, _bound(op, checked, ctx), ctx)
         if op.output_guards:
