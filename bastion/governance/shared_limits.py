@@ -19,15 +19,21 @@ for the window plus ``lease_seconds``, so a slot used up to ``lease_seconds`` af
 grant is still in every window it falls in: what all the replicas admit never exceeds the
 RPM over any window (under a sustained overload a scope gets about 60/61 of it).
 
-Tokens: each request's reservation (the prompt estimated from the body's size plus
-``max_tokens``, as in :mod:`bastion.governance.limits`) is one all-or-nothing grant per
-scope with a TPM (several at once, concurrently); when the answer's usage is known each
-member is replaced by what was used (in the background, scored as the reservation was, so
-it leaves the window when the reservation would have).
+Tokens: each request reserves its worst case (the prompt estimated from the body's size
+plus ``max_tokens``, as in :mod:`bastion.governance.limits`) from a *token lease* of the
+scope, which a process takes from Redis as requests do their slots: at least what the
+request wants and at most ``lease_fraction`` of the TPM, counted in Redis as used for the
+window plus ``lease_seconds`` from its grant. Requests reserve from it without calling
+Redis while it has room and has not lapsed; when the answer's usage is known the
+difference goes back to (or is taken from) the lease. A lease is closed when it lapses,
+has no room for the next request, or has nothing reserved on it any more (so that what a
+process does not use goes back to the others at once); once closed and with nothing in
+flight, its member in Redis is replaced by what its requests used, once (in the
+background, scored as the lease was). Several scopes with a TPM are asked concurrently.
 
 All or nothing: when one scope refuses, what the others granted is given back (a request
-slot to its lease, if the lease is still the one it came from; a TPM reservation replaced
-by ``<id>:0``), so a refusal by a team's limit costs its keys nothing.
+slot to its lease, if the lease is still the one it came from; a reservation to its token
+lease), so a refusal by a team's limit costs its keys nothing.
 
 ``max_parallel`` stays per process: requests in flight are counted here, not in Redis.
 
@@ -82,11 +88,13 @@ if TYPE_CHECKING:
 log = logging.getLogger("bastion.limits")
 
 RETRY_SECONDS = 1.0  # after a failure, Redis is asked again (by one request) this much later
+Change = tuple[str, str, str]  # a window, a member, its replacement
 SCOPE_FIELDS = frozenset({"teams", "users", "models"})  # changed in place on a reload
 _DOWN = (OSError, TimeoutError, RedisError)  # Redis did not answer
 
-# KEYS[1] the window; ARGV: ms an entry counts, limit, wanted, all-or-nothing (1/0), member id.
-# Returns {granted, used (with the grant), ms until room for `wanted` (refused) or until
+# KEYS[1] the window; ARGV: ms an entry counts, limit, wanted, the least worth granting,
+# member id. Grants min(wanted, room) when that is at least the least, else nothing.
+# Returns {granted, used (with the grant), ms until room for the least (refused) or until
 # the window is empty again (granted)}.
 GRANT = """
 local t = redis.call('TIME')
@@ -103,13 +111,14 @@ for i = 1, #entries, 2 do
   counts[i] = n
   used = used + n
 end
+local least = math.max(tonumber(ARGV[4]), 1)
 local granted = math.min(wanted, limit - used)
-if granted < 0 or (ARGV[4] == '1' and granted < wanted) then granted = 0 end
+if granted < least then granted = 0 end
 local wait = keep
 if granted > 0 then
   redis.call('ZADD', KEYS[1], now, ARGV[5] .. ':' .. granted)
 else
-  local need, freed = used + wanted - limit, 0
+  local need, freed = used + least - limit, 0
   for i = 1, #entries, 2 do
     freed = freed + counts[i]
     if freed >= need then
@@ -149,14 +158,46 @@ def redacted(url: str) -> str:
 
 @dataclass(slots=True)
 class SharedTicket(Ticket):
-    members: tuple[tuple[str, str], ...] = ()  # (window, member) of each TPM reservation
+    leases: tuple[_TokenLease, ...] = ()  # the token lease of each scope with a TPM
     fallback: Ticket | GrantType | None = None  # decided in memory (Redis down, fail: open)
 
 
-class _ScopeState(InFlight):
-    """One scope in this process: its lease of request slots, its requests in flight."""
+class _TokenLease:
+    """Tokens of one scope's TPM taken from Redis at once, reserved from by requests."""
 
-    __slots__ = ("expires", "left", "lock", "member", "reset", "size", "used")
+    __slots__ = ("charged", "expires", "key", "member", "open", "pending", "reset", "size",
+                 "used")
+
+    def __init__(self, key: str, member: str, size: int, used: int, reset: float,
+                 expires: float) -> None:
+        self.key, self.member, self.size = key, member, size  # its window, member, grant
+        self.used, self.reset = used, reset  # the window's count (lease included), reset
+        self.expires = expires  # monotonic time it lapses
+        self.charged = 0  # reserved by requests in flight plus used by those that ended
+        self.pending = 0  # requests whose reservation is not settled yet
+        self.open = True  # reserved from; closed: written back once nothing is pending
+
+    def fits(self, wanted: int, now: float) -> bool:
+        return self.open and now < self.expires and self.size - self.charged >= wanted
+
+    def left(self, tpm: int) -> int:
+        """The tokens left to the scope, as this process knows it."""
+        return max(0, tpm - self.used) + max(0, self.size - self.charged)
+
+    def final(self) -> Change:
+        """Its member replaced by what its requests used (closed, nothing pending)."""
+        member = f"{self.member.split(':')[0]}:{max(0, self.charged)}"
+        change = (self.key, self.member, member)
+        self.member = member
+        return change
+
+
+class _ScopeState(InFlight):
+    """One scope in this process: its leases of request slots and tokens, its requests in
+    flight."""
+
+    __slots__ = ("expires", "left", "lock", "member", "reset", "size", "tlock", "tokens",
+                 "used")
 
     def __init__(self) -> None:
         super().__init__()
@@ -167,12 +208,11 @@ class _ScopeState(InFlight):
         self.used = 0  # the window's count when it was granted (the lease included)
         self.reset = 0.0  # seconds until that window is empty again
         self.lock: asyncio.Lock | None = None
+        self.tokens: _TokenLease | None = None  # the current token lease
+        self.tlock: asyncio.Lock | None = None
 
     def slot(self, now: float) -> bool:
         return self.left > 0 and now < self.expires
-
-
-Change = tuple[str, str, str]  # a window, a member, its replacement
 
 
 class SharedLimiter(ScopeRules):
@@ -195,8 +235,7 @@ class SharedLimiter(ScopeRules):
         self._retry_at = 0.0
         self._tasks: set[asyncio.Task[None]] = set()
         window = settings.window_seconds
-        self._rpm_keep = str(round((window + settings.lease_seconds) * 1000))
-        self._tpm_keep = str(round(window * 1000))
+        self._keep = str(round((window + settings.lease_seconds) * 1000))  # a lease's
         self.configure(settings)
 
     def configure(self, settings: LimitSettings) -> None:
@@ -249,22 +288,22 @@ class SharedLimiter(ScopeRules):
                 return self._without_redis(scopes, body, body_bytes, held)
             self._retry_at = time.monotonic() + RETRY_SECONDS  # the others wait for this one
             taken: list[tuple[_ScopeState, str]] = []
-            granted: list[tuple[str, str]] = []
+            granted: list[_TokenLease] = []
             try:
                 headers = await self._take(scopes, states, wanted, taken, granted)
             except _DOWN as exc:
-                self._give_back(taken, granted)
+                self._give_back(taken, granted, wanted)
                 self._failed(exc)
                 return self._without_redis(scopes, body, body_bytes, held)
             except BaseException:
-                self._give_back(taken, granted)
+                self._give_back(taken, granted, wanted)
                 raise
             self._answered()
         except BaseException:
             for state in held:
                 state.inflight -= 1
             raise
-        return SharedTicket(wanted if granted else 0, headers, held, members=tuple(granted))
+        return SharedTicket(wanted if granted else 0, headers, held, leases=tuple(granted))
 
     def _state(self, ident: str) -> _ScopeState:
         state = self._states.get(ident)
@@ -277,7 +316,9 @@ class SharedLimiter(ScopeRules):
         unused slots are handed back first."""
         now, back = time.monotonic(), []
         for ident, state in list(self._states.items()):
-            if state.inflight or state.slot(now) or (state.lock and state.lock.locked()):
+            if state.inflight or state.slot(now) or (state.lock and state.lock.locked()) or (
+                    state.tokens is not None and state.tokens.pending) or (
+                    state.tlock and state.tlock.locked()):
                 continue
             if state.left > 0:
                 back.append(self._hand_back(ident, state))
@@ -286,14 +327,14 @@ class SharedLimiter(ScopeRules):
         self._sweep_at = max(SWEEP_MIN, 2 * len(self._states))
 
     async def _take(self, scopes: list[Scope], states: list[_ScopeState], wanted: int,
-                    taken: list[tuple[_ScopeState, str]], granted: list[tuple[str, str]]
+                    taken: list[tuple[_ScopeState, str]], granted: list[_TokenLease]
                     ) -> list[tuple[bytes, bytes]]:
         """Takes a request slot and reserves the tokens on each scope, noting each in
         ``taken`` and ``granted`` as it goes (given back if another refuses); the
         headers of the tightest scope per kind."""
         headers: list[tuple[bytes, bytes]] = []
         requests: tuple[int, int, float] | None = None
-        reserving: list[Scope] = []
+        reserving: list[tuple[Scope, _ScopeState]] = []
         for scope, state in zip(scopes, states, strict=True):
             ident, kind, name, (rpm, tpm, _) = scope
             if rpm:
@@ -302,15 +343,15 @@ class SharedLimiter(ScopeRules):
                 if requests is None or left < requests[1]:
                     requests = (rpm, left, state.reset)
             if tpm:
-                reserving.append(scope)
+                reserving.append((scope, state))
         if requests is not None:
             headers += limit_headers(b"requests", *requests)
         if not reserving:
             return headers
         if len(reserving) == 1:
-            results: list[Any] = [await self._reserve(reserving[0], wanted)]
+            results: list[Any] = [await self._reserve(*reserving[0], wanted)]
         else:  # concurrently: one round trip for all
-            results = await asyncio.gather(*(self._reserve(s, wanted) for s in reserving),
+            results = await asyncio.gather(*(self._reserve(*r, wanted) for r in reserving),
                                            return_exceptions=True)
         refused: BaseException | None = None
         tokens: tuple[int, int, float] | None = None
@@ -320,10 +361,11 @@ class SharedLimiter(ScopeRules):
                                        and not isinstance(refused, RateLimited)):
                     refused = result  # a refusal is the answer, before a Redis error
                 continue
-            key, member, tpm, left, wait = result
-            granted.append((key, member))
+            lease, tpm = result
+            granted.append(lease)
+            left = lease.left(tpm)
             if tokens is None or left < tokens[1]:
-                tokens = (tpm, left, wait)
+                tokens = (tpm, left, lease.reset)
         if refused is not None:
             raise refused
         assert tokens is not None
@@ -350,8 +392,7 @@ class SharedLimiter(ScopeRules):
         size = max(1, int(rpm * self.settings.lease_fraction))
         lease = uuid.uuid4().hex
         granted, used, wait = await self._call("grant", window_key(ident, "rpm"),
-                                               self._rpm_keep, str(rpm), str(size), "0",
-                                               lease)
+                                               self._keep, str(rpm), str(size), "1", lease)
         if granted <= 0:
             refuse(b"requests", rpm, max(wait, 1) / 1000, whose(kind, name))
         state.left = state.size = granted
@@ -365,28 +406,63 @@ class SharedLimiter(ScopeRules):
         return (window_key(ident, "rpm"), member,
                 f"{member.split(':')[0]}:{state.size - state.left}")
 
-    async def _reserve(self, scope: Scope, wanted: int
-                       ) -> tuple[str, str, int, int, float]:
-        """One scope's TPM reservation: (window, member, limit, left, reset seconds)."""
+    async def _reserve(self, scope: Scope, state: _ScopeState, wanted: int
+                       ) -> tuple[_TokenLease, int]:
+        """Reserves ``wanted`` tokens of one scope's token lease (a new lease when it has
+        no room or lapsed): (the lease, the TPM)."""
         ident, kind, name, (_, tpm, _) = scope
         assert tpm is not None
-        key, reservation = window_key(ident, "tpm"), uuid.uuid4().hex
-        granted, used, wait = await self._call("grant", key, self._tpm_keep, str(tpm),
-                                               str(wanted), "1", reservation)
+        lease = state.tokens
+        if lease is None or not lease.fits(wanted, time.monotonic()):
+            if state.tlock is None:
+                state.tlock = asyncio.Lock()
+            async with state.tlock:  # one lease call per scope and process at a time
+                lease = state.tokens
+                if lease is None or not lease.fits(wanted, time.monotonic()):
+                    lease = await self._new_token_lease(state, ident, tpm, kind, name, wanted)
+        lease.charged += wanted
+        lease.pending += 1
+        return lease, tpm
+
+    async def _new_token_lease(self, state: _ScopeState, ident: str, tpm: int, kind: str,
+                               name: str, wanted: int) -> _TokenLease:
+        old = state.tokens
+        if old is not None and old.open:
+            old.open = False
+            if not old.pending:
+                self._background([old.final()])
+        size = max(wanted, int(tpm * self.settings.lease_fraction))
+        key, lease = window_key(ident, "tpm"), uuid.uuid4().hex
+        granted, used, wait = await self._call("grant", key, self._keep, str(tpm),
+                                               str(size), str(wanted), lease)
         if granted <= 0:
             refuse(b"tokens", tpm, max(wait, 1) / 1000, whose(kind, name))
-        return key, f"{reservation}:{granted}", tpm, max(0, tpm - used), wait / 1000
+        state.tokens = _TokenLease(key, f"{lease}:{granted}", granted, used, wait / 1000,
+                                   time.monotonic() + self.settings.lease_seconds)
+        return state.tokens
 
-    def _give_back(self, taken: list[tuple[_ScopeState, str]],
-                   granted: list[tuple[str, str]]) -> None:
+    @staticmethod
+    def _release(lease: _TokenLease, delta: int) -> Change | None:
+        """One reservation of ``lease`` settled (``delta``: used minus reserved); the
+        lease's write-back once it is closed with nothing pending. A lease nothing is
+        reserved on any more is closed (its room goes back to the others)."""
+        lease.charged += delta
+        lease.pending -= 1
+        if lease.pending > 0:
+            return None
+        lease.open = False
+        return lease.final()
+
+    def _give_back(self, taken: list[tuple[_ScopeState, str]], granted: list[_TokenLease],
+                   wanted: int) -> None:
         """What a refused (or failed) request took: its slots back to their leases (a
         slot of a lease since replaced stays used: never more than was granted), its
-        reservations replaced by nothing."""
+        reservations back to their token leases."""
         for state, member in taken:
             if state.member == member:
                 state.left += 1
-        self._background([(key, member, f"{member.split(':')[0]}:0")
-                          for key, member in granted])
+        self._background([change for lease in granted
+                          if (change := self._release(lease, -wanted)) is not None])
 
     # ------------------------------------------------------------------ without Redis
     def _failed(self, exc: BaseException) -> None:
@@ -433,12 +509,13 @@ class SharedLimiter(ScopeRules):
         if ticket.fallback is not None:
             self.local.settle(ticket.fallback, usage)
             return
-        if not ticket.members or not usage:
-            return  # usage unknown: the reservation stands
-        used = math.ceil(used_tokens(usage))
-        if used != ticket.tokens:
-            self._background([(key, member, f"{member.split(':')[0]}:{used}")
-                              for key, member in ticket.members])
+        if not ticket.leases:
+            return
+        delta = 0  # usage unknown: the reservation stands
+        if isinstance(usage, dict) and usage:
+            delta = math.ceil(used_tokens(usage)) - math.ceil(ticket.tokens)
+        self._background([change for lease in ticket.leases
+                          if (change := self._release(lease, delta)) is not None])
 
     def _background(self, changes: list[Change]) -> None:
         """Makes ``changes`` (replacements of members) off the request path."""

@@ -250,7 +250,8 @@ def test_a_refused_request_gives_back_the_other_scopes_grants_in_redis(
     big = {**BODY, "max_tokens": 50}  # 10 + 50 tokens
 
     async def tokens() -> None:
-        lim = SharedLimiter(settings(teams={team: {"tpm": 100}}))
+        # leases no larger than a request's reservation: each request is one grant
+        lim = SharedLimiter(settings(lease_fraction=0.001, teams={team: {"tpm": 100}}))
         k = Principal(key_id=key_id, role="user", team=team, limits=(None, 10_000, None))
         first = await lim.admit(k, big, 40, team)
         assert first is not None and first.tokens == 60

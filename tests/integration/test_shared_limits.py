@@ -129,6 +129,40 @@ def test_tokens_are_reserved_across_processes_then_settled_to_their_usage(key_id
     asyncio.run(run())
 
 
+def test_a_token_lease_serves_many_requests_and_gives_back_what_was_unused(
+        key_id: str, shared_redis: redis.Redis) -> None:
+    """Requests reserve from their process's token lease (one grant, not one Redis call
+    each); when nothing is reserved on it any more its member becomes what was used, so
+    the other processes get the rest at once."""
+    window = window_key(key_id, "tpm")
+
+    def members() -> list[bytes]:
+        return shared_redis.zrange(window, 0, -1)  # type: ignore[return-value]
+
+    async def run() -> None:
+        a, b = limiter(lease_fraction=0.1), limiter(lease_fraction=0.1)
+        k = principal(key_id, tpm=10_000)
+        small = {**BODY, "max_tokens": 90}  # 10 + 90 reserved
+        tickets = [await a.admit(k, small, 40) for _ in range(10)]
+        assert all(t is not None and t.tokens == 100 for t in tickets)
+        assert [m.rsplit(b":", 1)[1] for m in members()] == [b"1000"], "one lease of 1,000"
+        assert dict(tickets[-1].headers)[b"x-ratelimit-remaining-tokens"] == b"9000"
+        with pytest.raises(RateLimited):  # what a's lease holds is not b's
+            await b.admit(k, {**BODY, "max_tokens": 9_500}, 40)
+        for ticket in tickets[:-1]:
+            a.settle(ticket, {"total_tokens": 30})
+        await asyncio.gather(*a._tasks)
+        assert len(members()) == 1 and members()[0].endswith(b":1000"), "one still reserved"
+        a.settle(tickets[-1], None)  # usage unknown: its 100 stay counted
+        await asyncio.gather(*a._tasks)
+        assert [m.rsplit(b":", 1)[1] for m in members()] == [b"370"]  # 9 x 30 + 100
+        assert await b.admit(k, {**BODY, "max_tokens": 9_500}, 40) is not None
+        await a.close()
+        await b.close()
+
+    asyncio.run(run())
+
+
 def test_requests_in_flight_stay_per_process(key_id: str) -> None:
     async def run() -> None:
         a, b = limiter(), limiter()
