@@ -138,14 +138,17 @@ class Pipeline:
     def limit(self, ctx: RequestContext, body: dict[str, Any]) -> Awaitable[Ticket] | None:
         """The RPM, TPM and parallel limits of the request's key, team, user and model
         alias (429), run when a key has limits or any scope is configured. In memory the
-        ticket is taken here; through Redis (limits.redis_url) an awaitable gives it, made
-        only when a limit applies (no coroutine otherwise)."""
+        ticket is taken here; through Redis (limits.redis_url) too while the process's
+        leases have room, else an awaitable gives it (no coroutine otherwise)."""
         limiter, size = self.gw.limiter, len(ctx.raw_body or b"")
         if isinstance(limiter, Limiter):
             ctx.limit = limiter.admit(ctx.principal, body, size, ctx.team, ctx.user)
             return None
         scopes = limiter.resolve(ctx.principal, ctx.team, ctx.user, body["model"])
-        return None if scopes is None else limiter.admit_scopes(scopes, body, size)
+        if scopes is None:
+            return None
+        ctx.limit = limiter.admit_leased(scopes, body, size)  # leases with room: no await
+        return None if ctx.limit is not None else limiter.admit_scopes(scopes, body, size)
 
     async def input_guards(self, op: Operation, ctx: RequestContext, body: dict[str, Any],
                            checked: Any) -> tuple[dict[str, Any], Any]:

@@ -258,7 +258,53 @@ class SharedLimiter(ScopeRules):
         scopes = self.resolve(principal, team, user, body.get("model"))
         if scopes is None:
             return None
-        return await self.admit_scopes(scopes, body, body_bytes)
+        return (self.admit_leased(scopes, body, body_bytes)
+                or await self.admit_scopes(scopes, body, body_bytes))
+
+    def admit_leased(self, scopes: list[Scope], body: dict[str, Any], body_bytes: int
+                     ) -> SharedTicket | None:
+        """The common case, without a coroutine: every scope's leases have room, so no
+        Redis call is needed. None when one is (a lease to take, a limit that may
+        refuse, Redis found down): :meth:`admit_scopes` decides, and nothing was taken."""
+        if self._down or len(self._states) >= self._sweep_at:
+            return None
+        now, wanted = time.monotonic(), 0
+        states: list[_ScopeState] = []
+        for ident, _, _, (rpm, tpm, most) in scopes:
+            state = self._states.get(ident)
+            if state is None or (most and state.inflight >= most) or (
+                    rpm and not state.slot(now)):
+                return None
+            if tpm:
+                if not wanted:
+                    wanted = math.ceil(estimate(body, body_bytes))
+                if wanted > tpm or state.tokens is None or not state.tokens.fits(wanted, now):
+                    return None
+            states.append(state)
+        held: list[_ScopeState] = []
+        leases: list[_TokenLease] = []
+        requests: tuple[int, int, float] | None = None
+        tokens: tuple[int, int, float] | None = None
+        for (_, _, _, (rpm, tpm, most)), state in zip(scopes, states, strict=True):
+            if most:
+                state.inflight += 1
+                held.append(state)
+            if rpm:
+                state.left -= 1
+                left = max(0, rpm - state.used) + state.left
+                if requests is None or left < requests[1]:
+                    requests = (rpm, left, state.reset)
+            if tpm and (lease := state.tokens) is not None:
+                lease.charged += wanted
+                lease.pending += 1
+                leases.append(lease)
+                left = lease.left(tpm)
+                if tokens is None or left < tokens[1]:
+                    tokens = (tpm, left, lease.reset)
+        headers = [*limit_headers(b"requests", *requests)] if requests is not None else []
+        if tokens is not None:
+            headers += limit_headers(b"tokens", *tokens)
+        return SharedTicket(wanted if leases else 0, headers, tuple(held), leases=tuple(leases))
 
     async def admit_scopes(self, scopes: list[Scope], body: dict[str, Any], body_bytes: int
                            ) -> Ticket:

@@ -143,7 +143,10 @@ def test_a_token_lease_serves_many_requests_and_gives_back_what_was_unused(
         a, b = limiter(lease_fraction=0.1), limiter(lease_fraction=0.1)
         k = principal(key_id, tpm=10_000)
         small = {**BODY, "max_tokens": 90}  # 10 + 90 reserved
-        tickets = [await a.admit(k, small, 40) for _ in range(10)]
+        scopes = a.resolve(k, None, None, "m")
+        assert scopes is not None and a.admit_leased(scopes, small, 40) is None, "no lease"
+        tickets: list[Any] = [await a.admit(k, small, 40)]
+        tickets += [a.admit_leased(scopes, small, 40) for _ in range(9)]  # no await
         assert all(t is not None and t.tokens == 100 for t in tickets)
         assert [m.rsplit(b":", 1)[1] for m in members()] == [b"1000"], "one lease of 1,000"
         assert dict(tickets[-1].headers)[b"x-ratelimit-remaining-tokens"] == b"9000"
