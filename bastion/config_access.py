@@ -134,8 +134,9 @@ class LimitSettings(_Strict):
                             "limits decide) or closed (503 limits_unavailable)")
     lease_fraction: float = Field(
         0.01, gt=0, le=0.1,
-        description="a process takes request slots from Redis in leases of at most this "
-                    "fraction of a key's RPM (at least one)")
+        description="a process takes request slots and tokens from Redis in leases of at "
+                    "most this fraction of a scope's RPM and TPM (at least one request, at "
+                    "least the request's reservation)")
     lease_seconds: float = Field(
         1.0, gt=0, le=10, description="an unused lease lapses after this many seconds")
     timeout: float = Field(0.25, gt=0, le=5, description="seconds for one Redis call")
