@@ -78,12 +78,8 @@ static int parse_limits(PyObject *limits, double *rpm, double *tpm, double *most
 
 /* ------------------------------------------------------------------ State */
 
-static int State_init(State *self, PyObject *args, PyObject *kwds) {
-    PyObject *limits;
-    double now;
-    static char *names[] = {"limits", "now", NULL};
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "Od", names, &limits, &now))
-        return -1;
+/* The state's limits become ``limits`` (parsed; -1 with an error set, nothing changed). */
+static int set_limits(State *self, PyObject *limits) {
     double rpm, tpm, most;
     if (parse_limits(limits, &rpm, &tpm, &most) < 0)
         return -1;
@@ -92,8 +88,19 @@ static int State_init(State *self, PyObject *args, PyObject *kwds) {
     self->rpm = rpm;
     self->tpm = tpm;
     self->most = most;
-    self->requests = rpm;
-    self->tokens = tpm;
+    return 0;
+}
+
+static int State_init(State *self, PyObject *args, PyObject *kwds) {
+    PyObject *limits;
+    double now;
+    static char *names[] = {"limits", "now", NULL};
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "Od", names, &limits, &now))
+        return -1;
+    if (set_limits(self, limits) < 0)
+        return -1;
+    self->requests = self->rpm;
+    self->tokens = self->tpm;
     self->stamp = now;
     self->inflight = 0;
     return 0;
@@ -108,21 +115,17 @@ static void State_dealloc(State *self) {
  * refill at a sixtieth of their limit a second, up to it. */
 static int refill(State *self, PyObject *limits, double now) {
     if (limits != self->limits) {
-        double rpm, tpm, most;
-        if (parse_limits(limits, &rpm, &tpm, &most) < 0)
-            return -1;
-        int same = PyObject_RichCompareBool(limits, self->limits, Py_EQ);
+        /* NULL: made by State.__new__ without __init__ */
+        int same = self->limits ? PyObject_RichCompareBool(limits, self->limits, Py_EQ) : 1;
         if (same < 0)
             return -1;
-        if (!same) {
-            self->requests += rpm - self->rpm;
-            self->tokens += tpm - self->tpm;
+        double rpm = self->rpm, tpm = self->tpm;
+        if (set_limits(self, limits) < 0)
+            return -1;
+        if (!same) {  /* changed: keep what was used */
+            self->requests += self->rpm - rpm;
+            self->tokens += self->tpm - tpm;
         }
-        Py_INCREF(limits);
-        Py_SETREF(self->limits, limits);
-        self->rpm = rpm;
-        self->tpm = tpm;
-        self->most = most;
     }
     double elapsed = now - self->stamp;
     if (elapsed > 0) {
@@ -158,23 +161,15 @@ static PyObject *State_idle(State *self, PyObject *unused) {
 }
 
 static PyObject *State_get_limits(State *self, void *closure) {
-    return Py_NewRef(self->limits);
+    return Py_NewRef(self->limits ? self->limits : Py_None);
 }
 
 static int State_set_limits(State *self, PyObject *value, void *closure) {
-    double rpm, tpm, most;
     if (value == NULL) {
         PyErr_SetString(PyExc_AttributeError, "limits cannot be deleted");
         return -1;
     }
-    if (parse_limits(value, &rpm, &tpm, &most) < 0)
-        return -1;
-    Py_INCREF(value);
-    Py_SETREF(self->limits, value);
-    self->rpm = rpm;
-    self->tpm = tpm;
-    self->most = most;
-    return 0;
+    return set_limits(self, value);
 }
 
 static PyMethodDef State_methods[] = {
