@@ -202,6 +202,11 @@ class BudgetSettings(_Strict):
         600.0, gt=0, le=86400,
         description="a reservation in Redis that is not settled within this many seconds "
                     "(its process died) stops counting; must exceed the longest request")
+    lease_fraction: float = Field(
+        0.01, ge=0, le=0.1,
+        description="a process reserves from Redis in leases of this fraction of the "
+                    "smallest limit of a request's budgets (at least its worst case); "
+                    "0: one reservation per request")
     timeout: float = Field(0.25, gt=0, le=5, description="seconds for one Redis call")
 
     @field_validator("redis_url")

@@ -105,22 +105,24 @@ class Spend:
                                            time.time())
         if not accounts:
             return None
-        return self._reserve_shared(ctx, body, accounts)
+        amount = self.budgets.worst_case(body["model"], body, len(ctx.raw_body or b""))
+        ctx.budget = self.shared.reserve_leased(accounts, amount)  # a lease with room
+        return None if ctx.budget is not None else self._reserve_shared(ctx, body,
+                                                                         accounts, amount)
 
     async def _reserve_shared(self, ctx: RequestContext, body: dict[str, Any],
-                              accounts: tuple[Account, ...]) -> None:
+                              accounts: tuple[Account, ...], amount: float) -> None:
         shared = self.shared
         assert shared is not None
         if not shared.try_now():  # Redis was found down a moment ago
             return self._without_redis(shared, ctx, body)
-        amount = self.budgets.worst_case(body["model"], body, len(ctx.raw_body or b""))
         try:
             try:
-                ctx.budget = await shared.reserve(accounts, amount)
+                ctx.budget = await shared.lease(accounts, amount)
             except Unseeded:  # Redis lost its data: the store's spend goes back first
                 if not await self._reseed() and not self.budgets.loaded:
                     raise _not_loaded() from None
-                ctx.budget = await shared.reserve(accounts, amount, check=False)
+                ctx.budget = await shared.lease(accounts, amount, check=False)
         except DOWN:
             return self._without_redis(shared, ctx, body)
         return None

@@ -27,6 +27,19 @@ when Redis does not answer; a settlement that fails every try is logged and coun
 A settle that brings the spend to the soft limit or the limit claims the period's event
 (``HSETNX``): the process that claims it sends it (audit log, webhook, metric), no other.
 
+Leases: a process reserves for a set of accounts (a key's, its team's, its user's) not
+one request's worst case but a *lease* of ``budgets.lease_fraction`` of the smallest of
+their limits (at least the request's worst case), one hold like any other; the next
+requests with the same accounts reserve their worst cases from it without calling Redis,
+while it has room and for ``LEASE_SECONDS``. Each request's cost is settled into
+``spent`` as before (its own settlement id, no hold of its own); what it cost counts
+against the lease too, so a lease admits at most its size in worst cases and costs. The
+lease's hold is released once it is closed (lapsed, out of room) with nothing pending, or
+as soon as nothing is reserved on it, and at shutdown. While a lease is open its hold and
+the costs settled under it both count (a process is refused early by at most one lease;
+never late): the admitted worst cases of every process exceed a limit by at most one
+lease each. A process killed with a lease open leaves its hold for ``hold_seconds``.
+
 Seeding: the current periods' spend is read from the stored traces at start and each
 account's ``spent`` is raised to it where Redis has less (``max``, a generalized SET NX:
 Redis, which counts a settlement before its trace is stored, normally has more, so a replica
@@ -41,6 +54,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import itertools
 import logging
 import math
 import time
@@ -76,6 +90,7 @@ CLOSE_SECONDS = 3.0  # at shutdown, the queue is sent for this long at most
 LOST_LOG_SECONDS = 10.0  # lost settlements are logged at most this often
 SCAN_LIMIT = 10_000  # accounts a listing finds by scanning Redis at most
 PERIODS = ("daily", "weekly", "monthly", "total")
+LEASE_SECONDS = 1.0  # a lease is reserved from this long at most
 
 _LIB = """
 local function now_ms()
@@ -202,6 +217,26 @@ class SharedHold(Hold):
     slots: tuple[Slot, ...] = ()  # the periods reserved in: a settlement goes there
     member: str = ""  # <id>:<worst case>, in each account's holds
     shared: bool = True
+    lease: _Lease | None = None  # reserved from a lease (its member: <id>:0, no hold)
+    leased: float = 0.0  # the worst case it reserved there
+
+
+class _Lease:
+    """A hold of a set of accounts that requests reserve their worst cases from."""
+
+    __slots__ = ("charged", "expires", "key", "member", "open", "pending", "size", "slots")
+
+    def __init__(self, key: tuple[Any, ...], slots: tuple[Slot, ...], member: str,
+                 size: float, expires: float) -> None:
+        self.key, self.slots, self.member, self.size = key, slots, member, size
+        self.expires = expires  # monotonic time it lapses
+        self.charged = 0.0  # the worst cases in flight plus the costs settled
+        self.pending = 0  # requests not settled yet
+        self.open = True
+
+    def fits(self, amount: float, now: float) -> bool:
+        return (self.open and now < self.expires  # (sums of floats: 1e-9 of slack)
+                and self.charged + amount <= self.size * (1 + 1e-9))
 
 
 _Call = tuple[str, list[str], list[str]]  # script, keys, args
@@ -269,6 +304,9 @@ class SharedLedger:
         self._retry_at = 0.0
         self._lost = 0  # lost settlements not logged yet
         self._lost_logged_at = -math.inf
+        self._leases: dict[tuple[Any, ...], _Lease] = {}  # by the accounts' periods
+        self._ids = itertools.count()
+        self._id_prefix = uuid.uuid4().hex[:20]  # with a count: a settlement's id
 
     # ------------------------------------------------------------------ keys
     def slot(self, account: Account) -> Slot:
@@ -303,6 +341,60 @@ class SharedLedger:
                 raise Unseeded
             Budgets.refuse(accounts[admitted.index(False)])
         return SharedHold(tuple(accounts), 0.0, slots=slots, member=member)
+
+    def reserve_leased(self, accounts: Sequence[Account], amount: float
+                       ) -> SharedHold | None:
+        """The common case, without Redis: ``amount`` reserved from the open lease of
+        these accounts. None when there is none with room (:meth:`lease` asks Redis)."""
+        if self.down:
+            return None
+        lease = self._leases.get(tuple((a.scope, a.name, a.start) for a in accounts))
+        if lease is None or not lease.fits(amount, time.monotonic()):
+            return None
+        for account in accounts:
+            if account.spent >= account.rule.limit:  # as Redis last said: it decides
+                return None
+        return self._from(lease, accounts, amount)
+
+    def _from(self, lease: _Lease, accounts: Sequence[Account], amount: float
+              ) -> SharedHold:
+        lease.charged += amount
+        lease.pending += 1
+        return SharedHold(tuple(accounts), 0.0, slots=lease.slots,
+                          member=f"{self._id_prefix}{next(self._ids)}:0", lease=lease,
+                          leased=amount)
+
+    async def lease(self, accounts: Sequence[Account], amount: float, check: bool = True
+                    ) -> SharedHold:
+        """Reserves ``amount`` from a new lease of these accounts (or, with
+        ``lease_fraction`` 0 or a lease no larger than ``amount``, the request's own
+        hold): raises as :meth:`reserve`."""
+        size = self.settings.lease_fraction * min(a.rule.limit for a in accounts)
+        if size <= amount:
+            return await self.reserve(accounts, amount, check)
+        held = await self.reserve(accounts, size, check)
+        key = tuple((a.scope, a.name, a.start) for a in accounts)
+        old = self._leases.get(key)
+        if old is not None:
+            self._close(old)
+        lease = self._leases[key] = _Lease(key, held.slots, held.member, size,
+                                           time.monotonic() + LEASE_SECONDS)
+        return self._from(lease, accounts, amount)
+
+    def _close(self, lease: _Lease) -> None:
+        """No more reservations from ``lease``; its hold released once nothing is
+        pending on it."""
+        lease.open = False
+        if self._leases.get(lease.key) is lease:
+            del self._leases[lease.key]
+        if lease.pending <= 0 and lease.member:
+            calls: list[_Call] = [("release", [s.hash, s.holds], [lease.member])
+                                  for s in lease.slots]
+            lease.member = ""  # released once
+            self._waiting.append(_Waiter(calls, False, None))
+            with contextlib.suppress(RuntimeError):  # no loop: the hold lapses by itself
+                if self._sender is None or self._sender.done():
+                    self._sender = asyncio.get_running_loop().create_task(self._send())
 
     # Reservations are sent in batches: the requests that arrive while one pipeline is out
     # go together in the next, so a process keeps one connection for them however many
@@ -356,6 +448,12 @@ class SharedLedger:
         """Queues the request's settlement (its hold removed, its cost added) for the
         background sender; without a running loop (a direct call) there is none to send
         it, and it is counted lost."""
+        lease = hold.lease
+        if lease is not None:  # its cost counts against the lease too
+            lease.charged += cost - hold.leased
+            lease.pending -= 1
+            if lease.pending <= 0:  # nothing reserved on it: its room goes back at once
+                self._close(lease)
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
@@ -555,7 +653,11 @@ class SharedLedger:
         return self._redis
 
     async def close(self) -> None:
-        """Sends what is queued (for a few seconds at most), then closes the pool."""
+        """Releases the leases, sends what is queued (for a few seconds at most), then
+        closes the pool."""
+        for lease in list(self._leases.values()):
+            lease.pending = 0  # what is in flight settles its cost on its own
+            self._close(lease)
         if self._sender is not None and not self._sender.done():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(asyncio.shield(self._sender), CLOSE_SECONDS)

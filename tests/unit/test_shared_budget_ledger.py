@@ -309,3 +309,74 @@ def test_keys_parse_back_and_other_keys_do_not() -> None:
 def test_bad_redis_urls_are_refused_at_load_naming_budgets(url: str) -> None:
     with pytest.raises(ValueError, match=r"budgets\.redis_url"):
         BudgetSettings(redis_url=url)
+
+
+async def lease_or_none(ledger: SharedLedger, accounts: list[Account], amount: float
+                        ) -> SharedHold | None:
+    hold = ledger.reserve_leased(accounts, amount)
+    if hold is not None:
+        return hold
+    try:
+        return await ledger.lease(accounts, amount)
+    except BudgetExceeded:
+        return None
+
+
+async def test_leases_serve_requests_without_redis_and_hold_to_the_limit(
+        ledgers: Ledgers) -> None:
+    """A lease (lease_fraction of the limit) serves the next requests of its accounts
+    with no Redis call; each request's cost is settled into the spend; the lease's hold
+    goes once nothing is pending on it; several processes overshoot by at most one lease
+    each, and the spend is exactly the sum of the costs."""
+    procs = [await seeded(ledgers(lease_fraction=0.1)) for _ in range(3)]
+    limit, amount = 10.0, 0.2  # leases of 1.0: five worst cases each
+    views = [account("k-lease", limit) for _ in procs]
+    first = await procs[0].lease([views[0]], amount)
+    assert first.lease is not None and first.member.endswith(":0")
+    ((_, held),) = await procs[0].read([views[0]])
+    assert held == pytest.approx(1.0), "the lease is one hold of 1.0"
+    more = [procs[0].reserve_leased([views[0]], amount) for _ in range(5)]
+    assert all(h is not None for h in more[:4]) and more[4] is None, "room for five"
+    for hold in [first, *more[:4]]:
+        assert hold is not None
+        procs[0].settle(hold, 0.1)
+    await procs[0].drained()
+    await asyncio.sleep(0.05)  # the lease's release goes with the next batch
+    ((spent, held),) = await procs[0].read([views[0]])
+    assert spent == pytest.approx(0.5) and held == 0.0, "costs in, the lease's hold out"
+
+    # concurrent load from three processes, each request settling at its worst case
+    costs = 0.5
+    while True:
+        async def request(i: int) -> bool:
+            p, view = procs[i % 3], views[i % 3]
+            hold = await lease_or_none(p, [view], amount)
+            if hold is None:
+                return False
+            await asyncio.sleep(random.uniform(0, 0.01))
+            p.settle(hold, amount)
+            return True
+
+        ok = sum(await asyncio.gather(*(request(i) for i in range(60))))
+        for p in procs:
+            await p.drained()
+        costs += ok * amount
+        if ok == 0:
+            break
+    await asyncio.sleep(0.05)
+    ((spent, held),) = await procs[1].read([views[1]])
+    assert held == 0.0, "every lease released"
+    assert spent == pytest.approx(costs)
+    assert limit - 3 * 1.0 <= spent <= limit + 3 * 1.0, spent
+
+
+async def test_a_closed_ledger_releases_its_leases(ledgers: Ledgers) -> None:
+    ledger = await seeded(ledgers(lease_fraction=0.1))
+    view = account("k-close", 10.0)
+    hold = await ledger.lease([view], 0.2)
+    reader = await seeded(ledgers())
+    ((_, held),) = await reader.read([view])
+    assert held == pytest.approx(1.0)
+    await ledger.close()  # its request's cost would settle on its own; the lease goes
+    ((_, held),) = await reader.read([view])
+    assert held == 0.0 and hold.lease is not None and not hold.lease.open
