@@ -31,9 +31,9 @@ Leases: a process reserves for a set of accounts (a key's, its team's, its user'
 one request's worst case but a *lease* of ``budgets.lease_fraction`` of the smallest of
 their limits (at least the request's worst case), one hold like any other; the next
 requests with the same accounts reserve their worst cases from it without calling Redis,
-while it has room and for ``LEASE_SECONDS``. Each request's cost is settled into
-``spent`` as before (its own settlement id, no hold of its own); what it cost counts
-against the lease too, so a lease admits at most its size in worst cases and costs. The
+while it has room and for ``LEASE_SECONDS``. Their costs are settled into ``spent`` as
+before but summed: the costs of one lease's requests that wait for the sender go as one
+settlement (its own id, no hold); what a request cost counts against the lease too, so a lease admits at most its size in worst cases and costs. The
 lease's hold is released once it is closed (lapsed, out of room) with nothing pending, or
 as soon as nothing is reserved on it, and at shutdown. While a lease is open its hold and
 the costs settled under it both count (a process is refused early by at most one lease;
@@ -305,6 +305,7 @@ class SharedLedger:
         self._lost = 0  # lost settlements not logged yet
         self._lost_logged_at = -math.inf
         self._leases: dict[tuple[Any, ...], _Lease] = {}  # by the accounts' periods
+        self._summing: dict[tuple[Any, ...], _Settlement] = {}  # queued, not sent yet
         self._ids = itertools.count()
         self._id_prefix = uuid.uuid4().hex[:20]  # with a count: a settlement's id
 
@@ -459,9 +460,16 @@ class SharedLedger:
         except RuntimeError:
             self._lose(1, "no event loop")
             return
-        self._queue.append(_Settlement(hold, cost))
+        if lease is not None:  # the costs of a lease's requests go to Redis summed
+            if (queued := self._summing.get(lease.key)) is not None:
+                queued.cost += cost
+                return
+            queued = self._summing[lease.key] = _Settlement(hold, cost)
+            self._queue.append(queued)
+        else:
+            self._queue.append(_Settlement(hold, cost))
         if len(self._queue) > QUEUE_BOUND:
-            self._queue.popleft()
+            self._unsum(self._queue.popleft())
             self._lose(1, "too many settlements waiting for Redis")
         if self._flusher is None or self._flusher.done():
             self._flusher = loop.create_task(self._flush())
@@ -476,6 +484,8 @@ class SharedLedger:
                         self._wake.wait(), SETTLE_DELAYS[min(failures, len(SETTLE_DELAYS)) - 1])
             batch = self._sending = [
                 self._queue.popleft() for _ in range(min(SETTLE_BATCH, len(self._queue)))]
+            for item in batch:  # sent as they are: later costs make new ones
+                self._unsum(item)
             calls = [("settle", [s.hash, s.holds, s.done],
                       [item.hold.member, repr(item.cost), repr(a.rule.limit),
                        "" if a.rule.soft is None else repr(a.rule.soft), str(s.expire_at)])
@@ -499,6 +509,11 @@ class SharedLedger:
             for item in batch:
                 for account, slot in zip(item.hold.accounts, item.hold.slots, strict=True):
                     self._settled(account, slot, next(it))
+
+    def _unsum(self, item: _Settlement) -> None:
+        lease = item.hold.lease
+        if lease is not None and self._summing.get(lease.key) is item:
+            del self._summing[lease.key]
 
     def _settled(self, account: Account, slot: Slot, reply: Any) -> None:
         if account.start == slot.start:  # the period it was reserved in is still current
@@ -673,6 +688,7 @@ class SharedLedger:
         if left:
             self._lose(left, "the gateway stopped")
             self._queue.clear()
+            self._summing.clear()
             self._sending = []
         if self._redis is not None:
             await self._redis.aclose()
