@@ -33,9 +33,10 @@ their limits (at least the request's worst case), one hold like any other; the n
 requests with the same accounts reserve their worst cases from it without calling Redis,
 while it has room and for ``LEASE_SECONDS``. Their costs are settled into ``spent`` as
 before but summed: the costs of one lease's requests that wait for the sender go as one
-settlement (its own id, no hold); what a request cost counts against the lease too, so a lease admits at most its size in worst cases and costs. The
-lease's hold is released once it is closed (lapsed, out of room) with nothing pending, or
-as soon as nothing is reserved on it, and at shutdown. While a lease is open its hold and
+settlement (its own id, no hold). What a request cost counts against the lease too, so
+a lease admits at most its size in worst cases and costs. The lease's hold is released
+once it is closed (lapsed, out of room) with nothing pending, or as soon as nothing is
+reserved on it, and at shutdown. While a lease is open its hold and
 the costs settled under it both count (a process is refused early by at most one lease;
 never late): the admitted worst cases of every process exceed a limit by at most one
 lease each. A process killed with a lease open leaves its hold for ``hold_seconds``.

@@ -87,6 +87,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("bastion.limits")
 
+CLOSE_SECONDS = 1.0  # at shutdown, the leases' write-backs are waited for this long
 RETRY_SECONDS = 1.0  # after a failure, Redis is asked again (by one request) this much later
 Change = tuple[str, str, str]  # a window, a member, its replacement
 SCOPE_FIELDS = frozenset({"teams", "users", "models"})  # changed in place on a reload
@@ -135,8 +136,10 @@ return {granted, used + granted, wait}
 REPLACE = """
 local score = redis.call('ZSCORE', KEYS[1], ARGV[1])
 if not score then return 0 end
-redis.call('ZREM', KEYS[1], ARGV[1])
+if ARGV[1] == ARGV[2] then return 1 end
+-- added before the removal: the set never empties, so it keeps its expiry
 redis.call('ZADD', KEYS[1], score, ARGV[2])
+redis.call('ZREM', KEYS[1], ARGV[1])
 return 1
 """
 
@@ -601,6 +604,20 @@ class SharedLimiter(ScopeRules):
         return self._grant, self._replace
 
     async def close(self) -> None:
+        """Writes back what the leases did not use (for a second at most: else it lapses
+        with the window), then closes the pool."""
+        back = []
+        for ident, state in self._states.items():
+            if state.left > 0 and state.member:
+                back.append(self._hand_back(ident, state))
+                state.left = 0
+            lease = state.tokens
+            if lease is not None and lease.open and not lease.pending:
+                lease.open = False
+                back.append(lease.final())
+        self._background(back)
+        if self._tasks:
+            await asyncio.wait(list(self._tasks), timeout=CLOSE_SECONDS)
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
