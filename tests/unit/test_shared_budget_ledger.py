@@ -11,7 +11,7 @@ import random
 import socket
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
 import pytest
@@ -94,6 +94,32 @@ async def try_reserve(ledger: SharedLedger, accounts: list[Account], amount: flo
         return None
 
 
+async def rounds_until_refused(
+        procs: list[SharedLedger], views: list[Account],
+        reserve: Callable[[SharedLedger, list[Account], float], Awaitable[SharedHold | None]],
+        amount: float, each: int, slow: float) -> int:
+    """Rounds of ``each`` concurrent requests over the processes, each taking up to
+    ``slow`` seconds and settling at its worst case, until a round gets none; how many
+    were answered."""
+    answered = 0
+    while True:
+        async def request(i: int) -> bool:
+            p, view = procs[i % len(procs)], views[i % len(procs)]
+            hold = await reserve(p, [view], amount)
+            if hold is None:
+                return False
+            await asyncio.sleep(random.uniform(0, slow))
+            p.settle(hold, amount)
+            return True
+
+        ok = sum(await asyncio.gather(*(request(i) for i in range(each))))
+        for p in procs:
+            await p.drained()
+        answered += ok
+        if ok == 0:
+            return answered
+
+
 async def test_many_tasks_on_three_processes_overshoot_by_at_most_one_reservation(
         ledgers: Ledgers) -> None:
     procs = [await seeded(ledgers()) for _ in range(3)]
@@ -114,24 +140,7 @@ async def test_many_tasks_on_three_processes_overshoot_by_at_most_one_reservatio
     made = len(pool._available_connections) + len(pool._in_use_connections)
     assert made <= 3, "the reservations of a process go in batches, not a connection each"
 
-    # rounds of slow requests that settle at their worst case, until one round gets none
-    answered = 0
-    while True:
-        async def request(i: int) -> bool:
-            p, view = procs[i % 3], views[i % 3]
-            hold = await try_reserve(p, [view], amount)
-            if hold is None:
-                return False
-            await asyncio.sleep(random.uniform(0, 0.02))
-            p.settle(hold, amount)
-            return True
-
-        ok = sum(await asyncio.gather(*(request(i) for i in range(50))))
-        for p in procs:
-            await p.drained()
-        answered += ok
-        if ok == 0:
-            break
+    answered = await rounds_until_refused(procs, views, try_reserve, amount, 50, 0.02)
     ((spent, held),) = await procs[1].read([views[1]])
     assert held == 0.0
     assert limit <= spent <= limit + amount, spent
@@ -346,23 +355,8 @@ async def test_leases_serve_requests_without_redis_and_hold_to_the_limit(
     assert spent == pytest.approx(0.5) and held == 0.0, "costs in, the lease's hold out"
 
     # concurrent load from three processes, each request settling at its worst case
-    costs = 0.5
-    while True:
-        async def request(i: int) -> bool:
-            p, view = procs[i % 3], views[i % 3]
-            hold = await lease_or_none(p, [view], amount)
-            if hold is None:
-                return False
-            await asyncio.sleep(random.uniform(0, 0.01))
-            p.settle(hold, amount)
-            return True
-
-        ok = sum(await asyncio.gather(*(request(i) for i in range(60))))
-        for p in procs:
-            await p.drained()
-        costs += ok * amount
-        if ok == 0:
-            break
+    answered = await rounds_until_refused(procs, views, lease_or_none, amount, 60, 0.01)
+    costs = 0.5 + answered * amount
     await asyncio.sleep(0.05)
     ((spent, held),) = await procs[1].read([views[1]])
     assert held == 0.0, "every lease released"
