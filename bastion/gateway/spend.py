@@ -23,8 +23,8 @@ import orjson
 
 from bastion.errors import StoreUnavailableError
 from bastion.governance.budgets import Account, Budgets, worst_prices
+from bastion.governance.outage import redacted
 from bastion.governance.shared_budgets import DOWN, SharedHold, SharedLedger, Unseeded
-from bastion.governance.shared_limits import redacted
 from bastion.observe.pricing import PriceBook
 from bastion.observe.record import request_cost
 

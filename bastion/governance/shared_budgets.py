@@ -70,7 +70,7 @@ from redis.backoff import NoBackoff
 from redis.exceptions import NoScriptError, RedisError
 
 from bastion.governance.budgets import Account, Budgets, Hold
-from bastion.governance.shared_limits import redacted
+from bastion.governance.outage import Outage, redacted
 
 if TYPE_CHECKING:
     from redis.commands.core import AsyncScript
@@ -81,7 +81,6 @@ log = logging.getLogger("bastion.budgets")
 
 PREFIX = "bastion:budget:"
 DOWN = (OSError, TimeoutError, RedisError)  # Redis did not answer
-RETRY_SECONDS = 1.0  # after a failure, Redis is asked again (by one request) this much later
 EXPIRE_AFTER = 3600  # seconds a period's keys outlive it (plus hold_seconds)
 DONE_MS = 120_000  # a settlement is remembered this long (its retries are well within it)
 SETTLE_DELAYS = (0.5, 1.0, 2.0, 4.0)  # between the tries of a settlement: then it is lost
@@ -301,8 +300,7 @@ class SharedLedger:
         self._wake = asyncio.Event()  # Redis answers again: the queue is sent now
         self._waiting: list[_Waiter] = []  # reservations for the next batch
         self._sender: asyncio.Task[None] | None = None
-        self.down = False
-        self._retry_at = 0.0
+        self.outage = Outage(log, "budgets", url)
         self._lost = 0  # lost settlements not logged yet
         self._lost_logged_at = -math.inf
         self._leases: dict[tuple[Any, ...], _Lease] = {}  # by the accounts' periods
@@ -589,30 +587,22 @@ class SharedLedger:
         return found
 
     # ------------------------------------------------------------------ without Redis
+    @property
+    def down(self) -> bool:
+        return self.outage.down
+
     def try_now(self) -> bool:
-        """False while Redis was found down less than a second ago (the request decides
-        without it); True: ask it (the others wait a second for this one's answer)."""
-        if self.down and time.monotonic() < self._retry_at:
-            return False
-        self._retry_at = time.monotonic() + RETRY_SECONDS
-        return True
+        """False while Redis was found down less than a second ago (:class:`Outage`)."""
+        return self.outage.try_now()
 
     def failed(self, exc: BaseException) -> None:
-        self._retry_at = time.monotonic() + RETRY_SECONDS
-        if not self.down:
-            self.down = True
-            then = ("this process's in-memory ledger decides" if self.settings.fail == "open"
-                    else "budgeted requests get 503 budgets_unavailable")
-            log.warning("budgets: Redis at %s does not answer (%s); until it does, %s",
-                        redacted(self.url), type(exc).__name__, then)
+        self.outage.failed(exc, "this process's in-memory ledger decides"
+                           if self.settings.fail == "open"
+                           else "budgeted requests get 503 budgets_unavailable")
 
     def answered(self) -> None:
-        if self.down:
-            self.down = False
-            log.warning("budgets: Redis at %s answers again; budgets are shared again",
-                        redacted(self.url))
-            self._wake.set()
-        self._retry_at = 0.0
+        if self.outage.answered():
+            self._wake.set()  # the settlements waiting for Redis go now
 
     # ------------------------------------------------------------------ Redis
     async def _run(self, calls: Sequence[_Call],

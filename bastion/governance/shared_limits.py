@@ -54,7 +54,6 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit, urlunsplit
 
 from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
@@ -78,6 +77,7 @@ from bastion.governance.limits import (
     used_tokens,
     whose,
 )
+from bastion.governance.outage import Outage
 
 if TYPE_CHECKING:
     from redis.commands.core import AsyncScript
@@ -88,7 +88,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("bastion.limits")
 
 CLOSE_SECONDS = 1.0  # at shutdown, the leases' write-backs are waited for this long
-RETRY_SECONDS = 1.0  # after a failure, Redis is asked again (by one request) this much later
 Change = tuple[str, str, str]  # a window, a member, its replacement
 SCOPE_FIELDS = frozenset({"teams", "users", "models"})  # changed in place on a reload
 _DOWN = (OSError, TimeoutError, RedisError)  # Redis did not answer
@@ -147,16 +146,6 @@ return 1
 def window_key(ident: str, kind: str) -> str:
     """A scope's window: ``ident`` is a key's id or ``team:<name>``, ``user:``, ``model:``."""
     return f"bastion:rl:{{{ident}}}:{kind}"  # the braces: one cluster slot per scope
-
-
-def redacted(url: str) -> str:
-    """The URL without its password (for logs)."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.hostname or ""
-    netloc = f"{parts.username or ''}:***@{host}" + (f":{parts.port}" if parts.port else "")
-    return urlunsplit(parts._replace(netloc=netloc))
 
 
 @dataclass(slots=True)
@@ -234,8 +223,7 @@ class SharedLimiter(ScopeRules):
         self._redis: Redis | None = None
         self._grant: AsyncScript | None = None
         self._replace: AsyncScript | None = None
-        self._down = False
-        self._retry_at = 0.0
+        self._outage = Outage(log, "rate limits", self.url)
         self._tasks: set[asyncio.Task[None]] = set()
         window = settings.window_seconds
         self._keep = str(round((window + settings.lease_seconds) * 1000))  # a lease's
@@ -269,7 +257,7 @@ class SharedLimiter(ScopeRules):
         """The common case, without a coroutine: every scope's leases have room, so no
         Redis call is needed. None when one is (a lease to take, a limit that may
         refuse, Redis found down): :meth:`admit_scopes` decides, and nothing was taken."""
-        if self._down or len(self._states) >= self._sweep_at:
+        if self._outage.down or len(self._states) >= self._sweep_at:
             return None
         now, wanted = time.monotonic(), 0
         states: list[_ScopeState] = []
@@ -333,21 +321,22 @@ class SharedLimiter(ScopeRules):
         try:
             if not rated:
                 return SharedTicket(0, [], held)
-            if self._down and time.monotonic() < self._retry_at:  # asked a moment ago
+            if not self._outage.try_now():  # found down a moment ago
                 return self._without_redis(scopes, body, body_bytes, held)
-            self._retry_at = time.monotonic() + RETRY_SECONDS  # the others wait for this one
             taken: list[tuple[_ScopeState, str]] = []
             granted: list[_TokenLease] = []
             try:
                 headers = await self._take(scopes, states, wanted, taken, granted)
             except _DOWN as exc:
                 self._give_back(taken, granted, wanted)
-                self._failed(exc)
+                self._outage.failed(exc, "this process's in-memory limits decide"
+                                    if self.settings.fail == "open"
+                                    else "limited requests get 503 limits_unavailable")
                 return self._without_redis(scopes, body, body_bytes, held)
             except BaseException:
                 self._give_back(taken, granted, wanted)
                 raise
-            self._answered()
+            self._outage.answered()
         except BaseException:
             for state in held:
                 state.inflight -= 1
@@ -514,22 +503,6 @@ class SharedLimiter(ScopeRules):
                           if (change := self._release(lease, -wanted)) is not None])
 
     # ------------------------------------------------------------------ without Redis
-    def _failed(self, exc: BaseException) -> None:
-        self._retry_at = time.monotonic() + RETRY_SECONDS
-        if not self._down:
-            self._down = True
-            then = ("this process's in-memory limits decide" if self.settings.fail == "open"
-                    else "limited requests get 503 limits_unavailable")
-            log.warning("rate limits: Redis at %s does not answer (%s); until it does, %s",
-                        redacted(self.url), type(exc).__name__, then)
-
-    def _answered(self) -> None:
-        if self._down:
-            self._down = False
-            log.warning("rate limits: Redis at %s answers again; limits are shared again",
-                        redacted(self.url))
-        self._retry_at = 0.0
-
     def _without_redis(self, scopes: list[Scope], body: dict[str, Any], body_bytes: int,
                        held: tuple[_ScopeState, ...]) -> Ticket:
         """fail: open, the in-memory buckets of the same scopes (in flight is counted

@@ -20,7 +20,8 @@ import redis
 from bastion.config_access import LimitSettings
 from bastion.errors import Overloaded, RateLimited
 from bastion.governance.keys import Principal
-from bastion.governance.shared_limits import SharedLimiter, redacted, window_key
+from bastion.governance.outage import redacted
+from bastion.governance.shared_limits import SharedLimiter, window_key
 from tests.fakes.upstream import DEFAULT_CONTENT, FakeUpstream, _count_tokens
 from tests.gateway_harness import MASTER_KEY, RunningGateway, traced_gateway
 from tests.integration.test_lifecycle import free_port, start_bastion, stop_process, wait_ready
