@@ -43,15 +43,13 @@ from bastion.gateway.recent import RecentIds
 from bastion.gateway.spend import Spend
 from bastion.governance.audit import AuditTrail
 from bastion.governance.authfail import FailedKeyUses
-from bastion.governance.budgets import Hold
 from bastion.governance.keys import MASTER, Principal, expired, looks_like_key
 from bastion.governance.keysync import key_table, sync_forever, sync_once
-from bastion.governance.limits import Grant, Limiter
+from bastion.governance.limits import Limiter
 from bastion.governance.oidc import OidcAuthenticator, SigningKeyUnknown, looks_like_jwt
 from bastion.governance.roles import permission_for
 from bastion.observe.datadir import secure_data_dir
 from bastion.observe.metrics import Metrics
-from bastion.observe.record import request_cost
 from bastion.observe.setup import IngestProcess, StoreHandle, build_spool, keeps_content
 from bastion.observe.spool import Spool
 from bastion.observe.traceparent import start_trace
@@ -486,17 +484,10 @@ class Gateway:
 
     def finish(self, ctx: RequestContext) -> None:
         ctx.finished_at = time.perf_counter()
-        if (limit := ctx.limit) is not None:
-            if type(limit) is Grant:  # the C limiter's (Limiter.settle, inlined)
-                limit.settle(ctx.usage)
-            else:
-                self.limiter.settle(limit, ctx.usage)
-        if (hold := ctx.budget) is not None:
-            if type(hold) is Hold and not hold.done:  # in memory (Spend.settle, inlined)
-                budgets = self.spend.budgets
-                budgets.settle(hold, request_cost(ctx, budgets.prices))
-            else:
-                self.spend.settle(ctx)
+        if ctx.limit is not None:
+            self.limiter.settle(ctx.limit, ctx.usage)
+        if ctx.budget is not None:
+            self.spend.settle(ctx)
         if ctx.endpoint.startswith("/v1/"):
             self.recent.add(ctx.trace_key, ctx.team)
         for observer in self.observers:

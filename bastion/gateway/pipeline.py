@@ -105,22 +105,13 @@ class Pipeline:
         checked = op.check(body)
         describe(ctx, op, body, checked)
         self.allow_model(ctx, body)
-        limiter = self.gw.limiter
-        if ctx.principal.limits is not None or limiter.scoped:  # else no call
-            if type(limiter) is Limiter:  # in memory: decided here (self.limit, inlined)
-                ctx.limit = limiter.admit(ctx.principal, body, len(ctx.raw_body or b""),
-                                          ctx.team, ctx.user)
-            elif (admitting := self.limit(ctx, body)) is not None:  # shared: awaited
+        if ctx.principal.limits is not None or self.gw.limiter.scoped:  # else no call
+            admitting = self.limit(ctx, body)  # None: decided (in memory, or leases with
+            if admitting is not None:  # room), or no limit
                 ctx.limit = await admitting
-        spend = self.gw.spend
-        if ctx.principal.budget is not None or spend.budgets.configured:  # else no call
-            if spend.shared is None:  # in memory: reserved here (Spend.reserve, inlined)
-                p = ctx.principal
-                ctx.budget = spend.budgets.reserve(p.key_id, p.budget, ctx.team, ctx.user,
-                                                   body["model"], body,
-                                                   len(ctx.raw_body or b""))
-            elif (reserving := spend.reserve(ctx, body)) is not None:  # shared: Redis
-                await reserving
+        reserving = self.gw.spend.reserve(ctx, body)  # None: done (in memory, or a lease
+        if reserving is not None:  # with room), or no budget; else one Redis round trip
+            await reserving
         sent, checked = await self.input_guards(op, ctx, body, checked)
         result = await self.gw.router.call(body["model"], sent, _bound(op, checked, ctx), ctx)
         if op.output_guards:
@@ -139,7 +130,8 @@ class Pipeline:
         """The RPM, TPM and parallel limits of the request's key, team, user and model
         alias (429), run when a key has limits or any scope is configured. In memory the
         ticket is taken here; through Redis (limits.redis_url) too while the process's
-        leases have room, else an awaitable gives it (no coroutine otherwise)."""
+        leases have room, else an awaitable gives it (no coroutine when no limit
+        applies)."""
         limiter, size = self.gw.limiter, len(ctx.raw_body or b"")
         if isinstance(limiter, Limiter):
             ctx.limit = limiter.admit(ctx.principal, body, size, ctx.team, ctx.user)

@@ -191,15 +191,9 @@ class Budgets:
         """Reserves the request's worst case on its budgets, or raises BudgetExceeded
         naming the first one that is spent; None: no budget applies."""
         now = time.time() if now is None else now
-        if self.configured or key_id is None or key_budget is None:
-            accounts = self.applicable(key_id, key_budget, team, user, now)
-            if not accounts:
-                return None
-        else:  # a key's own budget only (applicable, inlined: every budgeted request)
-            account = self._accounts.get(("key", key_id))
-            if account is None or account.rule is not key_budget or now >= account.end:
-                account = self._account("key", key_id, key_budget, now)
-            accounts = (account,)
+        accounts = self.applicable(key_id, key_budget, team, user, now)
+        if not accounts:
+            return None
         if not self.loaded:
             raise StoreUnavailableError(
                 "Budgets are not loaded yet: the trace store is unreachable",

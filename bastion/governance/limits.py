@@ -302,11 +302,11 @@ class Limiter(ScopeRules):
                 return None
             scopes = [(key_id, "key", key_id, limits)]
         now = time.monotonic() if now is None else now
-        if self._fast is not None:
+        if self._fast is not None:  # admit_scopes, inlined: every limited request
             grant = self._fast(self._states, scopes, body, body_bytes, now, True)
             if grant is not None:
                 return grant
-        return self.admit_scopes(scopes, body, body_bytes, now)
+        return self._decide(scopes, body, body_bytes, now, True)
 
     def admit_scopes(self, scopes: list[Scope], body: dict[str, Any], body_bytes: int,
                      now: float | None = None, parallel: bool = True
@@ -314,11 +314,16 @@ class Limiter(ScopeRules):
         """Admits a request on every one of ``scopes`` or on none (RateLimited naming the
         first that refuses). ``parallel=False``: ``max_parallel`` is counted elsewhere."""
         now = time.monotonic() if now is None else now
-        table = self._states
         if self._fast is not None:
-            grant = self._fast(table, scopes, body, body_bytes, now, parallel)
+            grant = self._fast(self._states, scopes, body, body_bytes, now, parallel)
             if grant is not None:
                 return grant
+        return self._decide(scopes, body, body_bytes, now, parallel)
+
+    def _decide(self, scopes: list[Scope], body: dict[str, Any], body_bytes: int,
+                now: float, parallel: bool) -> Ticket:
+        """admit_scopes in Python: a new scope, a refusal, or no C part."""
+        table = self._states
         held: list[InFlight] = []
         reserved: list[_State] = []
         wanted = -1.0  # the request's tokens, estimated once a scope has a TPM

@@ -125,15 +125,7 @@ def request_cost(ctx: RequestContext, prices: PriceBook) -> float:
     if ctx.backend is None or ctx.backend not in prices.prices:
         return 0.0  # no price: what cost() gives, without reading the tokens
     usage = ctx.usage or parse_reply(ctx.response_body, ctx.chunks).usage or {}
-    prompt, completion = usage.get("prompt_tokens"), usage.get("completion_tokens")
-    details = usage.get("prompt_tokens_details")
-    if type(prompt) is int and type(completion) is int and details is None:  # _tokens,
-        # inlined: the common case
-        input_tokens: int | None = prompt
-        output_tokens: int | None = completion
-        cached: int | None = 0
-    else:
-        input_tokens, output_tokens, cached, _ = _tokens(ctx, usage)
+    input_tokens, output_tokens, cached, _ = _tokens(ctx, usage)
     latency = ((ctx.finished_at or ctx.received_at) - ctx.received_at) * 1000
     cost = prices.cost(ctx.backend, input_tokens or 0, output_tokens or 0, cached or 0,
                        latency / 1000)
