@@ -8,12 +8,16 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import redis
 
 from bastion.governance.shared_limits import window_key
 from tests.integration.test_lifecycle import free_port
 from tests.store_helpers import skip_or_fail
+
+if TYPE_CHECKING:
+    from tests.gateway_harness import RunningGateway
 
 REDIS = "redis://127.0.0.1:6379/0"
 REDIS_SERVER = Path("/usr/bin/redis-server")
@@ -70,3 +74,15 @@ class ThrowawayRedis:
             return bool(client.exists(window_key(key_id, "rpm")))
         finally:
             client.close()
+
+
+def backend_errors(gw: RunningGateway, family: str, mode: str) -> float:
+    """``bastion_<family>_backend_errors_total{mode=...}`` on a gateway's /metrics
+    (``family``: limit or budget): how often Redis did not answer it."""
+    status, text = gw.request("GET", "/metrics")
+    assert status == 200
+    raw = text if isinstance(text, bytes) else str(text).encode()
+    for line in raw.decode().splitlines():
+        if line.startswith(f'bastion_{family}_backend_errors_total{{mode="{mode}"}}'):
+            return float(line.split()[-1])
+    return 0.0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import os
@@ -11,6 +12,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +58,26 @@ def start_bastion(tmp_path: Path, config: dict[str, Any], port: int) -> subproce
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     )
+
+
+@contextlib.contextmanager
+def bastion_processes(tmp_path: Path, config: dict[str, Any], count: int,
+                      own_homes: bool = False) -> Iterator[list[int]]:
+    """``count`` `bastion serve` processes with ``config``, ready; their ports. They share
+    ``tmp_path`` (its SQLite store), or each has a directory of its own (``own_homes``)."""
+    ports = [free_port() for _ in range(count)]
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        for i, port in enumerate(ports):
+            home = tmp_path / str(i) if own_homes else tmp_path
+            home.mkdir(exist_ok=True)
+            procs.append(start_bastion(home, config, port))
+        for port, proc in zip(ports, procs, strict=True):
+            wait_ready(port, proc)
+        yield ports
+    finally:
+        for proc in procs:
+            stop_process(proc)
 
 
 def stop_process(proc: subprocess.Popen[bytes], graceful: bool = False) -> None:

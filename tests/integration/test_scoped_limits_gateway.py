@@ -30,7 +30,10 @@ from bastion.governance.keys import MASTER, Principal
 from bastion.governance.shared_limits import SharedLimiter, window_key
 from tests.fakes.upstream import FakeUpstream
 from tests.gateway_harness import MASTER_KEY, RunningGateway
-from tests.integration.test_lifecycle import free_port, start_bastion, stop_process, wait_ready
+from tests.integration.test_lifecycle import (
+    bastion_processes,
+    free_port,
+)
 from tests.integration.test_shared_limits import call
 from tests.redis_helpers import shared_redis_client
 
@@ -195,11 +198,7 @@ def test_two_gateway_processes_hold_a_team_to_its_limit(
                   "limits": {"redis_url": REDIS, "window_seconds": 10,
                              "teams": {team: {"rpm": 20}}},
                   "models": [{"name": "chat", "backend": "openai", "base_url": up.base_url}]}
-        ports = [free_port() for _ in range(2)]
-        procs = [start_bastion(tmp_path, config, port) for port in ports]
-        try:
-            for port, proc in zip(ports, procs, strict=True):
-                wait_ready(port, proc)
+        with bastion_processes(tmp_path, config, 2) as ports:
             tokens = []
             for port in ports:  # one key of the team made on each gateway
                 status, made = call(port, "POST", "/api/keys", {"team": team})
@@ -214,9 +213,6 @@ def test_two_gateway_processes_hold_a_team_to_its_limit(
             for i in range(30):  # key 0 to gateway 0, key 1 to gateway 1, in turn
                 conn_port, token = ports[i % 2], tokens[i % 2]
                 answers.append(call_full(conn_port, token))
-        finally:
-            for proc in procs:
-                stop_process(proc)
     statuses = [status for status, _, _ in answers]
     assert statuses.count(200) == 20 and statuses[:20] == [200] * 20, statuses
     assert all(h["x-ratelimit-limit-requests"] == "20" for _, h, _ in answers)

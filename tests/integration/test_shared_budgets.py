@@ -20,9 +20,11 @@ from click.testing import CliRunner
 
 from bastion.cli import main
 from tests.fakes.upstream import FakeUpstream
-from tests.gateway_harness import MASTER_KEY, RunningGateway, traced_gateway
-from tests.integration.test_lifecycle import free_port, start_bastion, stop_process, wait_ready
-from tests.redis_helpers import ThrowawayRedis
+from tests.gateway_harness import MASTER_KEY, traced_gateway
+from tests.integration.test_lifecycle import (
+    bastion_processes,
+)
+from tests.redis_helpers import ThrowawayRedis, backend_errors
 from tests.store_helpers import fresh_database
 
 PRICING = {"input": 1000.0, "output": 2000.0}  # per 1M tokens: cents a request
@@ -82,18 +84,8 @@ def three_gateways(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[in
                 "limits": {"redis_url": server.url},  # budgets.redis_url unset: this one
                 "models": [{"name": "chat", "backend": "openai", "base_url": up.base_url,
                             "pricing": PRICING}]}
-            ports = [free_port() for _ in range(3)]
-            procs = []
-            for i, port in enumerate(ports):
-                (tmp / str(i)).mkdir()
-                procs.append(start_bastion(tmp / str(i), config, port))
-            try:
-                for port, proc in zip(ports, procs, strict=True):
-                    wait_ready(port, proc)
+            with bastion_processes(tmp, config, 3, own_homes=True) as ports:
                 yield ports
-            finally:
-                for proc in procs:
-                    stop_process(proc)
     finally:
         server.stop()
 
@@ -157,16 +149,6 @@ def test_three_processes_hold_a_key_to_its_budget(three_gateways: list[int]) -> 
     assert row["shared"] and row["spent"] == spent
 
 
-def backend_errors(gw: RunningGateway, mode: str) -> float:
-    status, text = gw.request("GET", "/metrics")
-    assert status == 200
-    raw = text if isinstance(text, bytes) else str(text).encode()
-    for line in raw.decode().splitlines():
-        if line.startswith(f'bastion_budget_backend_errors_total{{mode="{mode}"}}'):
-            return float(line.split()[-1])
-    return 0.0
-
-
 def redis_spent(server: ThrowawayRedis, key_id: str) -> float | None:
     client = redis.Redis.from_url(server.url, socket_timeout=1)
     try:
@@ -215,7 +197,7 @@ def test_redis_stopped_mid_test_then_back_empty(tmp_path: Path, fail: str) -> No
                     error = answers[0][2]["error"]
                     assert error["code"] == "budgets_unavailable", error
                     assert answers[0][1]["retry-after"] == "1"
-                assert backend_errors(gw, fail) >= 6
+                assert backend_errors(gw, "budget", fail) >= 6
                 status, listed = gw.request("GET", "/api/budgets")
                 assert status == 200 and not listed["data"][0]["shared"], listed
 
@@ -235,7 +217,7 @@ def test_redis_stopped_mid_test_then_back_empty(tmp_path: Path, fail: str) -> No
                         break
                     assert time.monotonic() < deadline, (shared["spent"], shared["shared"], costs, len(listed["data"]))
                     time.sleep(0.1)
-                assert backend_errors(gw, "lost") == 0
+                assert backend_errors(gw, "budget", "lost") == 0
                 assert gw.error is None
             finally:
                 gw.stop()

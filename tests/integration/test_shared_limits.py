@@ -24,8 +24,11 @@ from bastion.governance.outage import redacted
 from bastion.governance.shared_limits import SharedLimiter, window_key
 from tests.fakes.upstream import DEFAULT_CONTENT, FakeUpstream, _count_tokens
 from tests.gateway_harness import MASTER_KEY, RunningGateway, traced_gateway
-from tests.integration.test_lifecycle import free_port, start_bastion, stop_process, wait_ready
-from tests.redis_helpers import REDIS, ThrowawayRedis, shared_redis_client
+from tests.integration.test_lifecycle import (
+    bastion_processes,
+    free_port,
+)
+from tests.redis_helpers import REDIS, ThrowawayRedis, backend_errors, shared_redis_client
 from tests.store_helpers import skip_or_fail
 
 BODY = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
@@ -274,15 +277,10 @@ def three_gateways(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[in
         config = {"server": {"master_key": MASTER_KEY}, "tracing": {"enabled": False},
                   "limits": {"redis_url": REDIS, "window_seconds": WINDOW},
                   "models": [{"name": "chat", "backend": "openai", "base_url": up.base_url}]}
-        ports = [free_port() for _ in range(3)]
-        procs = [start_bastion(tmp, config, port) for port in ports]
         try:
-            for port, proc in zip(ports, procs, strict=True):
-                wait_ready(port, proc)
-            yield ports
+            with bastion_processes(tmp, config, 3) as ports:
+                yield ports
         finally:
-            for proc in procs:
-                stop_process(proc)
             client.close()
 
 
@@ -339,16 +337,6 @@ def ask(gw: RunningGateway, token: str) -> tuple[int, dict[str, str], Any]:
         "model": "chat", "messages": [{"role": "user", "content": "hi"}]}, key=token)
 
 
-def backend_errors(gw: RunningGateway, mode: str) -> float:
-    status, text = gw.request("GET", "/metrics")
-    assert status == 200
-    raw = text if isinstance(text, bytes) else str(text).encode()
-    for line in raw.decode().splitlines():
-        if line.startswith(f'bastion_limit_backend_errors_total{{mode="{mode}"}}'):
-            return float(line.split()[-1])
-    return 0.0
-
-
 @pytest.mark.parametrize("fail", ["open", "closed"])
 def test_redis_stopped_mid_test_then_back(tmp_path: Path, fail: str) -> None:
     server = ThrowawayRedis().start()
@@ -374,7 +362,7 @@ def test_redis_stopped_mid_test_then_back(tmp_path: Path, fail: str) -> None:
                     body = answers[0][2]
                     assert body["error"]["code"] == "limits_unavailable", body
                     assert answers[0][1]["retry-after"] == "1"
-                assert backend_errors(gw, fail) >= 8
+                assert backend_errors(gw, "limit", fail) >= 8
 
                 server.start()  # the same port, empty: shared limiting resumes by itself
                 deadline = time.monotonic() + 15
