@@ -17,9 +17,22 @@ LLAMA_CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON
 LLAMA_FLAGS_ID   := $(shell printf '%s' '$(LLAMA_CMAKE_ARGS)' | cksum | cut -d' ' -f1)
 WHEELHOUSE       ?= $(HOME)/.cache/bastion/wheels/llama-$(LLAMA_VERSION)-$(LLAMA_FLAGS_ID)
 
+# The dashboard's front-end packages (uPlot; axe-core for its accessibility tests) come from
+# the npm registry, pinned by the lockfile, and are copied into the Python package: the
+# gateway serves them itself (no CDN). Needs Node.js 20 and npm at install time only.
+UI_DIR    := bastion/ui/frontend
+UI_VENDOR := bastion/ui/static/vendor
+
 .PHONY: install serve test lint typecheck bench clean
 
-$(STAMP): pyproject.toml setup.py $(wildcard bastion/observe/*.c bastion/observe/*.h bastion/governance/*.c)
+$(UI_VENDOR)/.stamp: $(UI_DIR)/package.json $(UI_DIR)/package-lock.json
+	@command -v npm >/dev/null 2>&1 || { echo "error: npm (Node.js 20) is needed to build the dashboard's assets (Debian: apt-get install nodejs npm)" >&2; exit 1; }
+	cd $(UI_DIR) && npm ci --no-audit --no-fund --loglevel=error
+	mkdir -p $(UI_VENDOR)
+	cp $(UI_DIR)/node_modules/uplot/dist/uPlot.iife.min.js $(UI_DIR)/node_modules/uplot/dist/uPlot.min.css $(UI_VENDOR)/
+	touch $@
+
+$(STAMP): pyproject.toml setup.py $(UI_VENDOR)/.stamp $(wildcard bastion/observe/*.c bastion/observe/*.h bastion/governance/*.c)
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is required: make PYTHON=python3.11 ...")'
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
@@ -49,4 +62,4 @@ bench: $(STAMP)
 	bench/run.sh
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis $(UI_DIR)/node_modules $(UI_VENDOR)

@@ -35,7 +35,13 @@ from pydantic import (
     model_validator,
 )
 
-from bastion.config_access import AuthSettings, BudgetSettings, LimitSettings, TlsSettings
+from bastion.config_access import (
+    AuthSettings,
+    BudgetSettings,
+    LimitSettings,
+    TlsSettings,
+    UiSettings,
+)
 from bastion.errors import ConfigError
 from bastion.secret_values import (
     MIN_SECRET_LENGTH,
@@ -603,6 +609,7 @@ class Settings(_Strict):
     budgets: BudgetSettings = Field(default_factory=BudgetSettings)
     auth: AuthSettings = Field(default_factory=AuthSettings)
     limits: LimitSettings = Field(default_factory=LimitSettings)
+    ui: UiSettings = Field(default_factory=UiSettings)
     home: str = Field(".bastion", description="data directory")
 
     @model_validator(mode="after")

@@ -323,3 +323,16 @@ class OidcSettings(_Strict):
 class AuthSettings(_Strict):
     oidc: OidcSettings | None = Field(
         None, description="single sign-on: OIDC/JWT bearer tokens (off when unset)")
+
+
+# ---------------------------------------------------------------- dashboard (ui)
+class UiSettings(_Strict):
+    """The dashboard at ``/ui`` (docs: README "Dashboard")."""
+
+    enabled: bool = Field(True, description="serve the dashboard at /ui")
+    session_hours: float = Field(
+        8.0, gt=0, le=24 * 30,
+        description="hours a dashboard sign-in lasts (never past its key's or token's "
+                    "expiry); signing in again starts a new one")
+    refresh_seconds: float = Field(
+        5.0, ge=1, le=3600, description="seconds between the live pages' updates")

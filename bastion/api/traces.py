@@ -42,12 +42,13 @@ _MAX_SECONDS = 100 * 366 * 86400  # a century: beyond it a duration is a typo
 _TEXT_FILTERS = ("model", "deployment", "key_id", "team", "user", "session", "guard")
 _NUMBER_FILTERS = ("min_latency_ms", "max_latency_ms", "min_cost", "max_cost")
 _STATUS_CLASSES = ("2xx", "4xx", "5xx", "error")
-_GROUPS = ("model", "deployment", "key_id", "team", "user")
+_GROUPS = ("model", "deployment", "key_id", "team", "user", "guard_action")
+_STATS_FILTERS = ("model", "deployment", "key_id", "user")
 MAX_PAGE = 500
 _TRACE_PARAMS = frozenset(
     (*_TEXT_FILTERS, *_NUMBER_FILTERS, "q", "since", "until", "status", "limit", "cursor")
 )
-_STATS_PARAMS = frozenset(("since", "until", "bucket", "group_by", "team"))
+_STATS_PARAMS = frozenset(("since", "until", "bucket", "group_by", "team", *_STATS_FILTERS))
 
 
 def table(gw: Gateway) -> dict[str, dict[str, Endpoint]]:
@@ -85,7 +86,9 @@ def table(gw: Gateway) -> dict[str, dict[str, Endpoint]]:
             raise InvalidRequest(f"'group_by' takes {', '.join(_GROUPS)}; not {unknown}",
                                  param="group_by")
         team = params.get("team")
-        data = await _in_store(gw, lambda s: s.stats(since, until, bucket_s, group_by, team))
+        filters = {k: params[k] for k in _STATS_FILTERS if params.get(k)}
+        data = await _in_store(
+            gw, lambda s: s.stats(since, until, bucket_s, group_by, team, filters))
         return _json(data)
 
     @documented(FEEDBACK_SPEC)
@@ -320,7 +323,8 @@ TRACE = obj({**TRACE_ROW["properties"], "input": {}, "output": {}, "spans": {},
              "feedback": {"type": "array", "items": FEEDBACK_ROW}}, ("id", "ts", "feedback"),
             "A trace with its bodies, spans and feedback")
 _METRICS = obj({"requests": {"type": "integer"}, "errors": {"type": "integer"},
-                "availability": nullable(_NUM), "qps": _NUM, "cost": _NUM},
+                "availability": nullable(_NUM), "qps": _NUM, "cost": _NUM,
+                "guarded": {"type": "integer"}, "guard_blocked": {"type": "integer"}},
                ("requests", "errors", "availability", "qps"))
 STATS = obj({
     "since": _NUM, "until": _NUM, "bucket_s": nullable({"type": "integer"}),
@@ -354,6 +358,7 @@ TRACE_SPEC = Spec(
     {404: "No such trace (yet), or another team's (trace_not_found)", **_STORE_DOWN},
     params=(Param("id", "path", {"type": "string", "minLength": 1},
                   "The trace's id (x-request-id, or x-bastion-trace-id)"),))
+_ONE_GROUP = "|".join(_GROUPS)
 STATS_SPEC = Spec(
     "Aggregates over a window", "traces", {200: Reply("Totals, buckets, groups", STATS)},
     _READ_ERRORS, params=(
@@ -361,11 +366,10 @@ STATS_SPEC = Spec(
         _query("until", _TIME, "Before this time (now)"),
         _query("bucket", {"type": "string", "description": "60, 5m, 1h, 1d"},
                "Bucket width (10,000 buckets at most)"),
-        _query("group_by", {"type": "string", "pattern": "^(model|deployment|key_id|team|"
-                                                         "user)(,(model|deployment|key_id|"
-                                                         "team|user))*$"},
-               "Comma-separated: model, deployment, key_id, team, user"),
-        _query("team", _STR, "Only this team's traces")))
+        _query("group_by", {"type": "string", "pattern": f"^({_ONE_GROUP})(,({_ONE_GROUP}))*$"},
+               "Comma-separated: " + ", ".join(_GROUPS)),
+        _query("team", _STR, "Only this team's traces"),
+        *(_query(k, _STR, f"Only traces with this {k}") for k in _STATS_FILTERS)))
 _SHORT = {"type": "string", "minLength": 1, "maxLength": 128}
 FEEDBACK_SPEC = Spec(
     "Send feedback on an answer", "traces",

@@ -14,6 +14,7 @@ from bastion.cli import guard as cli_guard
 from bastion.cli import keys as cli_keys
 from bastion.cli import teams as cli_teams
 from bastion.cli import traces as cli_traces
+from bastion.cli import ui as cli_ui
 from bastion.cli import users as cli_users
 from bastion.config import Settings, gateway_url, load_settings
 from bastion.config import config_path as default_config_path
@@ -94,6 +95,7 @@ cli_budgets.register(main)
 cli_guard.register(main)
 cli_users.register(main)
 cli_teams.register(main)
+cli_ui.register(main)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -68,6 +68,8 @@ from bastion.server.types import (
     Response,
     StreamingResponse,
 )
+from bastion.ui import routes as ui_routes
+from bastion.ui.sessions import Sessions, session_key
 
 if TYPE_CHECKING:
     from bastion.governance.shared_limits import SharedLimiter
@@ -103,6 +105,8 @@ class Gateway:
         secure_data_dir(settings)  # 0700, its files 0600, before anything is written
         self.store = StoreHandle(settings)
         self.keys = key_table(settings)  # virtual keys, kept current by sync_forever
+        self.sessions = Sessions(session_key(settings), self.keys,  # dashboard sign-ins
+                                 settings.ui.session_hours * 3600)
         self.oidc: OidcAuthenticator | None = None  # single sign-on (auth.oidc), in apply
         self.limiter: Limiter | SharedLimiter = Limiter()  # rate limits (in apply)
         self.shared_limits: SharedLimiter | None = None  # limits.redis_url: through Redis
@@ -129,6 +133,10 @@ class Gateway:
         self.started = False
         self._routes: dict[str, dict[str, Endpoint]] = routes.table(self)
         self._prefixed: list[tuple[str, dict[str, Endpoint]]] = routes.prefixed(self)
+        if settings.ui.enabled:  # the dashboard: HTML, not in /openapi.json
+            ui_table, ui_prefixed = ui_routes.build(self)
+            self._routes.update(ui_table)
+            self._prefixed += ui_prefixed
 
     def build_backend(self, spec: Any) -> Backend:
         factory = self._factories.get(spec.backend)
@@ -198,6 +206,8 @@ class Gateway:
         # no master key and no SSO: loopback only (see Settings), every request is MASTER
         self._open = self._master_key is None and self.oidc is None
         self._metrics_auth = not self._open and settings.metrics.auth
+        self.sessions.configure(self._master_key, self._open, settings.ui.session_hours * 3600,
+                                secure=settings.server.tls is not None)
         if self.ingest is not None and self.ingest.settings is not settings:
             self.ingest.update(settings)  # new prices, maybe
         self.keep_chunks = (self.tracing is not None and keeps_content(settings)) or (
@@ -441,6 +451,10 @@ class Gateway:
         if header is None:
             if self._open:
                 return MASTER
+            if request.path.startswith("/api/"):  # the dashboard's calls: its cookie
+                session = self.sessions.from_request(request)
+                if session is not None:
+                    return session.principal
             raise AuthenticationFailed(
                 "Missing API key: send 'Authorization: Bearer <key>'", code="missing_api_key",
                 reason="missing",
@@ -454,6 +468,13 @@ class Gateway:
                 "Malformed Authorization header: send 'Authorization: Bearer <key>'",
                 code="invalid_api_key", reason="malformed",
             )
+        if self._open and not looks_like_key(token):
+            return MASTER
+        return self.principal_of_token(token)[1]
+
+    def principal_of_token(self, token: bytes) -> tuple[str, Principal]:
+        """Who a bearer token is, and how (key, master, oidc): for a request's header and
+        for the dashboard's sign-in form. Raises AuthenticationFailed."""
         if looks_like_key(token):
             if not self.keys.loaded:
                 raise StoreUnavailableError(
@@ -465,13 +486,11 @@ class Gateway:
             if expired(principal):
                 raise AuthenticationFailed("This API key has expired", code="expired_api_key",
                                            reason="expired")
-            return principal
-        if self._open:
-            return MASTER
+            return "key", principal
         if self._master_key is not None and hmac.compare_digest(token, self._master_key):
-            return MASTER
+            return "master", MASTER
         if self.oidc is not None and looks_like_jwt(token):
-            return self.oidc.verify(token)
+            return "oidc", self.oidc.verify(token)
         raise AuthenticationFailed("Invalid API key", reason="invalid")
 
     @staticmethod

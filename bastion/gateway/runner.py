@@ -32,6 +32,7 @@ from bastion.observe.logs import configure_logging
 from bastion.server.http import HTTPServer
 from bastion.server.tls import ServerTls
 from bastion.server.wire import ServerConfig
+from bastion.ui.announce import announce
 
 log = logging.getLogger("bastion")
 
@@ -78,6 +79,8 @@ async def serve(
                            ssl=tls.context if tls is not None else None)
         log.info("Bastion listening on %s://%s:%d", "https" if tls else "http", cfg.host,
                  server.port)
+        if not worker:
+            announce(settings, server.port)
         if on_listening is not None:
             on_listening(server.port)
 

@@ -43,6 +43,7 @@ import uvloop
 from bastion.config import Settings
 from bastion.errors import ConfigError
 from bastion.gateway.runner import serve
+from bastion.ui.announce import announce
 
 log = logging.getLogger("bastion.supervisor")
 _CRASH_WINDOW = 30.0  # a slot whose workers die _CRASH_LIMIT times within this is crash-looping
@@ -103,6 +104,7 @@ class _Supervisor:
         port = self.sock.getsockname()[1]
         log.info("supervisor %d: %d workers on %s://%s:%d", os.getpid(), cfg.workers,
                  "https" if cfg.tls is not None else "http", cfg.host, port)
+        announce(self.settings, port)
         self.wake = wake_r, wake_w = os.pipe()
         os.set_blocking(wake_r, False)
         os.set_blocking(wake_w, False)

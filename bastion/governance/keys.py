@@ -148,6 +148,11 @@ class KeyTable:
         """The principal of a live key (expired ones too: the caller says why it fails)."""
         return self._by_digest.get(digest(self._pepper, token))
 
+    def by_id(self, key_id: str) -> Principal | None:
+        """The principal of a live key by its id (a dashboard session names its key so)."""
+        found = self._digest_of.get(key_id)
+        return None if found is None else self._by_digest.get(found)
+
     def revoked_id(self, token: bytes) -> str | None:
         """The id of a revoked key (its use is refused like an unknown key's; the audit
         log names it)."""

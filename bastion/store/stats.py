@@ -12,7 +12,11 @@ Definitions (each over the traces with ``since <= ts < until``):
 - ``input_tokens``, ``output_tokens``, ``cost``: sums;
 - ``output_tokens_per_s`` = sum of output tokens / sum of generation seconds, over traces
   with output tokens, where a trace's generation time is its latency minus its queue wait;
-- ``feedback_up``, ``feedback_down``, ``feedback_score_mean``: feedback on those traces.
+- ``feedback_up``, ``feedback_down``, ``feedback_score_mean``: feedback on those traces;
+- ``guarded``: traces a guard acted on (any ``guard_action``), ``guard_blocked``: blocked.
+
+``filters`` narrows the window to traces whose model, deployment, key_id, team or user
+equals the value given (the dashboard's filters); ``guard_action`` is a group too.
 
 Buckets are aligned to multiples of ``bucket_s`` since the epoch; empty ones are listed
 with zero requests.
@@ -40,7 +44,8 @@ from sqlalchemy import (
 
 from bastion.store.schema import Tables
 
-GROUPS = ("model", "deployment", "key_id", "team", "user")
+GROUPS = ("model", "deployment", "key_id", "team", "user", "guard_action")
+FILTERS = ("model", "deployment", "key_id", "team", "user")
 SAMPLE_MAX = 20_000
 MAX_BUCKETS = 10_000
 _PCT = (("latency_p50_ms", "latency_ms", 0.5), ("latency_p95_ms", "latency_ms", 0.95),
@@ -52,6 +57,7 @@ Key = tuple[Any, ...]
 def compute(
     conn: Connection, t: Tables, since: float, until: float, bucket_s: int | None,
     group_by: Sequence[str], team: str | None = None,
+    filters: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     groups = list(dict.fromkeys(group_by))  # in order, once each
     for name in groups:
@@ -64,6 +70,10 @@ def compute(
     window = and_(t.traces.c.ts >= since, t.traces.c.ts < until)
     if team is not None:  # one team's traces only (what a team's key may read)
         window = and_(window, t.traces.c.team == team)
+    for name, value in (filters or {}).items():
+        if name not in FILTERS:
+            raise ValueError(f"filters take {', '.join(FILTERS)}; not {name!r}")
+        window = and_(window, t.traces.c[name] == value)
     pg = conn.dialect.name == "postgresql"
     levels: list[tuple[str, ...]] = [()]
     if groups:
@@ -113,6 +123,8 @@ def _aggregate(
         func.sum(c.cost).label("cost"),
         func.sum(case((generating, c.output_tokens), else_=None)).label("gen_tokens"),
         func.sum(case((generating, gen_ms), else_=None)).label("gen_ms"),
+        func.sum(case((c.guard_action.is_not(None), 1), else_=0)).label("guarded"),
+        func.sum(case((c.guard_action == "block", 1), else_=0)).label("guard_blocked"),
     ]
     if pg:
         columns += [
@@ -255,6 +267,8 @@ def _metrics(raw: dict[str, Any], seconds: float) -> dict[str, Any]:
         "feedback_up": int(raw.get("feedback_up") or 0),
         "feedback_down": int(raw.get("feedback_down") or 0),
         "feedback_score_mean": _float(score),
+        "guarded": int(raw.get("guarded") or 0),
+        "guard_blocked": int(raw.get("guard_blocked") or 0),
     }
 
 

@@ -575,15 +575,16 @@ class Store:
     # ------------------------------------------------------------------------- stats
     def stats(
         self, since: float, until: float, bucket_s: int | None, group_by: Sequence[str],
-        team: str | None = None,
+        team: str | None = None, filters: dict[str, str] | None = None,
     ) -> dict[str, Any]:
         """Requests, errors, availability, QPS, latency and TTFT percentiles, tokens,
         tokens/s, cost and feedback over ``[since, until)``: ``totals``, ``groups`` (when
         ``group_by``: model, deployment, key_id, team, user) and ``buckets`` (when
-        ``bucket_s``; each group then has its own); ``team``: that team's traces only. See
-        :mod:`bastion.store.stats`."""
+        ``bucket_s``; each group then has its own); ``team``: that team's traces only;
+        ``filters``: equal model, deployment, key_id, user. See :mod:`bastion.store.stats`."""
         with unavailable_as_store_error("stats"), self._engine.connect() as conn:
-            return aggregates.compute(conn, self._t, since, until, bucket_s, group_by, team)
+            return aggregates.compute(conn, self._t, since, until, bucket_s, group_by, team,
+                                      filters)
 
     # ---------------------------------------------------------------------- feedback
     def reprice(
