@@ -37,7 +37,7 @@ from bastion.errors import (
     ServerError,
     StoreUnavailableError,
 )
-from bastion.gateway import routes
+from bastion.gateway import local_only, routes
 from bastion.gateway.context import RequestContext
 from bastion.gateway.recent import RecentIds
 from bastion.gateway.spend import Spend
@@ -342,6 +342,8 @@ class Gateway:
         try:
             endpoint = self._route(request)
             if request.path.startswith(("/v1/", "/api/")):
+                if self._open:  # every request an admin: none a web page sent (loopback)
+                    local_only.check(request)
                 try:
                     principal = self._authenticate(request)
                 except SigningKeyUnknown as unknown:  # the issuer rotated its keys (SSO)

@@ -306,3 +306,35 @@ def test_a_gateway_without_a_master_key_signs_in_with_a_one_time_link(tmp_path: 
         forged = token[:-3] + ("aaa" if token[-3:] != "aaa" else "bbb")
         status, _, _ = call(gw, "GET", f"/ui/login?token={forged}")
         assert status == 401
+
+
+def test_a_gateway_without_a_master_key_refuses_what_a_web_page_could_send(
+        tmp_path: Any) -> None:
+    """DNS rebinding (a foreign Host) and cross-site changes, on a loopback gateway whose
+    every request is an admin; clients that are not browsers are not affected."""
+    from tests.gateway_harness import running
+
+    settings = Settings.model_validate({"home": str(tmp_path), "tracing": {"enabled": False},
+                                        "models": [{"name": "m", "backend": "openai",
+                                                    "base_url": "http://127.0.0.1:9"}]})
+    with running(settings, wait_ready=False) as gw:
+        status, _, body = call(gw, "GET", "/api/keys", headers={"host": "evil.example:80"})
+        assert status == 403 and orjson.loads(body)["error"]["code"] == "host_not_allowed"
+        for host in (f"127.0.0.1:{gw.port}", f"localhost:{gw.port}", f"[::1]:{gw.port}"):
+            status, _, body = call(gw, "GET", "/api/keys", headers={"host": host})
+            assert status == 200, (host, body)
+        create = orjson.dumps({"name": "csrf", "role": "admin"})
+        for headers in ({"origin": "http://evil.example"}, {"origin": "null"},
+                        {"sec-fetch-site": "cross-site"}, {"sec-fetch-site": "same-site"}):
+            status, _, body = call(gw, "POST", "/api/keys", create,
+                                   {"content-type": "text/plain", **headers})
+            assert status == 403, (headers, body)
+            assert orjson.loads(body)["error"]["code"] == "cross_site_refused"
+        status, _, body = call(gw, "GET", "/api/keys")
+        assert all(k["name"] != "csrf" for k in orjson.loads(body)["data"])
+        status, _, body = call(gw, "POST", "/api/keys", create, {
+            "content-type": "application/json", "origin": f"http://127.0.0.1:{gw.port}"})
+        assert status == 201, body  # the dashboard's own page, and clients without Origin
+        status, _, body = call(gw, "POST", "/api/keys", create,
+                               {"content-type": "application/json"})
+        assert status == 201, body
