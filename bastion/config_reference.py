@@ -34,6 +34,7 @@ from bastion.config_access import (
     LimitSettings,
     OidcSettings,
     TlsSettings,
+    UiSettings,
 )
 
 _SECTIONS: list[tuple[str, type[BaseModel]]] = [
@@ -60,6 +61,7 @@ _SECTIONS: list[tuple[str, type[BaseModel]]] = [
     ("budgets.teams.<team>, budgets.users.<user>, a key's budget", Budget),
     ("limits", LimitSettings),
     ("limits.teams.<team>, limits.users.<user>, limits.models.<alias>", Limits),
+    ("ui", UiSettings),
 ]
 
 
