@@ -102,7 +102,7 @@ def shell(page: Page, principal: Principal, kind: str, csrf: str, refresh_s: flo
 </header>
 <main id="main" tabindex="-1">
   <h1>{escape(page.title)}</h1>
-  <div id="page" aria-live="polite"><p class="muted">Loading…</p></div>
+  <div id="page"><p class="muted">Loading…</p></div>
 </main>
 <script src="/ui/static/vendor/uPlot.iife.min.js?v={version}"></script>
 <script type="module" src="/ui/static/app.js?v={version}"></script>
@@ -162,6 +162,7 @@ def error(version: str, status: int, title: str, message: str,
   <p>{escape(message)}</p>
   <p><a href="/ui/">Back to the dashboard</a></p>
 </main>
+<script type="module" src="/ui/static/app.js?v={version}"></script>
 </body>
 </html>
 """).encode()

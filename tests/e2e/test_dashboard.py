@@ -179,16 +179,15 @@ def test_traces_are_filtered_searched_opened_and_given_feedback(gw: RunningGatew
     assert needle in page.locator("#page").inner_text()
     assert page.locator("#waterfall").count() == 1
     page.locator("#feedback-form").wait_for()
-    page.locator("#feedback-form [value=up]").first.click()
-    comment = page.locator("#feedback-form textarea")
-    if comment.count():
-        comment.fill("helpful")
-    page.locator("#feedback-form button[type=submit]").click()
+    page.locator("#fb-up").click()
+    page.fill("#fb-comment", "helpful")
+    page.locator("#fb-submit").click()
     page.wait_for_function("() => document.querySelector('#feedback-list').innerText"
                            ".includes('up')", timeout=10_000)
     shot(page, "trace")
     status, trace = gw.request("GET", f"/api/traces/{ids[0]}")
-    assert status == 200 and [f["value"] for f in trace["feedback"]] == ["up"]
+    assert status == 200 and [(f["value"], f["comment"]) for f in trace["feedback"]] == [
+        ("up", "helpful")]
     assert page.errors == []
 
 
@@ -200,8 +199,8 @@ def test_an_admin_creates_and_revokes_a_key(gw: RunningGateway, browser: Any) ->
     page.fill("#key-name", name)
     page.select_option("#key-role", "viewer")
     page.fill("#key-team", "alpha")
-    page.locator("#key-form button[type=submit]").click()
-    secret = page.locator("#key-secret")
+    page.locator("#create-key").click()
+    secret = page.locator("[data-testid=key-secret-value]")
     secret.wait_for()
     token = secret.inner_text().strip()
     assert token.startswith("bst-"), token
