@@ -222,7 +222,8 @@ def describe(ctx: RequestContext, op: Operation, body: dict[str, Any], checked: 
         ctx.stream = checked
     ctx.operation = op.name
     ctx.body = body
-    user = body.get("user")
+    ctx.model = body["model"]  # the alias asked: on the trace of a request refused before
+    user = body.get("user")    # routing too (a guard's block, a limit), so filters find it
     if isinstance(user, str) and user and ctx.principal.user is None:  # a key's user wins:
         ctx.user = user[:256]  # its budgets and limits are not escaped by naming another
     raw = ctx.header(b"x-bastion-session")

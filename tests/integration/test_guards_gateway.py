@@ -117,6 +117,8 @@ def test_decisions_are_in_the_trace_and_the_metrics(gw: RunningGateway, up: Fake
         time.sleep(0.05)
     actions = {r["guard_action"] for r in rows}
     assert actions == {"pseudonymize", "block"}, rows
+    blocked = next(r for r in rows if r["guard_action"] == "block")
+    assert blocked["model"] == "chat", blocked  # refused before routing, still named
     _, full = gw.request("GET", f"/api/traces/{rows[0]['id']}")
     assert full["guards"] and all(EMAIL not in json.dumps(g) for g in full["guards"])
     assert EMAIL not in json.dumps(full["input"])  # redacted mode stores what went upstream

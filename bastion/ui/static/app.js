@@ -308,7 +308,7 @@ function chartOptions(def, width, onPick) {
     height: CHART_HEIGHT,
     cursor: { drag: { x: false, y: false, setScale: false } },
     scales: { x: { time: true }, y: { range: (u, min, max) => [0, max > 0 ? max * 1.1 : 1] } },
-    axes: [axis, { ...axis, size: 64 }],
+    axes: [axis, { ...axis, size: 76, values: (u, splits) => splits.map((v) => def.fmt(v)) }],
     series: [{ value: (u, v) => (v == null ? dash : new Date(v * 1000).toLocaleTimeString()) },
       ...def.series.map(([label], i) => ({ label, stroke: colors[i], width: 2,
         value: (u, v) => def.fmt(v), points: { show: true, size: 4, fill: colors[i] } }))],
@@ -386,15 +386,18 @@ function filterInputs(names, values) {
   return { fields, inputs };
 }
 
+/** Values seen lately for each filter, as <datalist> suggestions: one small grouped
+ * query a dimension (not their cross product), over the last hour at most. */
 async function fillSuggestions(since) {
   const dims = ["model", "deployment", "key_id", "user", ...(IS_ADMIN ? ["team"] : [])];
-  const stats = await api("/api/stats", { params: { since, group_by: dims.join(",") } })
-    .catch((err) => console.warn("suggestions:", err.message));
-  for (const dim of stats ? dims : []) {
-    const seen = new Set((stats.groups || []).map((g) => g.key[dim]).filter((v) => v != null));
+  const window = since === "15m" ? since : "1h";
+  await Promise.all(dims.map(async (dim) => {
+    const stats = await api("/api/stats", { params: { since: window, group_by: dim } })
+      .catch((err) => console.warn("suggestions:", err.message));
+    const seen = new Set((stats?.groups || []).map((g) => g.key[dim]).filter((v) => v != null));
     const list = $(`#list-${dim}`);
-    if (list) clear(list, [...seen].sort().map((v) => h("option", { value: v })));
-  }
+    if (list) clear(list, [...seen].sort().slice(0, 200).map((v) => h("option", { value: v })));
+  }));
 }
 
 const activeFilters = (inputs) => Object.fromEntries(Object.entries(inputs)
