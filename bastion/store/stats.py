@@ -82,7 +82,13 @@ def compute(
         levels.append(("bucket",))
         if groups:
             levels.append((*groups, "bucket"))
-    results = {lv: _aggregate(conn, t, window, lv, bucket_s, pg) for lv in levels}
+    # SQLite: the totals are the buckets' sums (one scan fewer); their percentiles come
+    # from the sample below, as every level's do. Postgres computes them in the scan.
+    derive = not pg and bucket_s is not None
+    results = {lv: _aggregate(conn, t, window, lv, bucket_s, pg)
+               for lv in levels if not (derive and lv == ())}
+    if derive:
+        results[()] = _summed(conn, t, window, results[("bucket",)])
     if not pg:
         _sqlite_percentiles(conn, t, window, levels, bucket_s, results)
     return _shape(results, since, until, bucket_s, groups)
@@ -136,6 +142,22 @@ def _aggregate(
         if key in out:
             out[key].update(fb)
     return out
+
+
+_ADDITIVE = ("requests", "errors", "client_disconnects", "server_errors", "input_tokens",
+             "output_tokens", "cost", "gen_tokens", "gen_ms", "guarded", "guard_blocked")
+
+
+def _summed(conn: Connection, t: Tables, window: ColumnElement[bool],
+            rows: dict[Key, dict[str, Any]]) -> dict[Key, dict[str, Any]]:
+    """The totals of a window from its buckets' sums (and its feedback, which is not a
+    sum: the mean score is read again)."""
+    if not rows:
+        return {}
+    total: dict[str, Any] = {name: sum(r.get(name) or 0 for r in rows.values())
+                             for name in _ADDITIVE}
+    total.update(_feedback(conn, t, window, []).get((), {}))
+    return {(): total}
 
 
 def _feedback(

@@ -375,3 +375,29 @@ def test_a_reload_applies_a_new_role_map_and_keeps_the_keys(tmp_path: Path) -> N
             assert status == 401 and body["error"]["code"] == "invalid_api_key", body
         finally:
             gw.stop()
+
+
+# ------------------------------------------------------------------ the dashboard
+def test_an_sso_token_signs_in_to_the_dashboard_with_its_role_and_team(
+        gw: RunningGateway, issuer: LocalIssuer) -> None:
+    from tests.integration.test_dashboard_sessions import call as ui_call
+    from tests.integration.test_dashboard_sessions import session_of, sign_in
+
+    status, headers, _ = sign_in(gw, person(issuer, "llm-viewers", team="beta"))
+    assert status == 303, headers
+    cookie = {"cookie": f"bastion_session={session_of(headers)}"}
+    status, _, body = ui_call(gw, "GET", "/ui/traces", headers=cookie)
+    assert status == 200 and b"viewer, beta" in body
+    assert ui_call(gw, "GET", "/ui/keys", headers=cookie)[0] == 403
+    assert ui_call(gw, "GET", "/api/stats?team=beta", headers=cookie)[0] == 200
+    assert ui_call(gw, "GET", "/api/stats?team=alpha", headers=cookie)[0] == 403
+    # a session never outlives its token
+    soon = person(issuer, "llm-viewers", team="beta", exp=int(time.time()) + 2)
+    status, headers, _ = sign_in(gw, soon)
+    assert status == 303
+    cookie = {"cookie": f"bastion_session={session_of(headers)}"}
+    time.sleep(2.5)
+    assert ui_call(gw, "GET", "/ui/traces", headers=cookie)[0] == 303
+    expired = person(issuer, "llm-viewers", team="beta", exp=int(time.time()) - 60)
+    status, headers, body = sign_in(gw, expired)
+    assert status == 401 and "set-cookie" not in headers

@@ -551,6 +551,23 @@ def test_stats_on_a_known_dataset(store: Store) -> None:
     assert [b["requests"] for b in by_model["b"]["buckets"]] == [0] * 6 + [10] * 4 + [0, 0]
 
 
+def test_stats_filters_and_guard_counts(store: Store) -> None:
+    data = stats_dataset()
+    for i, row in enumerate(data[:30]):
+        row["guard_action"] = "block" if i % 3 == 0 else "redact"
+    store.insert_traces(data)
+    whole = store.stats(T0, T0 + 120, None, [])["totals"]
+    assert (whole["guarded"], whole["guard_blocked"]) == (30, 10)
+    only_b = store.stats(T0, T0 + 120, 10, [], filters={"model": "b"})
+    assert only_b["totals"]["requests"] == 40
+    assert sum(b["requests"] for b in only_b["buckets"]) == 40
+    by_action = store.stats(T0, T0 + 120, None, ["guard_action"])
+    assert {g["key"]["guard_action"]: g["requests"] for g in by_action["groups"]} == {
+        "block": 10, "redact": 20, None: 70}
+    with pytest.raises(ValueError):
+        store.stats(T0, T0 + 120, None, [], filters={"status": "200"})
+
+
 def test_stats_over_an_empty_window_and_bad_arguments(store: Store) -> None:
     result = store.stats(T0, T0 + 60, None, [])
     assert result["totals"]["requests"] == 0
