@@ -46,6 +46,23 @@ def start(
                             start_new_session=True)
 
 
+def bench_gateway(tmp: Path, port: int, upstream_port: int, cpus_gw: str | None,
+                  cpus_load: str | None) -> tuple[str, subprocess.Popen[bytes],
+                                                  subprocess.Popen[bytes], str]:
+    """The shared harness's fake upstream and one ``bastion serve`` of
+    ``bench/bastion-bench.yaml`` in front of it (tracing into ``tmp/home``), each on its
+    CPUs: (master key, upstream, gateway, base URL)."""
+    key = "sk-bench-" + os.urandom(8).hex()
+    env = dict(os.environ, FAKE_PORT=str(upstream_port), FAKE_HOST="127.0.0.1",
+               UPSTREAM_BASE=f"http://127.0.0.1:{upstream_port}/v1",
+               BASTION_MASTER_KEY=key, BASTION_HOME=str(tmp / "home"), PYTHONPATH=str(ROOT))
+    py = str(ROOT / ".venv/bin/python")
+    up = start([py, str(HARNESS / "fake_upstream.py")], env, cpus_load, tmp / "upstream.log")
+    gw = start([py, "-m", "bastion", "serve", "--config", str(ROOT / "bench/bastion-bench.yaml"),
+                "--port", str(port)], env, cpus_gw, tmp / "bastion.log")
+    return key, up, gw, f"http://127.0.0.1:{port}"
+
+
 def stop(p: subprocess.Popen[bytes]) -> None:
     if p.poll() is None:
         os.killpg(p.pid, signal.SIGTERM)

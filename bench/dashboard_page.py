@@ -17,7 +17,6 @@ fresh headless Debian chromium context (empty cache) --loads times and reports:
 from __future__ import annotations
 
 import argparse
-import os
 import re
 import shutil
 import statistics
@@ -28,7 +27,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from cpu_per_request import HARNESS, ROOT, start, stop, wait_ok
+from cpu_per_request import bench_gateway, stop, wait_ok
 
 READY = {
     "/ui/": "() => document.querySelector('[data-testid=tile-requests-value]')?.textContent"
@@ -61,16 +60,8 @@ def main() -> int:
         sys.exit("needs chromium (apt-get install chromium)")
     from playwright.sync_api import sync_playwright
 
-    key = "sk-dash-" + os.urandom(8).hex()
     tmp = Path(tempfile.mkdtemp(prefix="bastion-dash-page-"))
-    env = dict(os.environ, FAKE_PORT=str(args.upstream_port), FAKE_HOST="127.0.0.1",
-               UPSTREAM_BASE=f"http://127.0.0.1:{args.upstream_port}/v1",
-               BASTION_MASTER_KEY=key, BASTION_HOME=str(tmp / "home"), PYTHONPATH=str(ROOT))
-    py = str(ROOT / ".venv/bin/python")
-    up = start([py, str(HARNESS / "fake_upstream.py")], env, None, tmp / "upstream.log")
-    gw = start([py, "-m", "bastion", "serve", "--config", str(ROOT / "bench/bastion-bench.yaml"),
-                "--port", str(args.port)], env, None, tmp / "bastion.log")
-    base = f"http://127.0.0.1:{args.port}"
+    key, up, gw, base = bench_gateway(tmp, args.port, args.upstream_port, None, None)
     try:
         wait_ok(f"{base}/v1/chat/completions", key, timeout=120)
         body = b'{"model":"fake-model","messages":[{"role":"user","content":"hi"}]}'

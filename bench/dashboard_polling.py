@@ -26,7 +26,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from cpu_per_request import HARNESS, ROOT, start, stop, wait_ok, wrk
+from cpu_per_request import bench_gateway, stop, wait_ok, wrk
 
 
 def main() -> int:
@@ -46,16 +46,8 @@ def main() -> int:
 
     ncpu = os.cpu_count() or 1
     cpus_gw, cpus_load = str(ncpu - 1), (f"0-{ncpu - 2}" if ncpu > 2 else "0")
-    key = "sk-dash-" + os.urandom(8).hex()
     tmp = Path(tempfile.mkdtemp(prefix="bastion-dash-poll-"))
-    env = dict(os.environ, FAKE_PORT=str(args.upstream_port), FAKE_HOST="127.0.0.1",
-               UPSTREAM_BASE=f"http://127.0.0.1:{args.upstream_port}/v1",
-               BASTION_MASTER_KEY=key, BASTION_HOME=str(tmp / "home"), PYTHONPATH=str(ROOT))
-    py = str(ROOT / ".venv/bin/python")
-    up = start([py, str(HARNESS / "fake_upstream.py")], env, cpus_load, tmp / "upstream.log")
-    gw = start([py, "-m", "bastion", "serve", "--config", str(ROOT / "bench/bastion-bench.yaml"),
-                "--port", str(args.port)], env, cpus_gw, tmp / "bastion.log")
-    base = f"http://127.0.0.1:{args.port}"
+    key, up, gw, base = bench_gateway(tmp, args.port, args.upstream_port, cpus_gw, cpus_load)
     url = f"{base}/v1/chat/completions"
     ratios: list[float] = []
     polls = 0

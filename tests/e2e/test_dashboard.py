@@ -96,6 +96,11 @@ def new_page(browser: Any, gw: RunningGateway, key: str = MASTER_KEY) -> Any:
     return page
 
 
+def charts_drawn(page: Any) -> None:
+    page.wait_for_function(
+        "() => document.querySelector('[data-testid=chart-requests] canvas') !== null")
+
+
 def shot(page: Any, name: str) -> None:
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
@@ -124,10 +129,8 @@ def test_sign_in_and_the_overview_chart_follows_new_requests(gw: RunningGateway,
     ids = [*traffic(gw, 3), *traffic(gw, 2, "Say hello.", model="smollm2")]
     trace_of(gw, ids[-1])  # the embedded model's answers, and the fake upstream's
     page = new_page(browser, gw)
+    charts_drawn(page)
     tile = page.locator("[data-testid=tile-requests]")
-    tile.wait_for()
-    page.wait_for_function(
-        "() => document.querySelector('[data-testid=chart-requests] canvas') !== null")
     before = page.locator("#updated-at").inner_text()
     first = tile.inner_text()
     more = traffic(gw, 20, "a burst of requests")
@@ -143,10 +146,7 @@ def test_sign_in_and_the_overview_chart_follows_new_requests(gw: RunningGateway,
 def test_a_chart_point_opens_the_traces_behind_it(gw: RunningGateway, browser: Any) -> None:
     trace_of(gw, traffic(gw, 2)[-1])
     page = new_page(browser, gw)
-    chart = page.locator("[data-testid=chart-requests]")
-    chart.wait_for()
-    page.wait_for_function(
-        "() => document.querySelector('[data-testid=chart-requests] canvas') !== null")
+    charts_drawn(page)
     box = page.locator("[data-testid=chart-requests] .u-over").bounding_box()
     assert box is not None
     # the newest bucket is at the right edge: hover there, then click
