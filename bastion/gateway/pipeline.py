@@ -104,7 +104,9 @@ class Pipeline:
         body = decode_json_object(request.body, request.header(b"content-type"))
         checked = op.check(body)
         describe(ctx, op, body, checked)
-        self.allow_model(ctx, body)
+        if body["model"] in self.gw.router.routes:  # a request refused before routing (a
+            ctx.model = body["model"]  # guard, a limit) names its model too; only a known
+        self.allow_model(ctx, body)  # alias: models are metric labels (bounded)
         if ctx.principal.limits is not None or self.gw.limiter.scoped:  # else no call
             admitting = self.limit(ctx, body)  # None: decided (in memory, or leases with
             if admitting is not None:  # room), or no limit
@@ -222,8 +224,7 @@ def describe(ctx: RequestContext, op: Operation, body: dict[str, Any], checked: 
         ctx.stream = checked
     ctx.operation = op.name
     ctx.body = body
-    ctx.model = body["model"]  # the alias asked: on the trace of a request refused before
-    user = body.get("user")    # routing too (a guard's block, a limit), so filters find it
+    user = body.get("user")
     if isinstance(user, str) and user and ctx.principal.user is None:  # a key's user wins:
         ctx.user = user[:256]  # its budgets and limits are not escaped by naming another
     raw = ctx.header(b"x-bastion-session")
