@@ -18,7 +18,7 @@ from bastion.governance.keys import MASTER, Principal
 from bastion.governance.oidc import SigningKeyUnknown
 from bastion.server.types import Headers, Request, Response
 from bastion.ui import pages
-from bastion.ui.sessions import Session, Sessions, cookie_value
+from bastion.ui.sessions import COOKIE, Session, Sessions, cookie_value
 from bastion.ui.static_files import Assets
 
 if TYPE_CHECKING:
@@ -88,11 +88,10 @@ def build(gw: Gateway) -> tuple[Table, Prefixed]:
     sessions: Sessions = gw.sessions
     assets = Assets()
 
-    def version() -> str:
-        return assets.version()
+    version = assets.version
 
     def current(request: Request) -> Session | None:
-        value = cookie_value(request.header(b"cookie"), "bastion_session")
+        value = cookie_value(request.header(b"cookie"), COOKIE)
         return sessions.verify(value) if value is not None else None
 
     def page_endpoint(page: pages.Page) -> Endpoint:
@@ -212,7 +211,7 @@ def build(gw: Gateway) -> tuple[Table, Prefixed]:
     async def not_found(request: Request, ctx: RequestContext) -> Response:
         session = current(request)
         principal: Principal | None = session.principal if session is not None else None
-        return html(404, pages.error(assets.version(), 404, "Not found",
+        return html(404, pages.error(version(), 404, "Not found",
                                      f"There is no dashboard page at {request.path[:200]}.",
                                      principal, session.kind if session else ""))
 

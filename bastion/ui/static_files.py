@@ -32,6 +32,7 @@ class Assets:
     def __init__(self, root: Path = ROOT) -> None:
         self.root = root
         self._files: dict[str, Asset] | None = None
+        self._version: str | None = None
 
     def files(self) -> dict[str, Asset]:
         if self._files is None:
@@ -53,11 +54,14 @@ class Assets:
         return self.files().get(name)
 
     def version(self) -> str:
-        """A short hash of every asset: the pages' ``?v=`` so a new release is fetched."""
-        digest = hashlib.sha256()
-        for name, asset in sorted(self.files().items()):
-            digest.update(name.encode() + asset.etag)
-        return digest.hexdigest()[:12]
+        """A short hash of every asset: the pages' ``?v=`` so a new release is fetched
+        (computed once, like the files it hashes)."""
+        if self._version is None:
+            digest = hashlib.sha256()
+            for name, asset in sorted(self.files().items()):
+                digest.update(name.encode() + asset.etag)
+            self._version = digest.hexdigest()[:12]
+        return self._version
 
     def missing_vendor(self) -> list[str]:
         """The npm-built files the pages load that are not here (make install builds them)."""
