@@ -52,6 +52,8 @@ from bastion.observe.spool_crypto import is_sealed, open_file, write_sealed
 log = logging.getLogger("bastion.ingest")
 RESEAL_BUDGET_S = 0.25  # re-encryption per idle pass
 RESEAL_CHECK_S = 2.0  # between looks for bodies to re-encrypt, when none were left
+ROLLUP_BUDGET_S = 0.25  # rolling up the stats per idle pass
+ROLLUP_CHECK_S = 30.0  # between looks for half hours to roll, when none were left
 
 
 class TraceSink(Protocol):
@@ -113,6 +115,8 @@ class Ingest:
         self.written = 0
         self.resealed = 0  # bodies re-encrypted under the current data key (rows looked at)
         self._next_reseal = 0.0
+        self.rolled = 0  # half hours rolled up (or rolled again after a change)
+        self._next_rollup = 0.0
         self.rejected = 0
         self.deleted = 0
         self.on_lag = on_lag
@@ -130,7 +134,26 @@ class Ingest:
             self._retain()
         if done and time.monotonic() >= self._next_reseal:
             self._reseal()
+        if done and time.monotonic() >= self._next_rollup:
+            self._roll_up()
         return done
+
+    def _roll_up(self) -> None:
+        """The stats' half-hourly rollups, brought up to date for at most
+        ``ROLLUP_BUDGET_S`` a pass when the spool is empty; again in a second while some
+        are left, else every ``ROLLUP_CHECK_S`` (:mod:`bastion.store.rollups`)."""
+        store = self._ready()
+        roll = getattr(store, "roll_up", None)
+        if roll is None:
+            self._next_rollup = math.inf
+            return
+        try:
+            rolled = roll(budget_s=ROLLUP_BUDGET_S)
+        except self._unavailable as exc:
+            self._down(exc)
+            return
+        self.rolled += rolled
+        self._next_rollup = time.monotonic() + (1.0 if rolled else ROLLUP_CHECK_S)
 
     def _reseal(self) -> None:
         """Background re-encryption (after ``bastion keys rotate-data-key``, or of bodies

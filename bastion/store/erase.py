@@ -49,6 +49,7 @@ from sqlalchemy import (
 )
 from sqlalchemy import exc as sa_exc
 
+from bastion.store import rollups
 from bastion.store.errors import unavailable_as_store_error
 from bastion.store.migrations import WRITE
 from bastion.store.partitions import body_name
@@ -113,6 +114,7 @@ class Purge:
             return out
         ids = [r[0] for r in rows]
         out.keys = [tuple(r[:3]) for r in rows]
+        rollups.bump(conn, t, rollups.units_of(r[1] for r in rows))
         f = t.feedback
         out.feedback = _count(conn.execute(delete(f).where(f.c.request_id.in_(ids))))
         if self.pg:

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     Column,
     Connection,
@@ -449,6 +450,27 @@ def m008_teams(conn: Connection) -> None:
     md.create_all(conn)
 
 
+def m009_rollups(conn: Connection) -> None:
+    """Aggregates per half hour (:mod:`bastion.store.rollups`); empty until rolled. As
+    written here (a migration is frozen), not as the schema reads today."""
+    md = MetaData()
+    ints = ("requests", "errors", "client_disconnects", "server_errors", "input_tokens",
+            "output_tokens", "gen_tokens", "guarded", "guard_blocked")
+    rollups = Table(
+        "trace_rollups", md,
+        Column("unit", BigInteger, nullable=False), Column("level", Integer, nullable=False),
+        *(Column(d, Text) for d in ("team", "model", "deployment", "key_id")),
+        *(Column(n, BigInteger, nullable=False) for n in ints),
+        Column("cost", Double, nullable=False), Column("gen_ms", Double, nullable=False),
+        Column("latency_hist", Text), Column("ttft_hist", Text))
+    Index("ix_trace_rollups_level_unit", rollups.c.level, rollups.c.unit)
+    Table("rollup_units", md,
+          Column("unit", BigInteger, primary_key=True, autoincrement=False),
+          Column("version", Integer, nullable=False), Column("rolled", Integer),
+          Column("rolled_at", Double))
+    md.create_all(conn)
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration("m001_initial", m001_initial),
     Migration("m002_text_search", m002_text_search),
@@ -458,6 +480,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration("m006_sealed_bodies", m006_sealed_bodies),
     Migration("m007_feedback_user", m007_feedback_user),
     Migration("m008_teams", m008_teams),
+    Migration("m009_rollups", m009_rollups),
 )
 
 

@@ -36,10 +36,12 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     Column,
     Computed,
     Double,
+    Index,
     Integer,
     LargeBinary,
     MetaData,
@@ -129,6 +131,8 @@ class Tables:
     trace_text: TableClause | None
     data_keys: Table
     teams: Table
+    rollups: Table
+    rollup_units: Table
 
 
 def build(dialect: str) -> Tables:
@@ -170,8 +174,9 @@ def build(dialect: str) -> Tables:
     audit, audit_heads = audit_tables(md)
     migrations = migrations_table(md)
     trace_text = None if pg else table("trace_text", column("rowid"), column("search"))
+    rollups, rollup_units = rollup_tables(md)
     return Tables(md, traces, bodies, feedback, api_keys, audit, audit_heads, migrations,
-                  trace_text, data_keys_table(md), teams_table(md))
+                  trace_text, data_keys_table(md), teams_table(md), rollups, rollup_units)
 
 
 def _body_type(key: str) -> TypeEngine[Any]:
@@ -251,6 +256,34 @@ def teams_table(md: MetaData) -> Table:
         Column("description", Text), Column("metadata", json_type()),
         Column("created_at", Double, nullable=False), Column("updated_at", Double, nullable=False),
     )
+
+
+ROLLUP_DIMS = ("team", "model", "deployment", "key_id")
+ROLLUP_INTS = ("requests", "errors", "client_disconnects", "server_errors", "input_tokens",
+               "output_tokens", "gen_tokens", "guarded", "guard_blocked")
+
+
+def rollup_tables(md: MetaData) -> tuple[Table, Table]:
+    """``trace_rollups`` (aggregates per half hour and level) and ``rollup_units`` (which
+    half hours they are current for): :mod:`bastion.store.rollups`."""
+    rollups = Table(
+        "trace_rollups", md,
+        Column("unit", BigInteger, nullable=False),
+        Column("level", Integer, nullable=False),
+        *(Column(d, Text) for d in ROLLUP_DIMS),
+        *(Column(n, BigInteger, nullable=False) for n in ROLLUP_INTS),
+        Column("cost", Double, nullable=False), Column("gen_ms", Double, nullable=False),
+        Column("latency_hist", Text), Column("ttft_hist", Text),
+        Index("ix_trace_rollups_level_unit", "level", "unit"),
+    )
+    units = Table(
+        "rollup_units", md,
+        Column("unit", BigInteger, primary_key=True, autoincrement=False),
+        Column("version", Integer, nullable=False),
+        Column("rolled", Integer),
+        Column("rolled_at", Double),
+    )
+    return rollups, units
 
 
 def migrations_table(md: MetaData) -> Table:

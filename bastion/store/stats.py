@@ -20,6 +20,13 @@ equals the value given (the dashboard's filters); ``guard_action`` is a group to
 
 Buckets are aligned to multiples of ``bucket_s`` since the epoch; empty ones are listed
 with zero requests.
+
+Ranges of 6 hours or more whose buckets are whole half hours, grouped and filtered by
+team, model, deployment or key only, are read from the half-hourly rollups where they are
+current (:mod:`bastion.store.rolled_stats`): the sums are the same, the percentiles come
+from histograms (within 2 %). Every answer says how: ``percentiles`` is "exact",
+"sampled" (SQLite, more than ``SAMPLE_MAX`` traces) or "histogram", and ``rolled_up_s``
+how many seconds of the range came from rollups.
 """
 
 from __future__ import annotations
@@ -30,18 +37,17 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from sqlalchemy import (
-    BigInteger,
     ColumnElement,
     Connection,
     Select,
     and_,
     case,
-    cast,
     func,
-    or_,
     select,
 )
 
+from bastion.store import rolled_stats as rolled
+from bastion.store.rollups import ADDITIVE, UNIT_S, bucket_of, sum_columns
 from bastion.store.schema import Tables
 
 GROUPS = ("model", "deployment", "key_id", "team", "user", "guard_action")
@@ -82,6 +88,15 @@ def compute(
         levels.append(("bucket",))
         if groups:
             levels.append((*groups, "bucket"))
+    if rolled.eligible(since, until, bucket_s, groups, filters or {}, team):
+        results, units = rolled.aggregate(conn, t, since, until, bucket_s, levels, team,
+                                          filters or {})
+        for lv in levels:
+            for key, fb in _feedback(conn, t, window, _keys(t, lv, bucket_s, pg)).items():
+                if key in results[lv]:
+                    results[lv][key].update(fb)
+        return _shape(results, since, until, bucket_s, groups,
+                      {"percentiles": "histogram", "rolled_up_s": units * UNIT_S})
     # SQLite: the totals are the buckets' sums (one scan fewer); their percentiles come
     # from the sample below, as every level's do. Postgres computes them in the scan.
     derive = not pg and bucket_s is not None
@@ -89,9 +104,11 @@ def compute(
                for lv in levels if not (derive and lv == ())}
     if derive:
         results[()] = _summed(conn, t, window, results[("bucket",)])
+    how = "exact"
     if not pg:
-        _sqlite_percentiles(conn, t, window, levels, bucket_s, results)
-    return _shape(results, since, until, bucket_s, groups)
+        how = _sqlite_percentiles(conn, t, window, levels, bucket_s, results)
+    return _shape(results, since, until, bucket_s, groups,
+                  {"percentiles": how, "rolled_up_s": 0})
 
 
 def _keys(t: Tables, level: tuple[str, ...], bucket_s: int | None, pg: bool) -> list[Any]:
@@ -100,10 +117,7 @@ def _keys(t: Tables, level: tuple[str, ...], bucket_s: int | None, pg: bool) -> 
     for name in level:
         if name == "bucket":
             assert bucket_s is not None
-            # bucket index: whole multiples of bucket_s since the epoch (ts > 0)
-            whole = func.floor(c.ts / bucket_s) if pg else c.ts / bucket_s
-            index = cast(whole, BigInteger)
-            out.append(index.label("bucket"))
+            out.append(bucket_of(c.ts, bucket_s, pg))
         else:
             out.append(c[name])
     return out
@@ -115,23 +129,7 @@ def _aggregate(
 ) -> dict[Key, dict[str, Any]]:
     c = t.traces.c
     keys = _keys(t, level, bucket_s, pg)
-    disconnect = c.status == 499
-    error = and_(or_(c.status >= 400, c.error.is_not(None)), or_(c.status.is_(None), ~disconnect))
-    gen_ms = c.latency_ms - func.coalesce(c.queue_ms, 0)
-    generating = and_(c.output_tokens > 0, gen_ms > 0)
-    columns: list[Any] = [
-        func.count().label("requests"),
-        func.sum(case((error, 1), else_=0)).label("errors"),
-        func.sum(case((disconnect, 1), else_=0)).label("client_disconnects"),
-        func.sum(case((c.status >= 500, 1), else_=0)).label("server_errors"),
-        func.sum(c.input_tokens).label("input_tokens"),
-        func.sum(c.output_tokens).label("output_tokens"),
-        func.sum(c.cost).label("cost"),
-        func.sum(case((generating, c.output_tokens), else_=None)).label("gen_tokens"),
-        func.sum(case((generating, gen_ms), else_=None)).label("gen_ms"),
-        func.sum(case((c.guard_action.is_not(None), 1), else_=0)).label("guarded"),
-        func.sum(case((c.guard_action == "block", 1), else_=0)).label("guard_blocked"),
-    ]
+    columns: list[Any] = sum_columns(t)
     if pg:
         columns += [
             func.percentile_cont(q).within_group(c[col]).label(name) for name, col, q in _PCT
@@ -144,8 +142,6 @@ def _aggregate(
     return out
 
 
-_ADDITIVE = ("requests", "errors", "client_disconnects", "server_errors", "input_tokens",
-             "output_tokens", "cost", "gen_tokens", "gen_ms", "guarded", "guard_blocked")
 
 
 def _summed(conn: Connection, t: Tables, window: ColumnElement[bool],
@@ -155,7 +151,7 @@ def _summed(conn: Connection, t: Tables, window: ColumnElement[bool],
     if not rows:
         return {}
     total: dict[str, Any] = {name: sum(r.get(name) or 0 for r in rows.values())
-                             for name in _ADDITIVE}
+                             for name in ADDITIVE}
     total.update(_feedback(conn, t, window, []).get((), {}))
     return {(): total}
 
@@ -181,11 +177,12 @@ def _feedback(
 def _sqlite_percentiles(
     conn: Connection, t: Tables, window: ColumnElement[bool], levels: list[tuple[str, ...]],
     bucket_s: int | None, results: dict[tuple[str, ...], dict[Key, dict[str, Any]]],
-) -> None:
-    """percentile_cont for SQLite, from one (sampled) read of the window's latencies."""
+) -> str:
+    """percentile_cont for SQLite, from one (sampled) read of the window's latencies:
+    "exact", or "sampled" when the window holds more than ``SAMPLE_MAX`` traces."""
     total = sum(m["requests"] for m in results[()].values())
     if total == 0:
-        return
+        return "exact"
     c = t.traces.c
     widest = max(levels, key=len)
     keys = _keys(t, widest, bucket_s, pg=False)
@@ -213,6 +210,7 @@ def _sqlite_percentiles(
             if metrics is not None:
                 for name, col, q in _PCT:
                     metrics[name] = percentile(sorted_lists[col], q)
+    return "sampled" if total > SAMPLE_MAX else "exact"
 
 
 def percentile(values: Sequence[float], q: float) -> float | None:
@@ -227,12 +225,12 @@ def percentile(values: Sequence[float], q: float) -> float | None:
 
 def _shape(
     results: dict[tuple[str, ...], dict[Key, dict[str, Any]]], since: float, until: float,
-    bucket_s: int | None, groups: list[str],
+    bucket_s: int | None, groups: list[str], source: dict[str, Any],
 ) -> dict[str, Any]:
     seconds = until - since
     out: dict[str, Any] = {
         "since": since, "until": until, "bucket_s": bucket_s, "group_by": groups,
-        "totals": _metrics(results[()].get((), {}), seconds),
+        "totals": _metrics(results[()].get((), {}), seconds), **source,
     }
     if bucket_s is not None:
         out["buckets"] = _buckets(results[("bucket",)], (), since, until, bucket_s)

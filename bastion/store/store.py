@@ -44,6 +44,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.types import ARRAY, Text
 
 from bastion.store import engine as engines
+from bastion.store import rollups
 from bastion.store import stats as aggregates
 from bastion.store.audit import AuditRows
 from bastion.store.crypto import StoreKeys
@@ -249,6 +250,7 @@ class Store:
                 result = conn.exec_driver_sql(self._pg_insert_sql[0], params)
                 # the same (id, ts) conflicts in both tables: a replay skips both rows
                 conn.exec_driver_sql(self._pg_insert_sql[1], params)
+                rollups.bump_closed(conn, self._t, [r["ts"] for r in rows], time.time())
                 return max(result.rowcount, 0)
             newest = conn.exec_driver_sql("SELECT coalesce(max(seq), 0) FROM traces")
             last = int(newest.scalar_one())
@@ -265,6 +267,7 @@ class Store:
                     "INSERT INTO trace_text(rowid, search) SELECT seq, search FROM trace_bodies "
                     "WHERE seq > ? AND search IS NOT NULL", (last,),
                 )
+            rollups.bump_closed(conn, self._t, [r["ts"] for r in rows], time.time())
             return inserted
 
     def _sqlite_params(
@@ -559,6 +562,7 @@ class Store:
                     removed += conn.execute(delete(t.traces).where(t.traces.c.ts < ts)).rowcount
                     conn.execute(delete(t.bodies).where(t.bodies.c.ts < ts))
                     conn.execute(delete(t.feedback).where(t.feedback.c.ts < ts))
+                    rollups.drop_before(conn, t, ts)
                 return removed
             removed = 0  # each trace's body goes with it (trigger), its text index entry too
             old = select(t.traces.c.seq).where(t.traces.c.ts < ts).limit(DELETE_CHUNK)
@@ -570,6 +574,7 @@ class Store:
                 removed += count
             with self._write() as conn, conn.begin():
                 conn.execute(delete(t.feedback).where(t.feedback.c.ts < ts))
+                rollups.drop_before(conn, t, ts)
             return removed
 
     # ------------------------------------------------------------------------- stats
@@ -585,6 +590,13 @@ class Store:
         with unavailable_as_store_error("stats"), self._engine.connect() as conn:
             return aggregates.compute(conn, self._t, since, until, bucket_s, group_by, team,
                                       filters)
+
+    def roll_up(self, now: float | None = None, budget_s: float = 0.5) -> int:
+        """Rolls the closed half hours whose rollups are missing or stale, for at most
+        ``budget_s``; returns how many (0: all are current). See
+        :mod:`bastion.store.rollups`."""
+        with unavailable_as_store_error("roll_up"):
+            return rollups.roll_up(self._engine, self._t, WRITE, now=now, budget_s=budget_s)
 
     # ---------------------------------------------------------------------- feedback
     def reprice(
@@ -614,6 +626,7 @@ class Store:
                 )
                 with self._write() as conn, conn.begin():
                     rows = conn.execute(page).mappings().all()
+                    rollups.bump(conn, self._t, rollups.units_of(r["ts"] for r in rows))
                     for row in rows:
                         metadata = dict(row["metadata"] or {})
                         metadata["price_version"] = version

@@ -73,3 +73,24 @@ def test_team_ttls_alone_run_without_a_global_one(store: Store, tmp_path: Path) 
                     retention_by_team={"b": 2})
     assert worker.run_once()
     assert ages(store, "a", now) == [1, 5, 20] and ages(store, "b", now) == [1]
+
+
+def test_the_ingest_rolls_up_the_stats_and_a_teams_ttl_reaches_them(
+        store: Store, tmp_path: Path) -> None:
+    now = time.time()
+    fill(store, now)
+    worker = Ingest(tmp_path / "spool", 1, lambda: store, unavailable=(StoreUnavailable,))
+    while True:  # each pass rolls for a quarter of a second
+        before = worker.rolled
+        assert worker.run_once()
+        if worker.rolled == before:
+            break
+        worker._next_rollup = 0.0
+    assert worker.rolled >= 3  # the half hours of the 1, 5 and 20 days old traces, at least
+    month = store.stats(now - 30 * DAY, now, 86_400, ["team"])
+    # from the oldest trace's half hour on (before it there are none to roll)
+    assert month["rolled_up_s"] > 19 * DAY and month["percentiles"] == "histogram"
+    assert {g["key"]["team"]: g["requests"] for g in month["groups"]} == {"a": 3, "b": 3}
+    store.retention.delete_team_before("a", now - 3 * DAY)
+    month = store.stats(now - 30 * DAY, now, 86_400, ["team"])
+    assert {g["key"]["team"]: g["requests"] for g in month["groups"]} == {"a": 1, "b": 3}

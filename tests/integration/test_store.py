@@ -65,7 +65,7 @@ def url(engine: str, tmp_path: Path, request: pytest.FixtureRequest) -> str:
 def store(url: str, engine: str, tmp_path: Path) -> Iterator[Store]:
     s = open_store(url, tmp_path)
     if engine == "postgres":  # the database is shared by the run: start empty
-        psql(url, "TRUNCATE traces, trace_bodies, feedback")
+        psql(url, "TRUNCATE traces, trace_bodies, feedback, trace_rollups, rollup_units")
     yield s
     s.close()
 
