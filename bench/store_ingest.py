@@ -86,6 +86,7 @@ def make_record(rng: random.Random, ts: float, i: int) -> dict[str, Any]:
     ttft = latency * rng.uniform(0.05, 0.3) if stream else None
     model = MODELS[i % len(MODELS)]
     guards = [{"scanner": "pii", "action": "redact", "findings": 1}] if rng.random() < 0.05 else []
+    key = rng.randint(0, 49)  # a key belongs to one team, as Bastion's keys do
     return {
         "id": uuid.UUID(int=rng.getrandbits(128)).hex,
         "ts": ts,
@@ -95,8 +96,8 @@ def make_record(rng: random.Random, ts: float, i: int) -> dict[str, Any]:
         "deployment": f"{model}-{i % 2}",
         "provider": "openai",
         "model_version": f"{model}-2026-01-01",
-        "key_id": f"key_{rng.randint(0, 49):02d}",
-        "team": f"team-{rng.randint(0, 7)}",
+        "key_id": f"key_{key:02d}",
+        "team": f"team-{key % 8}",
         "user": f"user-{rng.randint(0, 999)}",
         "session": f"sess-{rng.randint(0, 4999)}",
         "tenant": None,

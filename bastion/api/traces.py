@@ -5,6 +5,7 @@
     GET  /api/traces/{id}     one trace with its spans and feedback
     GET  /api/stats           QPS, latency percentiles, errors, availability, tokens/s,
                               cost, feedback; overall, by group and per time bucket
+    GET  /api/stats/values    the values a dimension took in a window, most requests first
     POST /api/feedback        thumbs up/down, a score, a comment; idempotent per (trace, key);
                               404 for an id this gateway did not answer lately nor stored
 
@@ -49,6 +50,7 @@ _TRACE_PARAMS = frozenset(
     (*_TEXT_FILTERS, *_NUMBER_FILTERS, "q", "since", "until", "status", "limit", "cursor")
 )
 _STATS_PARAMS = frozenset(("since", "until", "bucket", "group_by", "team", *_STATS_FILTERS))
+_VALUES_PARAMS = frozenset(("since", "until", "dimension", "limit", "team"))
 
 
 def table(gw: Gateway) -> dict[str, dict[str, Endpoint]]:
@@ -91,6 +93,23 @@ def table(gw: Gateway) -> dict[str, dict[str, Endpoint]]:
             gw, lambda s: s.stats(since, until, bucket_s, group_by, team, filters))
         return _json(data)
 
+    @documented(VALUES_SPEC)
+    async def values(request: Request, ctx: RequestContext) -> Response:
+        params = _params(request, _VALUES_PARAMS)
+        _own_team(params, ctx)
+        dimension = params.get("dimension") or ""
+        if dimension not in (*_STATS_FILTERS, "team"):
+            raise InvalidRequest(
+                f"'dimension' takes {', '.join((*_STATS_FILTERS, 'team'))}", param="dimension")
+        until = parse_time(params.get("until"), "until", time.time())
+        since = parse_time(params.get("since"), "since", until - 3600)
+        if since >= until:
+            raise InvalidRequest("'since' must be before 'until'", param="since")
+        limit = _int(params.get("limit"), "limit", 200, 1, 1000)
+        team = params.get("team")
+        rows = await _in_store(gw, lambda s: s.values(dimension, since, until, team, limit))
+        return _json({"object": "list", "data": rows})
+
     @documented(FEEDBACK_SPEC)
     async def feedback(request: Request, ctx: RequestContext) -> Response:
         body = decode_json_object(request.body, request.header(b"content-type"))
@@ -111,6 +130,7 @@ def table(gw: Gateway) -> dict[str, dict[str, Endpoint]]:
     return {
         "/api/traces": {"GET": list_traces},
         "/api/stats": {"GET": stats},
+        "/api/stats/values": {"GET": values},
         "/api/feedback": {"POST": feedback},
     }
 
@@ -332,7 +352,12 @@ STATS = obj({
     "buckets": {"type": "array", "items": obj({"ts": _NUM, **_METRICS["properties"]},
                                               ("ts",))},
     "groups": {"type": "array", "items": obj({"key": {"type": "object"}}, ("key",))},
-}, ("since", "until", "bucket_s", "group_by", "totals"))
+    "percentiles": {"enum": ["exact", "sampled", "histogram"]},
+    "rolled_up_s": _NUM,
+}, ("since", "until", "bucket_s", "group_by", "totals", "percentiles", "rolled_up_s"))
+VALUES = listing(obj({"value": nullable(_STR), "requests": {"type": "integer"}},
+                     ("value", "requests"), "A value and how many requests had it"),
+                 "The values seen, most requests first")
 
 
 def _query(name: str, schema: Schema, description: str) -> Param:
@@ -370,6 +395,16 @@ STATS_SPEC = Spec(
                "Comma-separated: " + ", ".join(_GROUPS)),
         _query("team", _STR, "Only this team's traces"),
         *(_query(k, _STR, f"Only traces with this {k}") for k in _STATS_FILTERS)))
+VALUES_SPEC = Spec(
+    "The values a dimension took", "traces",
+    {200: Reply("Values, most requests first (what the dashboard's filters suggest)", VALUES)},
+    _READ_ERRORS, params=(
+        _query("dimension", {"enum": [*_STATS_FILTERS, "team"]}, "The dimension (required)"),
+        _query("since", _TIME, "From this time (an hour before until)"),
+        _query("until", _TIME, "Before this time (now)"),
+        _query("limit", {"type": "integer", "minimum": 1, "maximum": 1000},
+               "Values at most (200)"),
+        _query("team", _STR, "Only this team's traces")))
 _SHORT = {"type": "string", "minLength": 1, "maxLength": 128}
 FEEDBACK_SPEC = Spec(
     "Send feedback on an answer", "traces",

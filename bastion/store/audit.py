@@ -52,9 +52,16 @@ class AuditRows:
             conn.execute(insert(self._heads).values(head))
         return entry, head
 
-    def entries(self, after: int = 0, limit: int | None = None) -> Iterator[dict[str, Any]]:
+    def entries(self, after: int = 0, limit: int | None = None,
+                before: int | None = None) -> Iterator[dict[str, Any]]:
+        """Entries with seq above ``after`` in order; with ``before``, those below it,
+        newest first (the latest page: ``before`` one past the last seq)."""
         c = self._log.c
-        query = select(*(c[k] for k in AUDIT_KEYS)).where(c.seq > after).order_by(c.seq)
+        columns = [c[k] for k in AUDIT_KEYS]
+        if before is not None:
+            query = select(*columns).where(c.seq < before).order_by(c.seq.desc())
+        else:
+            query = select(*columns).where(c.seq > after).order_by(c.seq)
         if limit is not None:
             query = query.limit(limit)
         with unavailable_as_store_error("audit_entries"), self._engine.connect() as conn:

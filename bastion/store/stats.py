@@ -111,6 +111,23 @@ def compute(
                   {"percentiles": how, "rolled_up_s": 0})
 
 
+def values(conn: Connection, t: Tables, dimension: str, since: float, until: float,
+           team: str | None, limit: int) -> list[dict[str, Any]]:
+    """The values ``dimension`` (a filter, or team) took in the window, with how many
+    requests had each, most first: the dashboard's filter suggestions, without the
+    metrics of a grouped query."""
+    if dimension not in FILTERS:
+        raise ValueError(f"dimension takes {', '.join(FILTERS)}; not {dimension!r}")
+    c = t.traces.c
+    where = [c.ts >= since, c.ts < until, c[dimension].is_not(None)]
+    if team is not None:
+        where.append(c.team == team)
+    n = func.count().label("requests")
+    query = (select(c[dimension], n).where(*where).group_by(c[dimension])
+             .order_by(n.desc(), c[dimension]).limit(limit))
+    return [{"value": v, "requests": int(k)} for v, k in conn.execute(query)]
+
+
 def _keys(t: Tables, level: tuple[str, ...], bucket_s: int | None, pg: bool) -> list[Any]:
     c = t.traces.c
     out: list[Any] = []

@@ -591,6 +591,12 @@ class Store:
             return aggregates.compute(conn, self._t, since, until, bucket_s, group_by, team,
                                       filters)
 
+    def values(self, dimension: str, since: float, until: float, team: str | None = None,
+               limit: int = 200) -> list[dict[str, Any]]:
+        """``[{"value", "requests"}]``: what ``dimension`` took in the window, most first."""
+        with unavailable_as_store_error("values"), self._engine.connect() as conn:
+            return aggregates.values(conn, self._t, dimension, since, until, team, limit)
+
     def roll_up(self, now: float | None = None, budget_s: float = 0.5) -> int:
         """Rolls the closed half hours whose rollups are missing or stale, for at most
         ``budget_s``; returns how many (0: all are current). See

@@ -131,6 +131,13 @@ def test_admin_actions_through_the_gateway_are_audited_and_verify(tmp_path: Path
             assert [e["action"] for e in rest["data"]] == ["role.grant", "key.rotate",
                                                            "key.revoke"]
             assert rest["next_after"] is None
+            status, newest = gw.request("GET", "/api/audit?order=desc&limit=4")
+            assert [e["seq"] for e in newest["data"]] == [6, 5, 4, 3]
+            assert newest["next_before"] == 3 and newest["next_after"] is None
+            status, older = gw.request("GET", "/api/audit?before=3&limit=4")
+            assert [e["seq"] for e in older["data"]] == [2, 1] and older["next_before"] is None
+            status, last = gw.request("GET", "/api/audit?before=2&limit=1")
+            assert [e["seq"] for e in last["data"]] == [1] and last["next_before"] is None
             assert rest["data"][0]["target"] == child["id"]
             assert rest["data"][0]["detail"] == {"role": "user", "team": "ops"}
             assert gw.request("GET", "/api/audit", key=dev)[0] == 403, "admins only"

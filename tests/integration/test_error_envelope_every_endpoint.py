@@ -36,6 +36,7 @@ EXPECTED_ROUTES = {
     "/api/traces": {"GET"},
     TRACE_DETAIL: {"GET"},
     "/api/stats": {"GET"},
+    "/api/stats/values": {"GET"},
     "/api/feedback": {"POST"},
     "/api/keys": {"GET", "POST"},
     KEY_DETAIL: {"GET", "POST", "DELETE"},
@@ -195,6 +196,12 @@ def _cases() -> list[Any]:
     add("/api/feedback-unknown-request-is-404", Case(
         "POST", "/api/feedback", 404, "not_found_error", "trace_not_found", "request_id",
         body={"request_id": "never-answered", "value": "up"}))
+    for query, param in [("", "dimension"), ("dimension=session", "dimension"),
+                         ("dimension=user&limit=0", "limit"), ("dimension=user&x=1", "x"),
+                         ("dimension=user&since=2h&until=3h", "since"),
+                         ("dimension=user&until=soon", "until")]:
+        add(f"/api/stats/values-{query}-is-400", Case(
+            "GET", f"/api/stats/values?{query}", 400, "invalid_request_error", None, param))
     add("/api/stats-since-after-until-is-400", Case(
         "GET", "/api/stats?since=2h&until=3h", 400, "invalid_request_error", None, "since"))
     for name, body, param in [
@@ -214,7 +221,9 @@ def _cases() -> list[Any]:
     ]:
         add(f"/api/keys-{name}-is-400", Case(
             "POST", "/api/keys", 400, "invalid_request_error", None, param, body=body))
-    for query, param in [("after=-1", "after"), ("limit=0", "limit"), ("since=1h", "since")]:
+    for query, param in [("after=-1", "after"), ("limit=0", "limit"), ("since=1h", "since"),
+                         ("order=up", "order"), ("before=0", "before"),
+                         ("before=x", "before"), ("order=desc&after=3", "after")]:
         add(f"/api/audit-{query}-is-400", Case(
             "GET", f"/api/audit?{query}", 400, "invalid_request_error", None, param))
     add("/api/data-keys-unknown-query-is-400", Case(
@@ -372,6 +381,8 @@ def test_valid_request_to_every_v1_route_succeeds(api_gateway: RunningGateway, p
         url = concrete(path, "envelope-team")
     if path == USER_DETAIL:  # an export (an erasure is tested in test_erasure)
         url = "/api/users/someone/export"
+    if path == "/api/stats/values":
+        url = "/api/stats/values?dimension=model"
     if path == TRACE_DETAIL:  # a trace that exists: the gateway's own, once it is stored
         _, sent, _ = api_gateway.request_full("POST", "/v1/chat/completions",
                                               VALID_BODY["/v1/chat/completions"])

@@ -181,6 +181,16 @@ def test_a_team_reads_its_own_traces_stats_and_feedback_only(gw: RunningGateway)
     status, own = gw.request("GET", "/api/stats?since=1h", key=alpha)
     assert status == 200
     assert 0 < own["totals"]["requests"] < everything["totals"]["requests"]
+    status, teams = gw.request("GET", "/api/stats/values?dimension=team&since=1h")
+    assert status == 200 and {"alpha", "beta"} <= {v["value"] for v in teams["data"]}
+    counts = [v["requests"] for v in teams["data"]]
+    assert counts == sorted(counts, reverse=True) and all(n > 0 for n in counts)
+    status, seen = gw.request("GET", "/api/stats/values?dimension=team&since=1h", key=alpha)
+    assert status == 200 and [v["value"] for v in seen["data"]] == ["alpha"]
+    status, keys = gw.request("GET", "/api/stats/values?dimension=key_id&limit=1", key=alpha)
+    assert status == 200 and len(keys["data"]) == 1
+    status, body = gw.request("GET", "/api/stats/values?dimension=user&team=beta", key=alpha)
+    assert status == 403 and body["error"]["param"] == "team"
     status, body = gw.request("POST", "/api/feedback", {"request_id": theirs, "value": "up"},
                               key=alpha)
     assert status == 404, body

@@ -386,17 +386,18 @@ function filterInputs(names, values) {
   return { fields, inputs };
 }
 
-/** Values seen lately for each filter, as <datalist> suggestions: one small grouped
- * query a dimension (not their cross product), over the last hour at most. */
+/** Values seen lately for each filter, as <datalist> suggestions: the 200 most used of
+ * each dimension over the last hour at most (values and counts, no metrics). */
 async function fillSuggestions(since) {
   const dims = ["model", "deployment", "key_id", "user", ...(IS_ADMIN ? ["team"] : [])];
   const window = since === "15m" ? since : "1h";
-  await Promise.all(dims.map(async (dim) => {
-    const stats = await api("/api/stats", { params: { since: window, group_by: dim } })
+  await Promise.all(dims.map(async (dimension) => {
+    const res = await api("/api/stats/values",
+      { params: { since: window, dimension, limit: 200 } })
       .catch((err) => console.warn("suggestions:", err.message));
-    const seen = new Set((stats?.groups || []).map((g) => g.key[dim]).filter((v) => v != null));
-    const list = $(`#list-${dim}`);
-    if (list) clear(list, [...seen].sort().slice(0, 200).map((v) => h("option", { value: v })));
+    const seen = (res?.data || []).map((row) => row.value).filter((v) => v != null);
+    const list = $(`#list-${dimension}`);
+    if (list) clear(list, seen.sort().map((v) => h("option", { value: v })));
   }));
 }
 
@@ -937,13 +938,13 @@ function verdict(v) {
 function renderAudit() {
   const slot = h("div", { id: "audit-error" });
   const result = h("div", { id: "audit-result", role: "status" });
-  const tbl = dataTable("audit-table", "Audit log entries, oldest first", [
+  const tbl = dataTable("audit-table", "Audit log entries, newest first", [
     ["Seq", (e) => String(e.seq), "head"], ["Time", (e) => fmtShort(e.ts), "nowrap"],
     ["Actor", (e) => text(e.actor)], ["Action", (e) => text(e.action)],
     ["Target", (e) => text(e.target)], ["Detail", (e) => code(e.detail) || dash, "detail"],
   ], "The audit log is empty.");
-  const pages = pager("Audit pages", ["audit-older", "Earlier entries"],
-    ["audit-newer", "Later entries"], load);
+  const pages = pager("Audit pages", ["audit-newer", "Newer entries"],
+    ["audit-older", "Older entries"], load);
   const check = async () => {
     verify.disabled = true;
     clear(result, h("p", { class: "muted", text: "Verifying…" }));
@@ -955,11 +956,12 @@ function renderAudit() {
   clear(page(), h("div", { class: "controls" }, verify, result), slot, tbl.el, pages.el);
 
   async function load() {
-    const params = { after: pages.cursor() || 0, limit: 100 };
+    const before = pages.cursor();
+    const params = { order: "desc", limit: 100, ...(before ? { before } : {}) };
     const res = await attempt(slot, () => api("/api/audit", { params }));
     const rows = res?.data || [];
     tbl.set(rows);
-    pages.done(res?.next_after, rows.length ? `Entries ${rows[0].seq}–${rows.at(-1).seq}` : "");
+    pages.done(res?.next_before, rows.length ? `Entries ${rows[0].seq}–${rows.at(-1).seq}` : "");
   }
   load();
 }
