@@ -70,6 +70,7 @@ from bastion.server.types import (
 )
 from bastion.ui import routes as ui_routes
 from bastion.ui.sessions import Sessions, session_key
+from bastion.ui.signout_sync import SignoutSync
 
 if TYPE_CHECKING:
     from bastion.governance.shared_limits import SharedLimiter
@@ -107,6 +108,7 @@ class Gateway:
         self.keys = key_table(settings)  # virtual keys, kept current by sync_forever
         self.sessions = Sessions(session_key(settings), self.keys,  # dashboard sign-ins
                                  settings.ui.session_hours * 3600)
+        self.signouts = SignoutSync(self.sessions, self.store) if settings.ui.enabled else None
         self.oidc: OidcAuthenticator | None = None  # single sign-on (auth.oidc), in apply
         self.limiter: Limiter | SharedLimiter = Limiter()  # rate limits (in apply)
         self.shared_limits: SharedLimiter | None = None  # limits.redis_url: through Redis
@@ -284,6 +286,10 @@ class Gateway:
         keys = asyncio.get_running_loop().create_task(sync_forever(self.keys, self.store))
         self.background.add(keys)
         keys.add_done_callback(self.background.discard)
+        if self.signouts is not None:  # other workers' dashboard sign-outs
+            signouts = asyncio.get_running_loop().create_task(self.signouts.sync_forever())
+            self.background.add(signouts)
+            signouts.add_done_callback(self.background.discard)
         with contextlib.suppress(StoreUnavailable, TimeoutError):  # the budgets' spend so
             await asyncio.wait_for(self.spend.load_once(), KEY_LOAD_TIMEOUT)  # far (traces)
         if not self.spend.budgets.loaded:  # else 503 budgets_unavailable until it is read

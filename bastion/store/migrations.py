@@ -471,6 +471,16 @@ def m009_rollups(conn: Connection) -> None:
     md.create_all(conn)
 
 
+def m010_ui_signouts(conn: Connection) -> None:
+    """Dashboard sessions signed out, for every worker to refuse."""
+    md = MetaData()
+    signouts = Table("ui_signouts", md, Column("sid", String, primary_key=True),
+                     Column("expires_at", Double, nullable=False),
+                     Column("created_at", Double, nullable=False))
+    Index("ix_ui_signouts_created_at", signouts.c.created_at)
+    md.create_all(conn)
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration("m001_initial", m001_initial),
     Migration("m002_text_search", m002_text_search),
@@ -481,6 +491,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration("m007_feedback_user", m007_feedback_user),
     Migration("m008_teams", m008_teams),
     Migration("m009_rollups", m009_rollups),
+    Migration("m010_ui_signouts", m010_ui_signouts),
 )
 
 

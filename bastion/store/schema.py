@@ -133,6 +133,7 @@ class Tables:
     teams: Table
     rollups: Table
     rollup_units: Table
+    signouts: Table
 
 
 def build(dialect: str) -> Tables:
@@ -176,7 +177,8 @@ def build(dialect: str) -> Tables:
     trace_text = None if pg else table("trace_text", column("rowid"), column("search"))
     rollups, rollup_units = rollup_tables(md)
     return Tables(md, traces, bodies, feedback, api_keys, audit, audit_heads, migrations,
-                  trace_text, data_keys_table(md), teams_table(md), rollups, rollup_units)
+                  trace_text, data_keys_table(md), teams_table(md), rollups, rollup_units,
+                  signouts_table(md))
 
 
 def _body_type(key: str) -> TypeEngine[Any]:
@@ -284,6 +286,17 @@ def rollup_tables(md: MetaData) -> tuple[Table, Table]:
         Column("rolled_at", Double),
     )
     return rollups, units
+
+
+def signouts_table(md: MetaData) -> Table:
+    """Dashboard sessions signed out before they expire (:mod:`bastion.store.signouts`)."""
+    return Table(
+        "ui_signouts", md,
+        Column("sid", String, primary_key=True),
+        Column("expires_at", Double, nullable=False),
+        Column("created_at", Double, nullable=False),
+        Index("ix_ui_signouts_created_at", "created_at"),
+    )
 
 
 def migrations_table(md: MetaData) -> Table:

@@ -63,6 +63,7 @@ from bastion.store.query import (
     like_pattern,
 )
 from bastion.store.records import from_row, to_row
+from bastion.store.reprice import reprice as reprice_traces
 from bastion.store.retention import RetentionRows
 from bastion.store.schema import (
     BODY_KEYS,
@@ -73,6 +74,7 @@ from bastion.store.schema import (
     Tables,
     build,
 )
+from bastion.store.signouts import SignoutRows
 from bastion.store.teams import TeamRows
 
 MAX_LIMIT = 1000
@@ -104,6 +106,7 @@ class Store:
         self._audit = AuditRows(engine, self._t.audit, self._t.audit_heads)
         self._subjects = SubjectRows(engine, self._t)
         self._retention = RetentionRows(engine, self._t)
+        self._signouts = SignoutRows(engine, self._t.signouts)
         self._pg = self.dialect == "postgresql"
         self._partitions = Partitions(partition_days) if self._pg else None
         self._merged_before = -math.inf  # text pending lists merged for days before this
@@ -605,47 +608,18 @@ class Store:
             return rollups.roll_up(self._engine, self._t, WRITE, now=now, budget_s=budget_s)
 
     # ---------------------------------------------------------------------- feedback
-    def reprice(
-        self,
-        since: float,
-        until: float,
-        cost: Callable[[Mapping[str, Any]], float | None],
-        version: str,
-        chunk: int = 1000,
-    ) -> int:
-        """Recomputes the cost of the traces in ``[since, until)``: ``cost(row)`` gets
-        ``deployment``, ``input_tokens``, ``output_tokens``, ``cached_tokens`` and
-        ``latency_ms``; the trace's ``metadata.price_version`` becomes ``version``.
-        Returns how many traces were repriced (in transactions of ``chunk``)."""
-        c = self._t.traces.c
-        columns = (c.id, c.ts, c.deployment, c.input_tokens, c.output_tokens,
-                   c.cached_tokens, c.latency_ms, c.metadata)
-        done = 0
-        after: tuple[float, str] = (since, "")
+    def reprice(self, since: float, until: float,
+                cost: Callable[[Mapping[str, Any]], float | None], version: str,
+                chunk: int = 1000) -> int:
+        """Recomputes the stored cost of the traces in ``[since, until)``
+        (:func:`bastion.store.reprice.reprice`); returns how many."""
         with unavailable_as_store_error("reprice"):
-            while True:
-                page = (
-                    select(*columns)
-                    .where(c.ts < until, tuple_(c.ts, c.id) > tuple_(*after))
-                    .order_by(c.ts, c.id)
-                    .limit(chunk)
-                )
-                with self._write() as conn, conn.begin():
-                    rows = conn.execute(page).mappings().all()
-                    rollups.bump(conn, self._t, rollups.units_of(r["ts"] for r in rows))
-                    for row in rows:
-                        metadata = dict(row["metadata"] or {})
-                        metadata["price_version"] = version
-                        conn.execute(
-                            update(self._t.traces)
-                            .where(c.id == row["id"], c.ts == row["ts"])
-                            .values(cost=cost({str(k): v for k, v in row.items()}),
-                                    metadata=metadata)
-                        )
-                if not rows:
-                    return done
-                done += len(rows)
-                after = (rows[-1]["ts"], rows[-1]["id"])
+            return reprice_traces(self._engine, self._t, since, until, cost, version, chunk)
+
+    @property
+    def signouts(self) -> SignoutRows:
+        """Dashboard sessions signed out (:mod:`bastion.store.signouts`)."""
+        return self._signouts
 
     def upsert_feedback(self, fb: Mapping[str, Any]) -> tuple[dict[str, Any], bool]:
         """Stores feedback keyed by (request_id, key): a repeat keeps one row, a change

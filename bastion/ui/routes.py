@@ -175,6 +175,8 @@ def build(gw: Gateway) -> tuple[Table, Prefixed]:
             return html(403, pages.error(version(), 403, "Not signed out",
                                          "Sign out from the dashboard's own button."))
         sessions.logout(session)
+        if gw.signouts is not None:  # and every other worker's, within a poll
+            await gw.signouts.record(session.sid, session.expires_at)
         return redirect("/ui/login", clear)
 
     out: dict[str, dict[str, Endpoint]] = {

@@ -202,8 +202,12 @@ class Sessions:
         return _mac(self._key, sid.encode(), b"bastion-ui-csrf").hex()
 
     def logout(self, session: Session, now: float | None = None) -> None:
+        self.signed_out(session.sid, session.expires_at, now)
+
+    def signed_out(self, sid: str, expires_at: float, now: float | None = None) -> None:
+        """Refuses the session ``sid`` from now on (until it would have expired)."""
         self._sweep(self._logged_out, time.time() if now is None else now)
-        self._logged_out[session.sid] = session.expires_at
+        self._logged_out[sid] = expires_at
 
     # ------------------------------------------------------------------ helpers
     def _principal(self, kind: Any, body: dict[str, Any], now: float) -> Principal | None:

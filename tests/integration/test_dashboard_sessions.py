@@ -203,6 +203,36 @@ def test_logout_ends_the_session_and_needs_the_token(gw: RunningGateway) -> None
     assert status == 401
 
 
+def test_a_sign_out_reaches_the_other_workers(tmp_path: Any) -> None:
+    """Two gateways on one store and deployment secret (as workers or replicas are): a
+    session signed out on one is refused by the other within a poll."""
+    with FakeUpstream().start() as up:
+        settings = {"server.master_key": MASTER_KEY,
+                    "models": [{"name": "chat", "backend": "openai", "base_url": up.base_url}]}
+        one = traced_gateway(up, tmp_path, **settings)
+        other = traced_gateway(up, tmp_path, {"enabled": False}, **settings)
+        try:
+            _, headers, _ = sign_in(one, MASTER_KEY)
+            cookie = session_of(headers)
+            jar = {"cookie": f"{COOKIE}={cookie}"}
+            assert call(other, "GET", "/api/stats", headers=jar)[0] == 200  # one session
+            form = {"content-type": "application/x-www-form-urlencoded", **jar}
+            token = csrf_of(one, cookie)
+            assert call(one, "POST", "/ui/logout", f"csrf={token}".encode(), form)[0] == 303
+            assert call(one, "GET", "/api/stats", headers=jar)[0] == 401  # at once
+            deadline = time.monotonic() + 5
+            while call(other, "GET", "/api/stats", headers=jar)[0] == 200:
+                assert time.monotonic() < deadline, "the other worker still takes it"
+                time.sleep(0.1)
+            assert call(other, "GET", "/ui/", headers=jar)[0] == 303
+            _, fresh, _ = sign_in(other, MASTER_KEY)  # a new session is not affected
+            again = {"cookie": f"{COOKIE}={session_of(fresh)}"}
+            assert call(one, "GET", "/api/stats", headers=again)[0] == 200
+        finally:
+            other.stop()
+            one.stop()
+
+
 def test_a_revoked_key_ends_its_sessions(gw: RunningGateway) -> None:
     made = make_key(gw, name="viewer-ui", role="viewer", team="alpha")
     status, headers, _ = sign_in(gw, made["key"])
