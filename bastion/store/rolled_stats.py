@@ -8,6 +8,8 @@ traces as before. The half hours of the range whose rollups are current are read
 the coarsest level that has the dimensions asked; the rest (the partial half hours at
 its ends, the open one, any not yet rolled or changed since) from the traces, folded the
 same way. Percentiles come from the merged histograms (within 2 %); every sum is exact.
+A range less than half covered by current rollups (a store not rolled up yet) is read from
+the traces alone, as a range that does not qualify is.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from bastion.store.rollups import ADDITIVE, DIMS, LEVELS, UNIT_S, Acc, fold, usa
 from bastion.store.schema import Tables
 
 MIN_WINDOW_S = 6 * 3600
+MIN_COVER = 0.5
 Key = tuple[Any, ...]
 
 
@@ -36,9 +39,10 @@ def eligible(since: float, until: float, bucket_s: int | None, groups: Sequence[
 def aggregate(
     conn: Connection, t: Tables, since: float, until: float, bucket_s: int | None,
     levels: Sequence[tuple[str, ...]], team: str | None, filters: dict[str, str],
-) -> tuple[dict[tuple[str, ...], dict[Key, dict[str, Any]]], int]:
+) -> tuple[dict[tuple[str, ...], dict[Key, dict[str, Any]]], int] | None:
     """The raw metrics of every level (as :mod:`bastion.store.stats` builds them, without
-    feedback), and how many units came from the rollups."""
+    feedback), and how many units came from the rollups; None when current rollups cover
+    less than ``MIN_COVER`` of the range."""
     wanted = dict(filters)
     if team is not None:
         wanted["team"] = team
@@ -46,6 +50,8 @@ def aggregate(
     index = next(i for i, lv in enumerate(LEVELS) if needed <= set(lv))
     first, last = math.ceil(since / UNIT_S), math.floor(until / UNIT_S)
     ok = usable(conn, t, first, last) if first < last else set()
+    if len(ok) * UNIT_S < (until - since) * MIN_COVER:
+        return None  # mostly not rolled yet (a new store, a backfill): the traces' path
     accs: dict[tuple[str, ...], dict[Key, Acc]] = {lv: {} for lv in levels}
 
     def fold_into(dims: dict[str, Any], bucket: int | None) -> list[Acc]:

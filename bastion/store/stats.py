@@ -22,8 +22,8 @@ Buckets are aligned to multiples of ``bucket_s`` since the epoch; empty ones are
 with zero requests.
 
 Ranges of 6 hours or more whose buckets are whole half hours, grouped and filtered by
-team, model, deployment or key only, are read from the half-hourly rollups where they are
-current (:mod:`bastion.store.rolled_stats`): the sums are the same, the percentiles come
+team, model, deployment or key only, and at least half covered by current rollups, are
+read from the half-hourly rollups where they are current (:mod:`bastion.store.rolled_stats`): the sums are the same, the percentiles come
 from histograms (within 2 %). Every answer says how: ``percentiles`` is "exact",
 "sampled" (SQLite, more than ``SAMPLE_MAX`` traces) or "histogram", and ``rolled_up_s``
 how many seconds of the range came from rollups.
@@ -88,9 +88,12 @@ def compute(
         levels.append(("bucket",))
         if groups:
             levels.append((*groups, "bucket"))
+    from_rollups = None
     if rolled.eligible(since, until, bucket_s, groups, filters or {}, team):
-        results, units = rolled.aggregate(conn, t, since, until, bucket_s, levels, team,
-                                          filters or {})
+        from_rollups = rolled.aggregate(conn, t, since, until, bucket_s, levels, team,
+                                        filters or {})
+    if from_rollups is not None:
+        results, units = from_rollups
         for lv in levels:
             for key, fb in _feedback(conn, t, window, _keys(t, lv, bucket_s, pg)).items():
                 if key in results[lv]:
