@@ -11,7 +11,7 @@ in ``--dir``, Postgres in the database ``bastion_bench_query``) with ``bastion s
 
 - the overview: ``/api/stats`` with the range and its bucket width (about 60 buckets),
   for every range of the page's selector, with and without a filter, and the filters'
-  suggestions (one ``group_by`` a dimension over the last hour);
+  suggestions (``/api/stats/values``, a dimension's 200 most used values, last hour);
 - the trace list: the first page, a filtered page, a chart bucket's page, a text search.
 
 The calls are timed twice in one run: first with the traces alone (the rollups deleted),
@@ -92,9 +92,9 @@ def calls(newest: float) -> list[tuple[str, str]]:
         out.append((f"overview {name}, model filter",
                     "/api/stats?" + urlencode({**base, "model": "smollm2"})))
     for dim in ("model", "deployment", "key_id", "user", "team"):
-        out.append((f"suggestions {dim} (1 h)", "/api/stats?" + urlencode(
+        out.append((f"suggestions {dim} (1 h)", "/api/stats/values?" + urlencode(
             {"since": f"{newest - 3600:.0f}", "until": f"{newest + 1:.0f}",
-             "group_by": dim})))
+             "dimension": dim, "limit": 200})))
     minute = {"since": f"{newest - 60:.0f}", "until": f"{newest + 1:.0f}"}
     out += [
         ("traces: first page", "/api/traces?limit=50"),

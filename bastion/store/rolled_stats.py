@@ -8,8 +8,8 @@ traces as before. The half hours of the range whose rollups are current are read
 the coarsest level that has the dimensions asked; the rest (the partial half hours at
 its ends, the open one, any not yet rolled or changed since) from the traces, folded the
 same way. Percentiles come from the merged histograms (within 2 %); every sum is exact.
-A range less than half covered by current rollups (a store not rolled up yet) is read from
-the traces alone, as a range that does not qualify is.
+A range whose part since the oldest trace is less than half covered by current rollups (a
+store not rolled up yet) is read from the traces alone, as a range that does not qualify.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Connection, and_, or_, select
+from sqlalchemy import Connection, and_, func, or_, select
 
 from bastion.store import histogram
 from bastion.store.rollups import ADDITIVE, DIMS, LEVELS, UNIT_S, Acc, fold, usable
@@ -51,7 +51,12 @@ def aggregate(
     first, last = math.ceil(since / UNIT_S), math.floor(until / UNIT_S)
     ok = usable(conn, t, first, last) if first < last else set()
     if len(ok) * UNIT_S < (until - since) * MIN_COVER:
-        return None  # mostly not rolled yet (a new store, a backfill): the traces' path
+        # before the oldest trace there is nothing to roll: the part of the range that
+        # holds traces is what must be covered
+        oldest = conn.execute(select(func.min(t.traces.c.ts))).scalar()
+        start = since if oldest is None else max(since, float(oldest))
+        if len(ok) * UNIT_S < (until - start) * MIN_COVER:
+            return None  # mostly not rolled yet (a new store, a backfill): the traces' path
     accs: dict[tuple[str, ...], dict[Key, Acc]] = {lv: {} for lv in levels}
 
     def fold_into(dims: dict[str, Any], bucket: int | None) -> list[Acc]:

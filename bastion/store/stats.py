@@ -95,7 +95,7 @@ def compute(
     if from_rollups is not None:
         results, units = from_rollups
         for lv in levels:
-            for key, fb in _feedback(conn, t, window, _keys(t, lv, bucket_s, pg)).items():
+            for key, fb in _feedback(conn, t, window, _keys(t, lv, bucket_s, pg), since).items():
                 if key in results[lv]:
                     results[lv][key].update(fb)
         return _shape(results, since, until, bucket_s, groups,
@@ -103,10 +103,10 @@ def compute(
     # SQLite: the totals are the buckets' sums (one scan fewer); their percentiles come
     # from the sample below, as every level's do. Postgres computes them in the scan.
     derive = not pg and bucket_s is not None
-    results = {lv: _aggregate(conn, t, window, lv, bucket_s, pg)
+    results = {lv: _aggregate(conn, t, window, lv, bucket_s, pg, since)
                for lv in levels if not (derive and lv == ())}
     if derive:
-        results[()] = _summed(conn, t, window, results[("bucket",)])
+        results[()] = _summed(conn, t, window, results[("bucket",)], since)
     how = "exact"
     if not pg:
         how = _sqlite_percentiles(conn, t, window, levels, bucket_s, results)
@@ -145,7 +145,7 @@ def _keys(t: Tables, level: tuple[str, ...], bucket_s: int | None, pg: bool) -> 
 
 def _aggregate(
     conn: Connection, t: Tables, window: ColumnElement[bool], level: tuple[str, ...],
-    bucket_s: int | None, pg: bool,
+    bucket_s: int | None, pg: bool, since: float,
 ) -> dict[Key, dict[str, Any]]:
     c = t.traces.c
     keys = _keys(t, level, bucket_s, pg)
@@ -156,7 +156,7 @@ def _aggregate(
         ]
     query: Select[Any] = select(*keys, *columns).where(window).group_by(*keys)
     out = {tuple(row[: len(keys)]): dict(row._mapping) for row in conn.execute(query)}
-    for key, fb in _feedback(conn, t, window, keys).items():
+    for key, fb in _feedback(conn, t, window, keys, since).items():
         if key in out:
             out[key].update(fb)
     return out
@@ -165,20 +165,27 @@ def _aggregate(
 
 
 def _summed(conn: Connection, t: Tables, window: ColumnElement[bool],
-            rows: dict[Key, dict[str, Any]]) -> dict[Key, dict[str, Any]]:
+            rows: dict[Key, dict[str, Any]], since: float) -> dict[Key, dict[str, Any]]:
     """The totals of a window from its buckets' sums (and its feedback, which is not a
     sum: the mean score is read again)."""
     if not rows:
         return {}
     total: dict[str, Any] = {name: sum(r.get(name) or 0 for r in rows.values())
                              for name in ADDITIVE}
-    total.update(_feedback(conn, t, window, []).get((), {}))
+    total.update(_feedback(conn, t, window, [], since).get((), {}))
     return {(): total}
 
 
+FEEDBACK_SKEW_S = 3600.0
+
+
 def _feedback(
-    conn: Connection, t: Tables, window: ColumnElement[bool], keys: list[Any]
+    conn: Connection, t: Tables, window: ColumnElement[bool], keys: list[Any], since: float,
 ) -> dict[Key, dict[str, Any]]:
+    """The feedback on the window's traces. Feedback comes after its answer, so only that
+    given since the window began (less ``FEEDBACK_SKEW_S`` for clocks) is joined, and the
+    traces are looked up by the ids it names: the feedback leads the join, instead of a
+    probe of the feedback for every trace of the window."""
     f = t.feedback.c
     query = (
         select(
@@ -188,7 +195,8 @@ def _feedback(
             func.avg(f.score).label("feedback_score_mean"),
         )
         .select_from(t.feedback.join(t.traces, t.traces.c.id == f.request_id))
-        .where(window)
+        .where(f.ts >= since - FEEDBACK_SKEW_S, window, t.traces.c.id.in_(
+            select(f.request_id).where(f.ts >= since - FEEDBACK_SKEW_S)))
         .group_by(*keys)
     )
     return {tuple(row[: len(keys)]): dict(row._mapping) for row in conn.execute(query)}

@@ -247,3 +247,12 @@ def test_other_queries_read_the_traces(store: Store) -> None:
     for args, kwargs in cases:
         got = store.stats(*args, **kwargs)
         assert got["rolled_up_s"] == 0 and got["percentiles"] == "exact", args
+
+
+def test_a_range_reaching_back_before_the_oldest_trace_reads_the_rollups(store: Store) -> None:
+    store.insert_traces(dataset(300))
+    while store.roll_up(now=LATER, budget_s=30):
+        pass
+    month = store.stats(END - 30 * 86_400, END, 12 * 3600, [])  # the data holds 2 days
+    assert month["percentiles"] == "histogram" and month["rolled_up_s"] == SPAN
+    assert month["totals"]["requests"] == 300
