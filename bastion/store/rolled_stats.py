@@ -57,17 +57,15 @@ def aggregate(
         start = since if oldest is None else max(since, float(oldest))
         if len(ok) * UNIT_S < (until - start) * MIN_COVER:
             return None  # mostly not rolled yet (a new store, a backfill): the traces' path
-    accs: dict[tuple[str, ...], dict[Key, Acc]] = {lv: {} for lv in levels}
+    widest = max(levels, key=len)  # every other level's names are among its names
+    top: dict[Key, Acc] = {}
 
-    def fold_into(dims: dict[str, Any], bucket: int | None) -> list[Acc]:
-        out = []
-        for lv in levels:
-            key = tuple(bucket if name == "bucket" else dims[name] for name in lv)
-            acc = accs[lv].get(key)
-            if acc is None:
-                acc = accs[lv][key] = Acc()
-            out.append(acc)
-        return out
+    def fold_into(dims: dict[str, Any], bucket: int | None) -> Acc:
+        key = tuple(bucket if name == "bucket" else dims[name] for name in widest)
+        acc = top.get(key)
+        if acc is None:
+            acc = top[key] = Acc()
+        return acc
 
     if ok:
         r = t.rollups.c
@@ -85,8 +83,7 @@ def aggregate(
             sums = row[1 + width:1 + width + len(ADDITIVE)]
             latency, ttft = histogram.loads(row[-2]), histogram.loads(row[-1])
             bucket = None if bucket_s is None else math.floor(unit * UNIT_S / bucket_s)
-            for acc in fold_into(dims, bucket):
-                acc.merge(sums, latency, ttft)
+            fold_into(dims, bucket).merge(sums, latency, ttft)
     spans = _uncovered(since, until, ok)
     if spans:  # the traces outside current rollups, folded by the database
         c = t.traces.c
@@ -96,10 +93,22 @@ def aggregate(
         for key, part in fold(conn, t, where, names, bucket_s).items():
             dims = dict(zip(names, key, strict=False))
             bucket = key[-1] if bucket_s is not None else None
-            for acc in fold_into(dims, bucket):
-                acc.merge(part.sums, part.latency, part.ttft)
-    return ({lv: {key: acc.metrics() for key, acc in by_key.items()}
-             for lv, by_key in accs.items()}, len(ok))
+            fold_into(dims, bucket).merge(part.sums, part.latency, part.ttft)
+    out: dict[tuple[str, ...], dict[Key, dict[str, Any]]] = {}
+    for lv in levels:  # the coarser levels from the widest one's (few) aggregates
+        if lv == widest:
+            out[lv] = {key: acc.metrics() for key, acc in top.items()}
+            continue
+        positions = [widest.index(name) for name in lv]
+        coarse: dict[Key, Acc] = {}
+        for key, acc in top.items():
+            part = tuple(key[i] for i in positions)
+            into = coarse.get(part)
+            if into is None:
+                into = coarse[part] = Acc()
+            into.merge(acc.sums, acc.latency, acc.ttft)
+        out[lv] = {key: acc.metrics() for key, acc in coarse.items()}
+    return out, len(ok)
 
 
 def _uncovered(since: float, until: float, ok: set[int]) -> list[tuple[float, float]]:

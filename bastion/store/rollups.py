@@ -4,8 +4,9 @@ a few thousand rows instead of every trace.
 A *unit* is the half hour ``[unit * UNIT_S, (unit + 1) * UNIT_S)``. For each unit,
 ``trace_rollups`` holds the additive aggregates of its traces (requests, errors, tokens,
 cost, generation time, guard counts) and log histograms of latency and time to first
-token (:mod:`bastion.store.histogram`), at four levels of detail (``LEVELS``): the whole
-unit, per team, per team, model and deployment, and per team, model, deployment and key.
+token (:mod:`bastion.store.histogram`), at five levels of detail (``LEVELS``): the whole
+unit, per team, per model and deployment, per team, model and deployment, and per team,
+model, deployment and key.
 No user is in them: erasing a user changes their counts, never their content.
 
 ``rollup_units`` says which units' rows can be trusted: ``version`` is bumped by every
@@ -52,7 +53,10 @@ from bastion.store.schema import Tables
 UNIT_S = 1800
 GRACE_S = 120
 DIMS = ("team", "model", "deployment", "key_id")
-LEVELS: tuple[tuple[str, ...], ...] = ((), ("team",), ("team", "model", "deployment"), DIMS)
+# the levels of detail, coarsest first (a query reads the first that has its dimensions);
+# a row's ``level`` is its index here, so a change to this list clears the rollups first
+LEVELS: tuple[tuple[str, ...], ...] = ((), ("team",), ("model", "deployment"),
+                                       ("team", "model", "deployment"), DIMS)
 ADDITIVE = ("requests", "errors", "client_disconnects", "server_errors", "input_tokens",
             "output_tokens", "cost", "gen_tokens", "gen_ms", "guarded", "guard_blocked")
 

@@ -23,8 +23,9 @@ with zero requests.
 
 Ranges of 6 hours or more whose buckets are whole half hours, grouped and filtered by
 team, model, deployment or key only, and at least half covered by current rollups, are
-read from the half-hourly rollups where they are current (:mod:`bastion.store.rolled_stats`): the sums are the same, the percentiles come
-from histograms (within 2 %). Every answer says how: ``percentiles`` is "exact",
+read from the half-hourly rollups where they are current
+(:mod:`bastion.store.rolled_stats`): the sums are the same, the percentiles come from
+histograms (within 2 %). Every answer says how: ``percentiles`` is "exact",
 "sampled" (SQLite, more than ``SAMPLE_MAX`` traces) or "histogram", and ``rolled_up_s``
 how many seconds of the range came from rollups.
 """
