@@ -54,6 +54,7 @@ RESEAL_BUDGET_S = 0.25  # re-encryption per idle pass
 RESEAL_CHECK_S = 2.0  # between looks for bodies to re-encrypt, when none were left
 ROLLUP_BUDGET_S = 0.25  # rolling up the stats per idle pass
 ROLLUP_CHECK_S = 30.0  # between looks for half hours to roll, when none were left
+ROLLUP_DRAIN_S = 5.0  # how long a drain waits for a rolling pass under way
 
 
 class TraceSink(Protocol):
@@ -117,6 +118,8 @@ class Ingest:
         self._next_reseal = 0.0
         self.rolled = 0  # half hours rolled up (or rolled again after a change)
         self._next_rollup = 0.0
+        self._rolling: threading.Thread | None = None
+        self.roll_in_thread = False  # run() rolls in a thread; run_once() alone, inline
         self.rejected = 0
         self.deleted = 0
         self.on_lag = on_lag
@@ -139,21 +142,41 @@ class Ingest:
         return done
 
     def _roll_up(self) -> None:
-        """The stats' half-hourly rollups, brought up to date for at most
-        ``ROLLUP_BUDGET_S`` a pass when the spool is empty; again in a second while some
-        are left, else every ``ROLLUP_CHECK_S`` (:mod:`bastion.store.rollups`)."""
+        """The stats' half-hourly rollups, brought up to date (in :meth:`run`, in a thread
+        of their own: a busy half hour takes a while to read, and the spool must not wait
+        for it): one pass of at most ``ROLLUP_BUDGET_S`` (or one half hour) at a time, again in a
+        second while some are left, else after ``ROLLUP_CHECK_S``
+        (:mod:`bastion.store.rollups`)."""
+        if self._rolling is not None and self._rolling.is_alive():
+            return
         store = self._ready()
         roll = getattr(store, "roll_up", None)
         if roll is None:
             self._next_rollup = math.inf
             return
+        self._next_rollup = math.inf  # until the pass says when the next one is due
+        if not self.roll_in_thread:  # one pass now (run_once's callers: tests, tools)
+            self._roll_pass(roll)
+            return
+        self._rolling = threading.Thread(target=self._roll_pass, args=(roll,),
+                                         name="bastion-rollups", daemon=True)
+        self._rolling.start()
+
+    def _roll_pass(self, roll: Callable[..., int]) -> None:
+        rolled = 0
         try:
             rolled = roll(budget_s=ROLLUP_BUDGET_S)
-        except self._unavailable as exc:
-            self._down(exc)
-            return
+        except self._unavailable as exc:  # the ingest's own writes notice it too
+            log.debug("rolling up the stats waits for the store: %s", exc)
+        except Exception:  # a bug here must not stop the ingest; the next pass retries
+            log.exception("rolling up the stats failed")
         self.rolled += rolled
         self._next_rollup = time.monotonic() + (1.0 if rolled else ROLLUP_CHECK_S)
+
+    def wait_rolled(self, timeout: float | None = None) -> None:
+        """Waits for the rolling pass under way, if any (tests, and the drain)."""
+        if self._rolling is not None:
+            self._rolling.join(timeout)
 
     def _reseal(self) -> None:
         """Background re-encryption (after ``bastion keys rotate-data-key``, or of bodies
@@ -377,9 +400,13 @@ class Ingest:
             on_drain: Callable[[], None] | None = None) -> None:
         """Ingests until ``draining`` is set, then (after ``on_drain``) once more, then
         returns."""
+        self.roll_in_thread = True
         while not draining.is_set():
             self.run_once()
             draining.wait(poll)
+        self._next_rollup = math.inf  # none started now; one under way gets a moment (if
+        # cut off, its transaction rolls back and the next start rolls that half hour)
+        self.wait_rolled(ROLLUP_DRAIN_S)
         if on_drain is not None:
             on_drain()
         self.run_once()

@@ -102,10 +102,10 @@ def aggregate(
         positions = [widest.index(name) for name in lv]
         coarse: dict[Key, Acc] = {}
         for key, acc in top.items():
-            part = tuple(key[i] for i in positions)
-            into = coarse.get(part)
+            short = tuple(key[i] for i in positions)
+            into = coarse.get(short)
             if into is None:
-                into = coarse[part] = Acc()
+                into = coarse[short] = Acc()
             into.merge(acc.sums, acc.latency, acc.ttft)
         out[lv] = {key: acc.metrics() for key, acc in coarse.items()}
     return out, len(ok)

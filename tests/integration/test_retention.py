@@ -80,9 +80,10 @@ def test_the_ingest_rolls_up_the_stats_and_a_teams_ttl_reaches_them(
     now = time.time()
     fill(store, now)
     worker = Ingest(tmp_path / "spool", 1, lambda: store, unavailable=(StoreUnavailable,))
-    while True:  # each pass rolls for a quarter of a second
+    while True:  # each pass rolls for a quarter of a second, in a thread of its own
         before = worker.rolled
         assert worker.run_once()
+        worker.wait_rolled(30)
         if worker.rolled == before:
             break
         worker._next_rollup = 0.0
@@ -94,3 +95,24 @@ def test_the_ingest_rolls_up_the_stats_and_a_teams_ttl_reaches_them(
     store.retention.delete_team_before("a", now - 3 * DAY)
     month = store.stats(now - 30 * DAY, now, 86_400, ["team"])
     assert {g["key"]["team"]: g["requests"] for g in month["groups"]} == {"a": 1, "b": 3}
+
+
+def test_the_running_ingest_rolls_up_in_a_thread_of_its_own(store: Store, tmp_path: Path) -> None:
+    import threading
+
+    now = time.time()
+    store.insert_traces([record(i, ts=now - (i + 1) * 3600) for i in range(8)])
+    worker = Ingest(tmp_path / "spool", 1, lambda: store, unavailable=(StoreUnavailable,))
+    draining = threading.Event()
+    loop = threading.Thread(target=worker.run, args=(draining,), kwargs={"poll": 0.02})
+    loop.start()
+    try:
+        deadline = time.monotonic() + 60
+        while store.stats(now - DAY, now, 3600, [])["rolled_up_s"] < 7 * 3600:
+            assert time.monotonic() < deadline, f"{worker.rolled} half hours rolled"
+            time.sleep(0.2)
+        assert worker._rolling is not None  # the passes ran beside the loop, not in it
+    finally:
+        draining.set()
+        loop.join(30)
+    assert not loop.is_alive() and not worker._rolling.is_alive()
