@@ -37,7 +37,7 @@ def serve(
     config_path: str | None, host: str | None, port: int | None, workers: int | None
 ) -> None:
     """Serve the gateway (with no config: the embedded SmolLM2 model on 127.0.0.1:8080)."""
-    from bastion.gateway.runner import run
+    from bastion.gateway.launch import run
 
     path = Path(config_path) if config_path is not None else default_config_path()
     overrides = {"server.host": host, "server.port": port, "server.workers": workers}

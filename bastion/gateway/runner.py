@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import Any
 
 import pluggy
-import uvloop
 
 from bastion.config import Settings
 from bastion.errors import ConfigError
@@ -190,20 +189,3 @@ async def _watch(path: Path, gateway: Gateway) -> None:
             log.info("config file %s changed: reloading", path)
             await reload()
 
-
-def run(
-    settings: Settings,
-    loader: Callable[[], Settings] | None = None,
-    watch: Path | None = None,
-) -> int:
-    configure_logging(settings, json=settings.server.log_format == "json")
-    try:
-        if settings.server.workers > 1:
-            from bastion.gateway.supervisor import run_workers
-
-            return run_workers(settings, loader, watch)
-        uvloop.run(serve(settings, loader=loader, watch=watch))
-    except Exception as exc:  # noqa: BLE001 - start-up failure: report it plainly, exit 1
-        log.error("Bastion failed to start: %s", exc)
-        return 1
-    return 0
