@@ -30,9 +30,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bastion.config import GuardSettings  # noqa: E402
+from bastion.evaluation.latency import length_inputs, percentile  # noqa: E402
 from bastion.guards.base import ScanContext  # noqa: E402
 from bastion.guards.engine import STANDARD, GuardEngine  # noqa: E402
-from bastion.guards.latency import length_inputs, percentile  # noqa: E402
 from bastion.plugins import plugin_manager, scanner_factories  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data"

@@ -24,7 +24,7 @@ the call). ``tldextract`` is pointed at its bundled suffix list (no fetch).
 Ours is ``bastion.guards.pii`` built through the plugin registry, in this process, with
 each row's ``lang`` and ``ner_cache`` off (the inputs of exact lengths repeat, and are made
 of rows already scanned: a cache would answer them; ``--option ner_cache=true`` to see it).
-Both are scored by ``bastion.guards.evaluate``: type-agnostic span F2 (overlap: at least
+Both are scored by ``bastion.evaluation.guards``: type-agnostic span F2 (overlap: at least
 one shared character; and exact boundaries), recall/precision on the structured types
 through the same type map (Presidio's LOCATION stands for GPE and STREET_ADDRESS, URL for
 DOMAIN_NAME...), and latency p50/p95 per row and on inputs of exact lengths built by
@@ -47,7 +47,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from bastion.guards import evaluate as ev
+from bastion.evaluation import guards as ev
 from bastion.guards.base import Finding, ScanContext
 
 ROOT = Path(__file__).resolve().parents[1]

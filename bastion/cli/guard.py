@@ -11,8 +11,8 @@ import yaml
 from rich.console import Console
 from rich.table import Table
 
-from bastion.guards import evaluate
-from bastion.guards.latency import LatencyReport, LatencyStats
+from bastion.evaluation import guards as evaluate
+from bastion.evaluation.latency import LatencyReport, LatencyStats
 
 
 @click.group()

@@ -1,4 +1,4 @@
-"""bastion.guards.evaluate and ``bastion guard eval``: metrics against hand-computed
+"""bastion.evaluation.guards and ``bastion guard eval``: metrics against hand-computed
 examples, span matching rules, the type map, schema detection and row errors, latency
 helpers, and the command end to end with a scanner registered through a plugin."""
 
@@ -17,8 +17,8 @@ from click.testing import CliRunner
 
 from bastion import plugins
 from bastion.cli import main
-from bastion.guards import evaluate as ev
-from bastion.guards import latency as lat
+from bastion.evaluation import guards as ev
+from bastion.evaluation import latency as lat
 from bastion.guards.base import Finding, ScanContext
 from bastion.hookspecs import hookimpl
 

@@ -1,5 +1,5 @@
 """Latency statistics for the guard evaluations: percentiles, per-length buckets, and
-inputs of exact lengths built from a dataset's texts (``bastion.guards.evaluate``, the
+inputs of exact lengths built from a dataset's texts (``bastion.evaluation.guards``, the
 benches)."""
 
 from __future__ import annotations

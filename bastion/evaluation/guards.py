@@ -51,14 +51,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from bastion.guards.base import Finding, ScanContext, Source, Stage
-from bastion.guards.latency import (
+from bastion.evaluation.latency import (
     LENGTH_BUCKETS,
     LatencyReport,
     LatencyStats,
     length_bucket,
     length_inputs,
 )
+from bastion.guards.base import Finding, ScanContext, Source, Stage
 
 Schema = Literal["classification", "spans"]
 MatchRule = Literal["overlap", "exact"]
