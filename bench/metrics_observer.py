@@ -17,7 +17,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from bastion.config import load_settings
-from bastion.gateway.context import RequestContext
+from bastion.context import RequestContext
 from bastion.observe import metrics as m
 
 

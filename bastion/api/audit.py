@@ -14,8 +14,8 @@ from bastion.governance.audit import read_anchor, verify
 from bastion.server.types import Request, Response
 
 if TYPE_CHECKING:
+    from bastion.context import RequestContext
     from bastion.gateway.app import Endpoint, Gateway
-    from bastion.gateway.context import RequestContext
 
 _PARAMS = frozenset({"after", "before", "limit", "order"})
 _TOP = 10**15

@@ -17,8 +17,8 @@ from bastion.errors import InvalidRequest
 from bastion.server.types import Request, Response
 
 if TYPE_CHECKING:
+    from bastion.context import RequestContext
     from bastion.gateway.app import Endpoint, Gateway
-    from bastion.gateway.context import RequestContext
 
 _PARAMS = frozenset({"scope", "exceeded"})
 

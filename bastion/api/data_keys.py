@@ -26,8 +26,8 @@ from bastion.errors import ClientError, NotFound
 from bastion.server.types import Request, Response
 
 if TYPE_CHECKING:
+    from bastion.context import RequestContext
     from bastion.gateway.app import Endpoint, Gateway
-    from bastion.gateway.context import RequestContext
 
 PREFIX = "/api/data-keys/"
 

@@ -27,8 +27,8 @@ from bastion.protocol.requests import decode_json_object
 from bastion.server.types import Request, Response
 
 if TYPE_CHECKING:
+    from bastion.context import RequestContext
     from bastion.gateway.app import Endpoint, Gateway
-    from bastion.gateway.context import RequestContext
 
 _LIST_PARAMS = frozenset({"team", "status"})
 _STATUSES = ("active", "expired", "revoked")

@@ -25,8 +25,8 @@ from bastion.governance.roles import GRANTS, ROLES, permission_for
 from bastion.server.types import JSON_HEADERS, Request, Response
 
 if TYPE_CHECKING:
+    from bastion.context import RequestContext
     from bastion.gateway.app import Endpoint
-    from bastion.gateway.context import RequestContext
 
 Schema = dict[str, Any]
 Table = dict[str, dict[str, "Endpoint"]]

@@ -32,8 +32,8 @@ from bastion.server.types import Request, Response
 
 if TYPE_CHECKING:
     from bastion.config import Settings
+    from bastion.context import RequestContext
     from bastion.gateway.app import Endpoint, Gateway
-    from bastion.gateway.context import RequestContext
 
 PREFIX = "/api/teams/"
 FIELDS = frozenset({"name", "org", "description", "metadata"})

@@ -32,8 +32,8 @@ from bastion.protocol.requests import decode_json_object
 from bastion.server.types import JSON_HEADERS, Request, Response
 
 if TYPE_CHECKING:
+    from bastion.context import RequestContext
     from bastion.gateway.app import Endpoint, Gateway
-    from bastion.gateway.context import RequestContext
     from bastion.store import Store, TraceQuery
 
 T = TypeVar("T")

@@ -32,8 +32,8 @@ from bastion.plugins import eraser_factories
 from bastion.server.types import Request, Response
 
 if TYPE_CHECKING:
+    from bastion.context import RequestContext
     from bastion.gateway.app import Endpoint, Gateway
-    from bastion.gateway.context import RequestContext
 
 PREFIX = "/api/users/"
 MAX_EXPORT_PAGE = 1000

@@ -42,13 +42,13 @@ from bastion.backends.base import (
 )
 from bastion.backends.http_errors import error_body, read_json, retry_after, translate
 from bastion.config import read_secret_env
+from bastion.context import RequestContext
 from bastion.errors import (
     BastionError,
     ConfigError,
     RateLimited,
     UpstreamError,
 )
-from bastion.gateway.context import RequestContext
 from bastion.httpclient import (
     ClientResponse,
     HTTPClient,

@@ -15,8 +15,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+from bastion.context import RequestContext
 from bastion.errors import BastionError, InvalidRequest, ServerError
-from bastion.gateway.context import RequestContext
 from bastion.protocol.sse import encode
 from bastion.server.types import Headers, aclose
 

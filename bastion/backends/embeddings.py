@@ -19,8 +19,8 @@ import orjson
 from bastion.backends.base import Backend, Completion, Result
 from bastion.backends.slots import Slot
 from bastion.config import LocalEmbeddingModel
+from bastion.context import RequestContext
 from bastion.errors import InvalidRequest, ServerError
-from bastion.gateway.context import RequestContext
 
 
 class LocalEmbeddingBackend(Backend):

@@ -61,8 +61,8 @@ from bastion.backends.llama_tools import ToolCallStream
 from bastion.backends.slots import Slot
 from bastion.backends.weights import resolve_gguf, verify_sha256
 from bastion.config import EmbeddedModel
+from bastion.context import RequestContext
 from bastion.errors import BastionError, InvalidRequest, ServerError
-from bastion.gateway.context import RequestContext
 
 _SAMPLING_PARAMS = (
     "temperature",

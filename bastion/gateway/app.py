@@ -26,6 +26,7 @@ import pluggy
 
 from bastion.backends.base import Backend
 from bastion.config import Settings
+from bastion.context import RequestContext
 from bastion.errors import (
     AuthenticationFailed,
     BastionError,
@@ -38,7 +39,6 @@ from bastion.errors import (
     StoreUnavailableError,
 )
 from bastion.gateway import local_only, routes
-from bastion.gateway.context import RequestContext
 from bastion.gateway.recent import RecentIds
 from bastion.gateway.spend import Spend
 from bastion.governance.audit import AuditTrail

@@ -51,8 +51,8 @@ from bastion.server.types import (
 )
 
 if TYPE_CHECKING:
+    from bastion.context import RequestContext
     from bastion.gateway.app import Gateway
-    from bastion.gateway.context import RequestContext
 
 Call = Callable[[Backend, dict[str, Any], Any, "RequestContext"], Awaitable[Result]]
 

@@ -27,8 +27,8 @@ from bastion.routing.router import Route
 from bastion.server.types import JSON_HEADERS, Request, Response
 
 if TYPE_CHECKING:
+    from bastion.context import RequestContext
     from bastion.gateway.app import Endpoint, Gateway
-    from bastion.gateway.context import RequestContext
 
 
 def table(gw: Gateway) -> dict[str, dict[str, Endpoint]]:

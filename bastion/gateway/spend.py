@@ -31,8 +31,8 @@ from bastion.observe.record import request_cost
 if TYPE_CHECKING:
     from bastion.config import Settings
     from bastion.config_access import Budget, BudgetSettings
+    from bastion.context import RequestContext
     from bastion.gateway.app import Gateway
-    from bastion.gateway.context import RequestContext
     from bastion.routing.router import Router
 
 log = logging.getLogger("bastion.budgets")

@@ -38,8 +38,8 @@ from typing import Any
 import orjson
 
 from bastion.backends.base import sse_error
+from bastion.context import RequestContext, Span
 from bastion.errors import ClientError, ConfigError, ServerError
-from bastion.gateway.context import RequestContext, Span
 from bastion.guards.engine import SEVERITY, Decision, GuardEngine, Policy, Scanned, strongest
 from bastion.guards.vault import StreamRestorer, restore
 from bastion.protocol.sse import encode, event_json

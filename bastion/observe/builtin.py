@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING, Any
 from bastion.hookspecs import hookimpl
 
 if TYPE_CHECKING:
+    from bastion.context import RequestContext
     from bastion.gateway.app import Gateway
-    from bastion.gateway.context import RequestContext
 
 Observer = Callable[["RequestContext"], None]
 access_log = logging.getLogger("bastion.access")

@@ -98,7 +98,7 @@ except ImportError:  # pragma: no cover - where it did not compile
 
 if TYPE_CHECKING:
     from bastion.config import Settings
-    from bastion.gateway.context import RequestContext
+    from bastion.context import RequestContext
     from bastion.observe._rowsc import Rows as RowsObserver
     from bastion.routing.router import Router
 
@@ -446,7 +446,7 @@ class Metrics:
     def _c_rows(self) -> RowsObserver | None:
         if _CRows is None:
             return None
-        from bastion.gateway.context import RequestContext
+        from bastion.context import RequestContext
 
         sections = ((_DUR, DURATION_BUCKETS), (_OVH, OVERHEAD_BUCKETS), (_TIN, TOKEN_BUCKETS),
                     (_TOUT, TOKEN_BUCKETS), (_TTFT, TTFT_BUCKETS), (_TPOT, TPOT_BUCKETS))

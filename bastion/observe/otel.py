@@ -64,7 +64,7 @@ from opentelemetry.trace.span import TraceFlags, TraceState
 
 from bastion import __version__
 from bastion.config import Settings
-from bastion.gateway.context import RequestContext
+from bastion.context import RequestContext
 from bastion.observe.redact import redact_value
 from bastion.observe.reply import Reply
 from bastion.observe.reply import parse as parse_reply

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from bastion.gateway.context import RequestContext
+from bastion.context import RequestContext
 from bastion.observe.pricing import PriceBook
 from bastion.observe.redact import redact_value
 from bastion.observe.reply import Choice, events

@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from bastion.gateway.context import RequestContext, Span
+from bastion.context import RequestContext, Span
 from bastion.observe.spool_crypto import FileSealer, write_sealed
 from bastion.routing.fairqueue import Claim
 

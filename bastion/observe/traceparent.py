@@ -25,7 +25,7 @@ import re
 from random import randbytes
 from typing import NamedTuple
 
-from bastion.gateway.context import RequestContext
+from bastion.context import RequestContext
 
 _TRACEPARENT = re.compile(
     rb"[ \t]*([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(-[^\r\n]*)?[ \t]*"

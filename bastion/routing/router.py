@@ -26,6 +26,7 @@ from typing import Any
 
 from bastion.backends.base import Backend, ClosingStream, EventStream, Result
 from bastion.config import RouteSettings, RoutingSettings
+from bastion.context import RequestContext, Span
 from bastion.errors import (
     BastionError,
     ConfigError,
@@ -35,7 +36,6 @@ from bastion.errors import (
     QueueFull,
     UpstreamTimeout,
 )
-from bastion.gateway.context import RequestContext, Span
 from bastion.routing.fairqueue import FairQueue, Ticket
 from bastion.routing.health import BreakerPolicy, Deployment
 from bastion.routing.strategies import RouteState, Strategy

@@ -22,8 +22,8 @@ from bastion.ui.sessions import COOKIE, Session, Sessions, cookie_value
 from bastion.ui.static_files import Assets
 
 if TYPE_CHECKING:
+    from bastion.context import RequestContext
     from bastion.gateway.app import Endpoint, Gateway
-    from bastion.gateway.context import RequestContext
 
 HTML = b"text/html; charset=utf-8"
 # what the pages may load and do: this origin only, no inline script, no framing

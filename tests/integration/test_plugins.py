@@ -15,9 +15,9 @@ from click.testing import CliRunner
 from bastion.backends.base import Backend, Completion, Result
 from bastion.cli import main
 from bastion.config import ServerSettings, Settings, load_settings
+from bastion.context import RequestContext
 from bastion.errors import ConfigError
 from bastion.gateway.app import Gateway
-from bastion.gateway.context import RequestContext
 from bastion.hookspecs import RegisterBackend, hookimpl
 from bastion.observe.logs import JsonFormatter
 from bastion.plugins import plugin_manager

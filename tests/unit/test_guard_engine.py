@@ -169,7 +169,7 @@ def test_round_trip_restore_of_pseudonymize_is_identity() -> None:
 
 
 def test_otel_attributes_carry_the_guard_verdict_not_the_findings() -> None:
-    from bastion.gateway.context import RequestContext
+    from bastion.context import RequestContext
     from bastion.observe.otel import response_attributes
     from bastion.observe.reply import Reply
 
@@ -185,7 +185,7 @@ def test_otel_attributes_carry_the_guard_verdict_not_the_findings() -> None:
 
 
 def test_vault_sessions_are_scoped_by_the_authenticated_key() -> None:
-    from bastion.gateway.context import RequestContext
+    from bastion.context import RequestContext
     from bastion.guards.stage import vault_session
 
     a = RequestContext("r1", "/v1/chat/completions", 1.0, session="s", key_id="k1")

@@ -13,7 +13,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from bastion.config import Settings, load_settings
-from bastion.gateway.context import RequestContext
+from bastion.context import RequestContext
 from bastion.observe import metrics as m
 from bastion.observe.resources import Gpus, sample_process
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bastion.gateway.context import RequestContext
+from bastion.context import RequestContext
 
 
 def test_overhead_without_backend_is_all_elapsed_time() -> None:

@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from bastion.config import Settings, load_settings
-from bastion.gateway.context import RequestContext
+from bastion.context import RequestContext
 from bastion.observe import families
 from bastion.observe import metrics as m
 

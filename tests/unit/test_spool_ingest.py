@@ -13,8 +13,8 @@ import orjson
 import pytest
 
 from bastion.config import load_settings
+from bastion.context import RequestContext, Span
 from bastion.errors import ConfigError
-from bastion.gateway.context import RequestContext, Span
 from bastion.observe.ingest import Ingest
 from bastion.observe.spool import Spool, c_lines, decode, encode
 from bastion.observe.spool_crypto import (

@@ -17,7 +17,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bastion.gateway.context import RequestContext, Span
+from bastion.context import RequestContext, Span
 from bastion.observe import spool as spool_module
 from bastion.observe.spool import _FIELDS, _TIMES, Spool, c_lines, decode, encode
 from bastion.routing.fairqueue import Claim

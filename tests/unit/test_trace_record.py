@@ -6,7 +6,7 @@ import orjson
 import pytest
 
 from bastion.config import load_settings
-from bastion.gateway.context import RequestContext, Span
+from bastion.context import RequestContext, Span
 from bastion.observe.pricing import PriceBook
 from bastion.observe.record import build_record
 from bastion.observe.redact import redact_text

@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from bastion.gateway.context import RequestContext
+from bastion.context import RequestContext
 from bastion.observe.traceparent import (
     TraceParent,
     incoming_parent,
