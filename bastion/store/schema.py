@@ -56,26 +56,39 @@ from sqlalchemy.dialects.postgresql import JSONB, TSVECTOR
 from sqlalchemy.sql.expression import TableClause
 from sqlalchemy.types import TypeEngine
 
-# the public keys of a trace record, in column order (see bastion.observe.record)
-RECORD_KEYS: tuple[str, ...] = (
-    "id", "ts", "endpoint", "operation", "model", "deployment", "provider", "model_version",
-    "key_id", "team", "user", "session", "tenant", "priority", "stream", "status", "error",
-    "finish_reason", "input_tokens", "output_tokens", "cached_tokens", "cost", "latency_ms",
-    "ttft_ms", "tpot_ms", "overhead_ms", "queue_ms", "attempts", "fallback", "content_mode",
-    "params", "input", "output", "guards", "guard_action", "spans", "metadata", "trace_id",
-    "span_id",
+# The trace record's fields, in column order: (name, kind[, "body"]). The kind is text,
+# int, float, bool or json; "body" marks the large ones, kept in trace_bodies. This is the
+# one table of them: the record (bastion.observe.record) builds exactly these keys (a test
+# checks it), and every list of keys below is derived from it. Migrations keep their own
+# copies: they are history, frozen as they were written.
+RECORD_FIELDS: tuple[tuple[str, ...], ...] = (
+    ("id", "text"), ("ts", "float"), ("endpoint", "text"), ("operation", "text"),
+    ("model", "text"), ("deployment", "text"), ("provider", "text"),
+    ("model_version", "text"), ("key_id", "text"), ("team", "text"), ("user", "text"),
+    ("session", "text"), ("tenant", "text"), ("priority", "int"), ("stream", "bool"),
+    ("status", "int"), ("error", "text"), ("finish_reason", "text"),
+    ("input_tokens", "int"), ("output_tokens", "int"), ("cached_tokens", "int"),
+    ("cost", "float"), ("latency_ms", "float"), ("ttft_ms", "float"), ("tpot_ms", "float"),
+    ("overhead_ms", "float"), ("queue_ms", "float"), ("attempts", "int"),
+    ("fallback", "bool"), ("content_mode", "text"), ("params", "json"),
+    ("input", "json", "body"), ("output", "json", "body"), ("guards", "json"),
+    ("guard_action", "text"), ("spans", "json", "body"), ("metadata", "json"),
+    ("trace_id", "text"), ("span_id", "text"),
 )
-DERIVED_KEYS: tuple[str, ...] = ("search", "preview_in", "preview_out")
-INT_KEYS = frozenset(
-    {"priority", "status", "input_tokens", "output_tokens", "cached_tokens", "attempts"}
-)
-FLOAT_KEYS = frozenset(
-    {"ts", "cost", "latency_ms", "ttft_ms", "tpot_ms", "overhead_ms", "queue_ms"}
-)
-BOOL_KEYS = frozenset({"stream", "fallback"})
-JSON_KEYS = frozenset({"params", "input", "output", "guards", "spans", "metadata"})
+RECORD_KEYS: tuple[str, ...] = tuple(f[0] for f in RECORD_FIELDS)
+
+
+def _of_kind(kind: str) -> frozenset[str]:
+    return frozenset(f[0] for f in RECORD_FIELDS if f[1] == kind)
+
+
+INT_KEYS = _of_kind("int")
+FLOAT_KEYS = _of_kind("float")
+BOOL_KEYS = _of_kind("bool")
+JSON_KEYS = _of_kind("json")
 # the columns a trace list leaves out (the bodies); it returns a ``preview`` instead
-HEAVY_KEYS = frozenset({"input", "output", "spans"})
+HEAVY_KEYS = frozenset(f[0] for f in RECORD_FIELDS if f[2:] == ("body",))
+DERIVED_KEYS: tuple[str, ...] = ("search", "preview_in", "preview_out")
 # the columns of trace_bodies after its key, previews first (a list page reads only them:
 # on SQLite they sit at the start of the row, before any overflow page); the sealed body
 # last (Postgres: the three m006 columns come after search_tsv)

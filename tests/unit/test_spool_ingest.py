@@ -55,6 +55,28 @@ def test_encode_decode_round_trip_keeps_what_the_record_needs() -> None:
     assert back.chunks == [b"".join(original.chunks or [])]
 
 
+def test_every_field_of_the_event_table_goes_at_its_position_both_ways() -> None:
+    """encode() writes the fields positionally (for speed); each must sit where the table
+    (spool._FIELDS) says, with or without bodies, and decode must read it back."""
+    from bastion.observe import spool as spool_module
+
+    original = ctx(2)
+    for i, name in enumerate(spool_module._FIELDS):
+        if name in ("request_id", "endpoint", "received_at"):
+            continue
+        setattr(original, name, f"value-{i}" if name != "usage" else {"n": i})
+    for bodies in (True, False):
+        data = orjson.loads(encode(original, bodies=bodies))
+        for i, name in enumerate(spool_module._FIELDS):
+            want = getattr(original, name)
+            if not bodies and name in spool_module.BODY_FIELDS:
+                want = None
+            assert data[1 + i] == want, (bodies, name)
+    back = decode(encode(original))
+    for name in spool_module._FIELDS:
+        assert getattr(back, name) == getattr(original, name), name
+
+
 def test_pretty_printed_bodies_stay_one_line() -> None:
     c = ctx(2)
     c.raw_body = orjson.dumps(c.body, option=orjson.OPT_INDENT_2)

@@ -172,3 +172,12 @@ def test_stage_marks_become_spans_in_time_order() -> None:
     r = build_record(c, "metadata", 100)
     assert [s["name"] for s in r["spans"]] == ["auth", "admission", "parse", "queue", "backend"]
     assert r["spans"][2] == {"name": "parse", "start_ms": 0.2, "duration_ms": 0.3}
+
+
+def test_the_record_has_exactly_the_schemas_fields_in_order() -> None:
+    """One table of trace fields (bastion.store.schema.RECORD_FIELDS): the record built
+    from a request has those keys, in that order, and nothing else."""
+    from bastion.store.schema import RECORD_KEYS
+
+    record = build_record(ctx(response_body=completion()), "full", 10_000)
+    assert tuple(record) == RECORD_KEYS
