@@ -18,11 +18,13 @@ from __future__ import annotations
 from typing import Any
 
 from bastion.context import RequestContext
+from bastion.observe.confidence import score
 from bastion.observe.pricing import PriceBook
 from bastion.observe.redact import redact_value
 from bastion.observe.reply import Choice, events
 from bastion.observe.reply import parse as parse_reply
 
+MAX_TOKENS_KEPT = 4096  # per-token log-probabilities kept on a full-mode trace
 _PARAMS = (
     "temperature", "top_p", "max_tokens", "max_completion_tokens", "stop", "seed", "n",
     "presence_penalty", "frequency_penalty", "logprobs", "top_logprobs", "dimensions",
@@ -34,7 +36,7 @@ def build_record(
     ctx: RequestContext, mode: str, max_chars: int, prices: PriceBook | None = None
 ) -> dict[str, Any]:
     body = ctx.body or {}
-    output, finish, response_model, usage = _output(ctx)
+    output, finish, response_model, usage, logprobs = _output(ctx)
     input_tokens, output_tokens, cached, counted = _tokens(ctx, ctx.usage or usage or {})
     finished = ctx.finished_at or ctx.received_at
     latency = (finished - ctx.received_at) * 1000
@@ -87,6 +89,9 @@ def build_record(
     }
     if counted and output_tokens is not None:
         record["metadata"]["output_tokens_from"] = "events_sent"
+    confidence = score(logprobs)
+    if confidence is not None:  # numbers only: kept in every content mode
+        record["metadata"]["confidence"] = confidence
     if "tools" in body and isinstance(body["tools"], list):
         record["params"]["tools"] = len(body["tools"])
     if mode != "metadata":
@@ -96,6 +101,11 @@ def build_record(
         record["output"] = _clip(output, max_chars) if mode == "full" else (
             redact_value(_clip(output, max_chars))
         )
+        if mode == "full" and logprobs and isinstance(record["output"], dict):
+            # the tokens are the answer's text: only where it is kept as it was
+            record["output"]["logprobs"] = [
+                {"token": _clip(t.get("token"), 64), "logprob": t.get("logprob")}
+                for t in logprobs[:MAX_TOKENS_KEPT]]
     if prices is not None and ctx.backend is not None:
         record["cost"] = prices.cost(
             ctx.backend, input_tokens or 0, output_tokens or 0, cached or 0, latency / 1000
@@ -145,18 +155,20 @@ def _input(ctx: RequestContext, body: dict[str, Any], mode: str, max_chars: int)
     return redact_value(value) if mode == "redacted" else value
 
 
-def _output(ctx: RequestContext) -> tuple[Any, str | None, str | None, dict[str, Any] | None]:
-    """(output, finish reason, the model that answered, usage) from the response sent."""
+def _output(ctx: RequestContext) -> tuple[Any, str | None, str | None, dict[str, Any] | None,
+                                         list[dict[str, Any]] | None]:
+    """(output, finish reason, the model that answered, usage, the first choice's token
+    log-probabilities) from the response sent."""
     reply = parse_reply(ctx.response_body, ctx.chunks)
     if reply.embeddings is not None:
         count, dims = reply.embeddings
-        return {"embeddings": count, "dimensions": dims}, None, reply.model, reply.usage
+        return {"embeddings": count, "dimensions": dims}, None, reply.model, reply.usage, None
     finishes = reply.finish_reasons
     out = [_message(c) if reply.chat else c.content for c in reply.choices]
     if not out:
-        return None, None, reply.model, reply.usage
+        return None, None, reply.model, reply.usage, None
     return (out[0] if len(out) == 1 else out), (finishes[-1] if finishes else None), (
-        reply.model), reply.usage
+        reply.model), reply.usage, reply.choices[0].logprobs
 
 
 def _sent_tokens(ctx: RequestContext) -> int | None:

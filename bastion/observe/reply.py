@@ -15,6 +15,7 @@ from typing import Any
 
 import orjson
 
+from bastion.observe.confidence import from_completion
 from bastion.protocol.sse import event_json, split_events
 
 
@@ -26,6 +27,7 @@ class Choice:
     tool_calls: list[dict[str, Any]] = field(default_factory=list)  # OpenAI's shape
     refusal: str | None = None
     finish_reason: str | None = None
+    logprobs: list[dict[str, Any]] | None = None  # per token, chat's shape (when returned)
 
 
 @dataclass(slots=True)
@@ -85,6 +87,7 @@ def _from_body(reply: Reply, data: dict[str, Any]) -> None:
                 calls, list) else []
         else:
             out.content = _str(choice.get("text"))
+        out.logprobs = _tokens(choice.get("logprobs")) or None
         reply.choices.append(out)
 
 
@@ -92,6 +95,7 @@ def _from_stream(reply: Reply, chunks: list[bytes]) -> None:
     texts: dict[int, list[str]] = {}
     calls: dict[int, dict[int, dict[str, Any]]] = {}
     finishes: dict[int, str] = {}
+    logprobs: dict[int, list[dict[str, Any]]] = {}
     seen: set[int] = set()
     for event in events(chunks):
         _identify(reply, event)
@@ -112,13 +116,16 @@ def _from_stream(reply: Reply, chunks: list[bytes]) -> None:
                 piece = choice.get("text")
             if isinstance(piece, str):
                 texts.setdefault(index, []).append(piece)
+            tokens = _tokens(choice.get("logprobs"))
+            if tokens:
+                logprobs.setdefault(index, []).extend(tokens)
     for index in sorted(seen):
         merged = calls.get(index, {})
         text = texts.get(index)
         reply.choices.append(Choice(
             index, content="".join(text) if text is not None else None,
             tool_calls=[merged[i] for i in sorted(merged)],
-            finish_reason=finishes.get(index),
+            finish_reason=finishes.get(index), logprobs=logprobs.get(index),
         ))
 
 
@@ -153,6 +160,17 @@ def _merge_call(calls: dict[int, dict[str, Any]], delta: Any) -> None:
             current["function"]["name"] = function["name"]
         if isinstance(function.get("arguments"), str):
             current["function"]["arguments"] += function["arguments"]
+
+
+def _tokens(logprobs: Any) -> list[dict[str, Any]]:
+    """A choice's ``logprobs`` as a list of tokens: chat's ``{"content": [...]}``, or a
+    legacy completion's parallel lists."""
+    if not isinstance(logprobs, dict):
+        return []
+    content = logprobs.get("content")
+    if isinstance(content, list):
+        return [t for t in content if isinstance(t, dict)]
+    return from_completion(logprobs)
 
 
 def _is_int(value: Any) -> bool:

@@ -55,7 +55,7 @@ pytestmark = pytest.mark.skipif(MISSING is not None, reason=MISSING or "")
 @pytest.fixture(scope="module")
 def gw(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningGateway]:
     with FakeUpstream().start() as up:
-        gateway = traced_gateway(up, tmp_path_factory.mktemp("dash"), **{
+        gateway = traced_gateway(up, tmp_path_factory.mktemp("dash"), {"content": "full"}, **{
             "server.master_key": MASTER_KEY,
             "models": [
                 {"name": "chat", "backend": "openai", "base_url": up.base_url,
@@ -273,9 +273,35 @@ def test_sign_out_ends_the_session(gw: RunningGateway, browser: Any) -> None:
     assert "/ui/login" in page.url
 
 
+def with_logprobs(gw: RunningGateway) -> str:
+    """A traced answer that kept its tokens' log-probabilities (content mode full)."""
+    status, headers, body = gw.request_full("POST", "/v1/chat/completions", {
+        "model": "chat", "messages": [{"role": "user", "content": "How sure are you?"}],
+        "max_tokens": 8, "logprobs": True, "top_logprobs": 2})
+    assert status == 200, body
+    trace_of(gw, headers["x-request-id"])
+    return str(headers["x-request-id"])
+
+
+def test_a_trace_shows_its_answers_confidence_token_by_token(gw: RunningGateway,
+                                                            browser: Any) -> None:
+    trace_id = with_logprobs(gw)
+    trace = trace_of(gw, trace_id)
+    page = new_page(browser, gw)
+    page.goto(f"{gw.base_url}/ui/traces/{trace_id}")
+    tokens = page.locator("#token-view [data-testid=token]")
+    tokens.first.wait_for()
+    assert tokens.count() == trace["metadata"]["confidence"]["tokens"]
+    assert tokens.first.get_attribute("title").startswith("p = ")
+    text = "".join(tokens.all_inner_texts())
+    assert text.replace(" ", "") == trace["output"]["content"].replace(" ", "")
+    assert "perplexity" in page.locator("#trace-facts").inner_text()
+    shot(page, "trace-confidence")
+    assert page.errors == []
+
+
 def test_every_page_passes_axe_and_is_screenshotted(gw: RunningGateway, browser: Any) -> None:
-    trace_id = traffic(gw, 1)[0]
-    trace_of(gw, trace_id)
+    trace_id = with_logprobs(gw)  # its page shows the per-token view too
     context = browser.new_context(viewport={"width": 1366, "height": 900}, bypass_csp=True)
     page = context.new_page()
     page.goto(f"{gw.base_url}/ui/login")

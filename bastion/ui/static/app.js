@@ -11,6 +11,7 @@
  *   min_latency_ms,since,until} #apply-filters #clear-filters #traces-table #traces-empty
  *   #traces-error #older #newer [trace-row-ID]
  * trace: #trace-facts #waterfall [span-N] #trace-input #trace-output #trace-guards
+ *   #token-view [token] (an answer's tokens, when the trace kept their logprobs)
  *   #feedback-list #feedback-form #fb-up #fb-down #fb-comment #fb-submit #feedback-status
  *   #trace-missing #trace-error
  * deployments: #deployments-table #deployments-empty #updated-at [deployment-NAME]
@@ -554,6 +555,12 @@ const code = (v) => (v != null && (typeof v !== "object" || Object.keys(v).lengt
   ? h("code", { text: typeof v === "string" ? v : json(v) }) : null);
 const maybe = (v, fmt) => (v == null ? null : fmt(v));
 
+const confidenceText = (c) => (c && typeof c.mean_logprob === "number"
+  ? `mean p ${Math.exp(c.mean_logprob).toFixed(3)} · lowest p ${Number(c.min_prob).toFixed(3)}`
+    + ` · perplexity ${Number(c.perplexity).toFixed(2)}`
+    + (typeof c.entropy === "number" ? ` · entropy ${c.entropy.toFixed(2)} nats` : "")
+    + ` (${fmtInt(c.tokens)} tokens)` : null);
+
 function traceFacts(t) {
   const tokens = `${fmtInt(t.input_tokens)} in / ${fmtInt(t.output_tokens)} out`
     + (t.cached_tokens ? ` (${fmtInt(t.cached_tokens)} cached)` : "");
@@ -570,6 +577,7 @@ function traceFacts(t) {
     ["Tokens", tokens], ["Cost", fmtCost(t.cost)], ["Stream", t.stream ? "yes" : "no"],
     ["Attempts", maybe(t.attempts, String)], ["Fallback", t.fallback ? "yes" : null],
     ["Guard action", t.guard_action], ["Content mode", t.content_mode],
+    ["Confidence", confidenceText(t.metadata?.confidence)],
     ["Parameters", code(t.params)], ["Metadata", code(t.metadata)],
     ["OpenTelemetry trace", code(t.trace_id)],
   ];
@@ -586,6 +594,23 @@ const contentText = (c) => (c == null || typeof c === "string" || !Array.isArray
   : c.map((p) => (p?.type === "text" && typeof p.text === "string" ? p.text
     : JSON.stringify(p, null, 2))).join("\n"));
 
+/** An answer's tokens, each shaded by how likely the model found it (kept on full-mode
+ * traces when the client asked for logprobs); the probability is in each one's title. */
+function tokenView(tokens) {
+  const band = (p) => (p < 0.5 ? "tok-low" : p < 0.9 ? "tok-mid" : "tok-high");
+  const shown = tokens.filter((t) => typeof t?.logprob === "number");
+  if (!shown.length) return null;
+  const low = shown.filter((t) => Math.exp(t.logprob) < 0.5).length;
+  return h("div", { id: "token-view", class: "tokens" },
+    h("div", { class: "msg-role",
+      text: `Confidence per token (${fmtInt(low)} of ${fmtInt(shown.length)} below 50 %)` }),
+    h("p", { class: "token-text" }, shown.map((t) => {
+      const p = Math.exp(t.logprob);
+      return h("span", { class: `tok ${band(p)}`, title: `p = ${p.toFixed(3)}`,
+        "data-testid": "token", text: String(t.token ?? "") });
+    })));
+}
+
 function message(m) {
   if (!m || typeof m !== "object") return h("li", { class: "msg" }, pre(m));
   const who = String(m.role || "message");
@@ -595,7 +620,8 @@ function message(m) {
   return h("li", { class: `msg msg-${who.replace(/[^a-z]/gi, "")}` },
     h("div", { class: "msg-role", text: role }), content != null ? pre(content) : null,
     m.tool_calls ? [h("div", { class: "msg-role", text: "Tool calls" }), pre(m.tool_calls)] : null,
-    m.refusal ? pre(`Refusal: ${m.refusal}`) : null);
+    m.refusal ? pre(`Refusal: ${m.refusal}`) : null,
+    Array.isArray(m.logprobs) ? tokenView(m.logprobs) : null);
 }
 
 /** A body as stored: chat messages, prompt strings, or any JSON (embeddings' summary). */
