@@ -191,6 +191,7 @@ def record(i: int, **fields: Any) -> dict[str, Any]:
         "metadata": {"client_request_id": f"c-{i}"},
         "trace_id": f"{i:032x}",
         "span_id": f"{i:016x}",
+        "confidence": 0.8,
     }
     base.update(fields)
     return base

@@ -41,7 +41,8 @@ _RELATIVE = re.compile(r"^(\d+(?:\.\d+)?)\s*([smhdw])$")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 _MAX_SECONDS = 100 * 366 * 86400  # a century: beyond it a duration is a typo
 _TEXT_FILTERS = ("model", "deployment", "key_id", "team", "user", "session", "guard")
-_NUMBER_FILTERS = ("min_latency_ms", "max_latency_ms", "min_cost", "max_cost")
+_NUMBER_FILTERS = ("min_latency_ms", "max_latency_ms", "min_cost", "max_cost",
+                   "min_confidence", "max_confidence")
 _STATUS_CLASSES = ("2xx", "4xx", "5xx", "error")
 _GROUPS = ("model", "deployment", "key_id", "team", "user", "guard_action")
 _STATS_FILTERS = ("model", "deployment", "key_id", "user")
@@ -334,6 +335,7 @@ TRACE_ROW = obj({
     "output_tokens": nullable({"type": "integer"}), "cost": nullable(_NUM),
     "latency_ms": nullable(_NUM), "ttft_ms": nullable(_NUM),
     "overhead_ms": nullable(_NUM), "preview": {"type": "object"},
+    "confidence": nullable(_NUM),
 }, ("id", "ts"), "A trace, without its bodies (input, output, spans): a preview instead")
 FEEDBACK_ROW = obj({
     "request_id": _STR, "key": _STR, "value": nullable({"enum": ["up", "down"]}),

@@ -17,7 +17,8 @@ from rich.text import Text
 from bastion.cli.api import call, connection, gateway_options
 
 _FILTERS = ("model", "deployment", "key_id", "team", "user", "session", "status", "q",
-            "since", "until", "min_latency_ms", "max_latency_ms", "guard")
+            "since", "until", "min_latency_ms", "max_latency_ms", "min_confidence",
+            "max_confidence", "guard")
 
 
 def _when(ts: float | None) -> str:  # for `show`

@@ -15,6 +15,7 @@ tokens, cost, status, and the input and output as the content mode allows:
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from bastion.context import RequestContext
@@ -86,12 +87,14 @@ def build_record(
         "metadata": _metadata(ctx, body),
         "trace_id": ctx.trace_id,
         "span_id": ctx.span_id,
+        "confidence": None,
     }
     if counted and output_tokens is not None:
         record["metadata"]["output_tokens_from"] = "events_sent"
     confidence = score(logprobs)
     if confidence is not None:  # numbers only: kept in every content mode
         record["metadata"]["confidence"] = confidence
+        record["confidence"] = round(math.exp(confidence["mean_logprob"]), 6)
     if "tools" in body and isinstance(body["tools"], list):
         record["params"]["tools"] = len(body["tools"])
     if mode != "metadata":

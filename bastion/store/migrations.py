@@ -481,6 +481,13 @@ def m010_ui_signouts(conn: Connection) -> None:
     md.create_all(conn)
 
 
+def m011_trace_confidence(conn: Connection) -> None:
+    """The answer's mean token probability, where the backend gave log-probabilities
+    (:mod:`bastion.observe.confidence`): a column, so that traces filter on it."""
+    kind = "DOUBLE PRECISION" if conn.dialect.name == "postgresql" else "REAL"
+    conn.execute(text(f"ALTER TABLE traces ADD COLUMN confidence {kind}"))
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration("m001_initial", m001_initial),
     Migration("m002_text_search", m002_text_search),
@@ -492,6 +499,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration("m008_teams", m008_teams),
     Migration("m009_rollups", m009_rollups),
     Migration("m010_ui_signouts", m010_ui_signouts),
+    Migration("m011_trace_confidence", m011_trace_confidence),
 )
 
 

@@ -44,6 +44,8 @@ class TraceQuery:
     max_latency_ms: float | None = None
     min_cost: float | None = None
     max_cost: float | None = None
+    min_confidence: float | None = None  # the answer's mean token probability, 0..1
+    max_confidence: float | None = None
     guard: str | None = None
     text: str | None = None
 
@@ -75,6 +77,7 @@ def conditions(q: TraceQuery, traces: Table) -> list[ColumnElement[bool]]:
     for name, col, above in (
         ("min_latency_ms", c.latency_ms, True), ("max_latency_ms", c.latency_ms, False),
         ("min_cost", c.cost, True), ("max_cost", c.cost, False),
+        ("min_confidence", c.confidence, True), ("max_confidence", c.confidence, False),
     ):
         value = getattr(q, name)
         if value is not None:

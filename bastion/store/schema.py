@@ -74,6 +74,7 @@ RECORD_FIELDS: tuple[tuple[str, ...], ...] = (
     ("input", "json", "body"), ("output", "json", "body"), ("guards", "json"),
     ("guard_action", "text"), ("spans", "json", "body"), ("metadata", "json"),
     ("trace_id", "text"), ("span_id", "text"),
+    ("confidence", "float"),  # m011: the answer's mean token probability (logprobs)
 )
 RECORD_KEYS: tuple[str, ...] = tuple(f[0] for f in RECORD_FIELDS)
 

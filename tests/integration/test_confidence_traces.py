@@ -48,3 +48,28 @@ def test_no_logprobs_no_confidence(gw: RunningGateway) -> None:
     status, headers, _ = chat(gw, "plain")
     assert status == 200
     assert "confidence" not in trace_of(gw, headers["x-request-id"])["metadata"]
+
+
+def test_traces_filter_on_confidence(gw: RunningGateway) -> None:
+    import math
+
+    _, sure_headers, _ = chat(gw, "Filter me", logprobs=True)
+    _, plain_headers, _ = chat(gw, "No logprobs here")
+    sure = trace_of(gw, sure_headers["x-request-id"])
+    plain = trace_of(gw, plain_headers["x-request-id"])
+    value = sure["confidence"]
+    assert value == pytest.approx(math.exp(sure["metadata"]["confidence"]["mean_logprob"]),
+                                  abs=1e-6)
+    assert 0 < value < 1 and plain["confidence"] is None
+
+    def ids(query: str) -> set[str]:
+        status, page = gw.request("GET", f"/api/traces?limit=500&{query}")
+        assert status == 200, page
+        return {t["id"] for t in page["data"]}
+
+    at_most = ids(f"max_confidence={value + 1e-6}")
+    assert sure["id"] in at_most and plain["id"] not in at_most  # no logprobs: no value
+    assert sure["id"] not in ids(f"max_confidence={value - 1e-3}")
+    assert sure["id"] in ids(f"min_confidence={value - 1e-3}")
+    status, body = gw.request("GET", "/api/traces?max_confidence=high")
+    assert status == 400 and body["error"]["param"] == "max_confidence"

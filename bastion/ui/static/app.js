@@ -8,7 +8,7 @@
  *   ttft-p50 tokens-per-s error-rate availability cost guard-rate blocked) [chart-C]
  *   [chart-C-traces] (C: requests latency cost tokens)
  * traces: #traces-form #filter-{q,model,deployment,key_id,team,user,session,status,guard,
- *   min_latency_ms,since,until} #apply-filters #clear-filters #traces-table #traces-empty
+ *   min_latency_ms,max_confidence,since,until} #apply-filters #clear-filters #traces-table #traces-empty
  *   #traces-error #older #newer [trace-row-ID]
  * trace: #trace-facts #waterfall [span-N] #trace-input #trace-output #trace-guards
  *   #token-view [token] (an answer's tokens, when the trace kept their logprobs)
@@ -490,6 +490,9 @@ function tracesForm(values, onSubmit) {
   field("filter-guard", "Guard action", inputs.guard),
   field("filter-min_latency_ms", "Min latency (ms)",
     input("min_latency_ms", { type: "number", min: "0", step: "any" })),
+  field("filter-max_confidence", "Max confidence (0-1)",
+    input("max_confidence", { type: "number", min: "0", max: "1", step: "any" }),
+    "Answers whose mean token probability is at most this (logprobs only)"),
   field("filter-since", "Since", input("since", { placeholder: "e.g. 24h" }),
     timeHint(values.since)),
   field("filter-until", "Until", input("until", { placeholder: "now" }), timeHint(values.until)),
