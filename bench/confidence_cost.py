@@ -15,7 +15,10 @@ machine cancels, on the same prompts at temperature 0:
   confidence is scored as the ingest scores it (:func:`bastion.observe.confidence.score`).
 
 Reported: completion tokens per second of wall time per case, and each case's ratio to
-``off`` in the same round (median of the rounds).
+``off`` in the same round (median of the rounds). ``--gateway`` first measures the same
+through ``bastion serve`` with the model at ``parallel: 2``, whose batched engine
+computes log-probabilities itself (numpy over the last token's logits), with and without
+``logprobs``.
 """
 
 from __future__ import annotations
@@ -61,13 +64,90 @@ def run(llm: Any, max_tokens: int, top: int | None) -> tuple[int, float, dict[st
     return tokens, seconds, scored
 
 
+def through_gateway(args: argparse.Namespace) -> None:
+    """The same prompts through ``bastion serve`` with the model at ``parallel: 2`` (its
+    batched engine computes log-probabilities itself, in numpy), with and without
+    ``logprobs``, one request at a time, alternating."""
+    import http.client
+    import json
+    import os
+    import socket
+    import subprocess
+    import tempfile
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = int(sock.getsockname()[1])
+    home = Path(tempfile.mkdtemp(prefix="bastion-confidence-bench-"))
+    config = {"server": {"port": port}, "tracing": {"enabled": False}, "home": str(home),
+              "models": [{"name": "smollm2", "backend": "llama_cpp", "parallel": 2,
+                          "n_ctx": 4096}]}
+    (home / "bastion.yaml").write_text(json.dumps(config))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BASTION_")}
+    proc = subprocess.Popen([sys.executable, "-m", "bastion", "serve", "--config",
+                             str(home / "bastion.yaml")], env=env, cwd=ROOT,
+                            stdout=subprocess.DEVNULL, stderr=(home / "log").open("wb"))
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                c = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+                c.request("GET", "/health/ready")
+                ready = c.getresponse()
+                ready.read()
+                if ready.status == 200:
+                    break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                raise SystemExit("the gateway did not start: see " + str(home / "log"))
+            time.sleep(0.3)
+
+        def rate(top: int | None) -> float:
+            tokens, seconds = 0, 0.0
+            for prompt in PROMPTS:
+                body: dict[str, Any] = {"model": "smollm2", "max_tokens": args.max_tokens,
+                                        "temperature": 0,
+                                        "messages": [{"role": "user", "content": prompt}]}
+                if top is not None:
+                    body |= {"logprobs": True, "top_logprobs": top}
+                t0 = time.perf_counter()
+                c.request("POST", "/v1/chat/completions", body=json.dumps(body),
+                          headers={"content-type": "application/json"})
+                answer = json.loads(c.getresponse().read())
+                seconds += time.perf_counter() - t0
+                tokens += int(answer["usage"]["completion_tokens"])
+            return tokens / seconds
+
+        rate(None)
+        rate(args.top)  # warm-up
+        ratios, plain, asked = [], [], []
+        for r in range(args.rounds):
+            first, second = (None, args.top) if r % 2 == 0 else (args.top, None)
+            got = {first: rate(first), second: rate(second)}
+            plain.append(got[None])
+            asked.append(got[args.top])
+            ratios.append(got[args.top] / got[None])
+            print(f"gateway round {r + 1}: off {got[None]:.1f} tok/s, asked "
+                  f"{got[args.top]:.1f} tok/s; asked/off {ratios[-1]:.3f}", flush=True)
+        print(f"gateway (parallel: 2), median tokens/s: off {statistics.median(plain):.1f}, "
+              f"asked {statistics.median(asked):.1f}; ratio {statistics.median(ratios):.3f}")
+    finally:
+        proc.terminate()
+        proc.wait(30)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--rounds", type=int, default=4)
     ap.add_argument("--max-tokens", type=int, default=96)
     ap.add_argument("--top", type=int, default=5, help="top_logprobs asked in 'asked'")
+    ap.add_argument("--gateway", action="store_true",
+                    help="also through bastion serve with the model at parallel: 2")
     args = ap.parse_args()
+    if args.gateway:
+        through_gateway(args)
     plain, keeping = load(False), load(True)
     cases = {"off": (plain, None), "kept": (keeping, None), "asked": (keeping, args.top)}
     for llm, top in cases.values():  # warm-up: first-call costs out of the rounds
