@@ -183,7 +183,8 @@ class EmbeddedModel(_Deployment, _Strict):
         None, description="llama-cpp-python chat format; default: the GGUF's own template"
     )
     logprobs: bool = Field(
-        False, description="keep logits for every token (n_ctx x vocab floats) for logprobs"
+        False, description="keep logits for every token (n_ctx x vocab floats): legacy "
+        "completions' logprobs need it on the serial path (chat computes its own)"
     )
     parallel: int = Field(
         1,

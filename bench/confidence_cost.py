@@ -16,9 +16,10 @@ machine cancels, on the same prompts at temperature 0:
 
 Reported: completion tokens per second of wall time per case, and each case's ratio to
 ``off`` in the same round (median of the rounds). ``--gateway`` first measures the same
-through ``bastion serve`` with the model at ``parallel: 2``, whose batched engine
-computes log-probabilities itself (numpy over the last token's logits), with and without
-``logprobs``.
+through ``bastion serve`` with the model at ``parallel: 1`` and ``parallel: 2``, with and
+without ``logprobs``: both of Bastion's paths compute log-probabilities themselves (numpy
+over the sampled token's logits; ``bastion/backends/llama_logprobs.py`` for one sequence,
+the batched engine for more), so they do not pay llama-cpp-python's cost.
 """
 
 from __future__ import annotations
@@ -64,9 +65,9 @@ def run(llm: Any, max_tokens: int, top: int | None) -> tuple[int, float, dict[st
     return tokens, seconds, scored
 
 
-def through_gateway(args: argparse.Namespace) -> None:
-    """The same prompts through ``bastion serve`` with the model at ``parallel: 2`` (its
-    batched engine computes log-probabilities itself, in numpy), with and without
+def through_gateway(args: argparse.Namespace, parallel: int) -> None:
+    """The same prompts through ``bastion serve`` with the model at ``parallel`` (both of
+    Bastion's paths compute log-probabilities themselves, in numpy), with and without
     ``logprobs``, one request at a time, alternating."""
     import http.client
     import json
@@ -80,8 +81,8 @@ def through_gateway(args: argparse.Namespace) -> None:
         port = int(sock.getsockname()[1])
     home = Path(tempfile.mkdtemp(prefix="bastion-confidence-bench-"))
     config = {"server": {"port": port}, "tracing": {"enabled": False}, "home": str(home),
-              "models": [{"name": "smollm2", "backend": "llama_cpp", "parallel": 2,
-                          "n_ctx": 4096}]}
+              "models": [{"name": "smollm2", "backend": "llama_cpp", "parallel": parallel,
+                          "n_ctx": 2048 * parallel}]}
     (home / "bastion.yaml").write_text(json.dumps(config))
     env = {k: v for k, v in os.environ.items() if not k.startswith("BASTION_")}
     proc = subprocess.Popen([sys.executable, "-m", "bastion", "serve", "--config",
@@ -128,10 +129,12 @@ def through_gateway(args: argparse.Namespace) -> None:
             plain.append(got[None])
             asked.append(got[args.top])
             ratios.append(got[args.top] / got[None])
-            print(f"gateway round {r + 1}: off {got[None]:.1f} tok/s, asked "
-                  f"{got[args.top]:.1f} tok/s; asked/off {ratios[-1]:.3f}", flush=True)
-        print(f"gateway (parallel: 2), median tokens/s: off {statistics.median(plain):.1f}, "
-              f"asked {statistics.median(asked):.1f}; ratio {statistics.median(ratios):.3f}")
+            print(f"gateway (parallel: {parallel}) round {r + 1}: off {got[None]:.1f} "
+                  f"tok/s, asked {got[args.top]:.1f} tok/s; asked/off {ratios[-1]:.3f}",
+                  flush=True)
+        print(f"gateway (parallel: {parallel}), median tokens/s: off "
+              f"{statistics.median(plain):.1f}, asked {statistics.median(asked):.1f}; "
+              f"ratio {statistics.median(ratios):.3f}")
     finally:
         proc.terminate()
         proc.wait(30)
@@ -144,10 +147,11 @@ def main() -> None:
     ap.add_argument("--max-tokens", type=int, default=96)
     ap.add_argument("--top", type=int, default=5, help="top_logprobs asked in 'asked'")
     ap.add_argument("--gateway", action="store_true",
-                    help="also through bastion serve with the model at parallel: 2")
+                    help="also through bastion serve, the model at parallel: 1 and 2")
     args = ap.parse_args()
     if args.gateway:
-        through_gateway(args)
+        for parallel in (1, 2):
+            through_gateway(args, parallel)
     plain, keeping = load(False), load(True)
     cases = {"off": (plain, None), "kept": (keeping, None), "asked": (keeping, args.top)}
     for llm, top in cases.values():  # warm-up: first-call costs out of the rounds

@@ -56,7 +56,7 @@ PERSON = {
 
 @pytest.fixture(scope="module", params=["serial", "batched"])
 def gw(request: pytest.FixtureRequest) -> Iterator[RunningGateway]:
-    spec: dict[str, Any] = {"n_ctx": 1024, "logprobs": True}
+    spec: dict[str, Any] = {"n_ctx": 1024}  # chat logprobs need no logits_all (llama_logprobs)
     if request.param == "batched":
         spec = {"n_ctx": 1024, "parallel": 2}
     with running(embedded(**spec)) as gateway:
@@ -211,6 +211,24 @@ def test_logprobs_without_top_logprobs_lists_the_chosen_tokens(gw: RunningGatewa
         ((c["choices"][0].get("logprobs") or {}).get("content") or [])
     ]
     _check_logprob_entries(streamed)
+
+
+def test_top_logprobs_are_the_likeliest_tokens_and_match_the_text(gw: RunningGateway) -> None:
+    status, body = chat(gw, logprobs=True, top_logprobs=3, max_tokens=12, temperature=0)
+    assert status == 200, body
+    entries = body["choices"][0]["logprobs"]["content"]
+    assert "".join(e["token"] for e in entries) == body["choices"][0]["message"]["content"]
+    for entry in entries:
+        values = [t["logprob"] for t in entry["top_logprobs"]]
+        assert len(values) == 3 and values == sorted(values, reverse=True)
+        assert entry["top_logprobs"][0]["token"] == entry["token"]  # greedy: the likeliest
+        assert entry["logprob"] == pytest.approx(values[0], abs=1e-5)
+    chunks = stream(gw, logprobs=True, top_logprobs=3, max_tokens=12, temperature=0)
+    streamed = [e for c in chunks if c.get("choices")
+                for e in ((c["choices"][0].get("logprobs") or {}).get("content") or [])]
+    assert [e["token"] for e in streamed] == [e["token"] for e in entries]
+    assert [e["logprob"] for e in streamed] == pytest.approx([e["logprob"] for e in entries],
+                                                             abs=1e-4)
 
 
 def test_same_seed_same_text_whatever_came_before(gw: RunningGateway) -> None:
