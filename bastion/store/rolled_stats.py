@@ -21,7 +21,16 @@ from typing import Any
 from sqlalchemy import Connection, and_, func, or_, select
 
 from bastion.store import histogram
-from bastion.store.rollups import ADDITIVE, DIMS, LEVELS, UNIT_S, Acc, fold, usable
+from bastion.store.rollups import (
+    ADDITIVE,
+    DIMS,
+    LEVELS,
+    UNIT_S,
+    Acc,
+    coarsen,
+    fold,
+    usable,
+)
 from bastion.store.schema import Tables
 
 MIN_WINDOW_S = 6 * 3600
@@ -99,14 +108,7 @@ def aggregate(
         if lv == widest:
             out[lv] = {key: acc.metrics() for key, acc in top.items()}
             continue
-        positions = [widest.index(name) for name in lv]
-        coarse: dict[Key, Acc] = {}
-        for key, acc in top.items():
-            short = tuple(key[i] for i in positions)
-            into = coarse.get(short)
-            if into is None:
-                into = coarse[short] = Acc()
-            into.merge(acc.sums, acc.latency, acc.ttft)
+        coarse = coarsen(top, [widest.index(name) for name in lv])
         out[lv] = {key: acc.metrics() for key, acc in coarse.items()}
     return out, len(ok)
 

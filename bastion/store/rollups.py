@@ -127,6 +127,19 @@ def _bin(value: Any) -> Any:
                 else_=histogram.ZERO).label("bin")
 
 
+def coarsen(accs: dict[tuple[Any, ...], Acc],
+            positions: Sequence[int]) -> dict[tuple[Any, ...], Acc]:
+    """``accs`` merged by part of their key: the key's items at ``positions``."""
+    out: dict[tuple[Any, ...], Acc] = {}
+    for key, acc in accs.items():
+        short = tuple(key[i] for i in positions)
+        into = out.get(short)
+        if into is None:
+            into = out[short] = Acc()
+        into.merge(acc.sums, acc.latency, acc.ttft)
+    return out
+
+
 def fold(conn: Connection, t: Tables, where: Any, dims: Sequence[str],
          bucket_s: int | None) -> dict[tuple[Any, ...], Acc]:
     """The aggregates of the traces ``where`` selects, per ``dims`` (and bucket, last in
@@ -208,15 +221,7 @@ def roll_unit(engine: Engine, t: Tables, write_options: dict[str, Any], unit: in
                       DIMS, None)
     out = []
     for index, level in enumerate(LEVELS):
-        positions = [DIMS.index(d) for d in level]
-        accs: dict[tuple[Any, ...], Acc] = {}
-        for key, acc in finest.items():
-            part = tuple(key[i] for i in positions)
-            into = accs.get(part)
-            if into is None:
-                into = accs[part] = Acc()
-            into.merge(acc.sums, acc.latency, acc.ttft)
-        for key, acc in accs.items():
+        for key, acc in coarsen(finest, [DIMS.index(d) for d in level]).items():
             row: dict[str, Any] = {"unit": unit, "level": index, **dict.fromkeys(DIMS),
                                    **dict(zip(level, key, strict=True))}
             row.update(zip(ADDITIVE, acc.sums, strict=True))

@@ -84,9 +84,17 @@ def test_embedded_same_seed_same_output(client: openai.OpenAI) -> None:
     assert first.choices[0].message.content == second.choices[0].message.content
 
 
-def test_embedded_logprobs_need_to_be_enabled(client: openai.OpenAI) -> None:
+def test_embedded_chat_logprobs_need_no_config_legacy_ones_do(client: openai.OpenAI) -> None:
+    """Chat logprobs are computed by Bastion from the sampled token's logits (no
+    ``logits_all``); legacy completions' still come from llama-cpp-python and need it."""
+    reply = client.chat.completions.create(model="smollm2", messages=HELLO, max_tokens=4,
+                                           logprobs=True, top_logprobs=2)
+    logprobs = reply.choices[0].logprobs
+    assert logprobs is not None and logprobs.content
+    assert len(logprobs.content) == reply.usage.completion_tokens  # type: ignore[union-attr]
+    assert all(len(t.top_logprobs) == 2 and t.logprob <= 0 for t in logprobs.content)
     with pytest.raises(openai.BadRequestError) as info:
-        client.chat.completions.create(model="smollm2", messages=HELLO, logprobs=True)
+        client.completions.create(model="smollm2", prompt="Hello", max_tokens=4, logprobs=1)
     assert "logprobs: true" in info.value.message
 
 
