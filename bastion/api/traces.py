@@ -46,6 +46,7 @@ _NUMBER_FILTERS = ("min_latency_ms", "max_latency_ms", "min_cost", "max_cost",
 _STATUS_CLASSES = ("2xx", "4xx", "5xx", "error")
 _GROUPS = ("model", "deployment", "key_id", "team", "user", "guard_action")
 _STATS_FILTERS = ("model", "deployment", "key_id", "user")
+_DIMENSIONS = (*_STATS_FILTERS, "team")  # what /api/stats/values lists
 MAX_PAGE = 500
 _TRACE_PARAMS = frozenset(
     (*_TEXT_FILTERS, *_NUMBER_FILTERS, "q", "since", "until", "status", "limit", "cursor")
@@ -99,9 +100,9 @@ def table(gw: Gateway) -> dict[str, dict[str, Endpoint]]:
         params = _params(request, _VALUES_PARAMS)
         _own_team(params, ctx)
         dimension = params.get("dimension") or ""
-        if dimension not in (*_STATS_FILTERS, "team"):
-            raise InvalidRequest(
-                f"'dimension' takes {', '.join((*_STATS_FILTERS, 'team'))}", param="dimension")
+        if dimension not in _DIMENSIONS:
+            raise InvalidRequest(f"'dimension' takes {', '.join(_DIMENSIONS)}",
+                                 param="dimension")
         until = parse_time(params.get("until"), "until", time.time())
         since = parse_time(params.get("since"), "since", until - 3600)
         if since >= until:
@@ -401,7 +402,7 @@ VALUES_SPEC = Spec(
     "The values a dimension took", "traces",
     {200: Reply("Values, most requests first (what the dashboard's filters suggest)", VALUES)},
     _READ_ERRORS, params=(
-        _query("dimension", {"enum": [*_STATS_FILTERS, "team"]}, "The dimension (required)"),
+        _query("dimension", {"enum": list(_DIMENSIONS)}, "The dimension (required)"),
         _query("since", _TIME, "From this time (an hour before until)"),
         _query("until", _TIME, "Before this time (now)"),
         _query("limit", {"type": "integer", "minimum": 1, "maximum": 1000},

@@ -18,7 +18,7 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Connection, and_, func, or_, select
+from sqlalchemy import Connection, and_, or_, select
 
 from bastion.store import histogram
 from bastion.store.rollups import (
@@ -29,6 +29,7 @@ from bastion.store.rollups import (
     Acc,
     coarsen,
     fold,
+    oldest_ts,
     usable,
 )
 from bastion.store.schema import Tables
@@ -62,8 +63,8 @@ def aggregate(
     if len(ok) * UNIT_S < (until - since) * MIN_COVER:
         # before the oldest trace there is nothing to roll: the part of the range that
         # holds traces is what must be covered
-        oldest = conn.execute(select(func.min(t.traces.c.ts))).scalar()
-        start = since if oldest is None else max(since, float(oldest))
+        oldest = oldest_ts(conn, t)
+        start = since if oldest is None else max(since, oldest)
         if len(ok) * UNIT_S < (until - start) * MIN_COVER:
             return None  # mostly not rolled yet (a new store, a backfill): the traces' path
     widest = max(levels, key=len)  # every other level's names are among its names

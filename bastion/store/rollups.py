@@ -13,15 +13,16 @@ No user is in them: erasing a user changes their counts, never their content.
 change to a unit's traces (a late insert into a closed unit, an erasure, retention, a
 repricing), in the transaction of that change; ``rolled`` is the version the rows count.
 A unit is rolled from its traces once it has been closed for ``GRACE_S`` (so that the
-inserts of its last seconds have committed), in one transaction that holds the unit's row
-(``FOR UPDATE`` on Postgres, the write lock on SQLite): two workers rolling the same unit
-take turns, and the second finds it done. The stats use the rows of units whose
+inserts of its last seconds have committed): its traces are read (outside the write lock),
+then its rows written in one transaction that holds the unit's row (``FOR UPDATE`` on
+Postgres, the write lock on SQLite): two workers rolling the same unit take turns, and the
+second finds it done. The stats use the rows of units whose
 ``rolled == version`` and read the traces of every other part of a range
 (:mod:`bastion.store.rolled_stats`).
 
 Inserts into the open unit (almost all of them) touch no rollup table: only a batch with
-traces of a closed unit bumps those units. The rolling runs off the hot path, in the
-ingest's loop (``Store.roll_up``).
+traces of a closed unit bumps those units. The rolling runs off the hot path, in a thread
+of the ingest process (``Store.roll_up``, from ``Ingest``).
 """
 
 from __future__ import annotations
@@ -254,13 +255,19 @@ def pending(conn: Connection, t: Tables, now: float, limit: int) -> list[int]:
         .order_by(u.c.unit.desc()).limit(limit))]
     if len(stale) >= limit:
         return stale
-    oldest = conn.execute(select(func.min(t.traces.c.ts))).scalar()
+    oldest = oldest_ts(conn, t)
     if oldest is None:
         return stale
     first = math.floor(oldest / UNIT_S)
     known = {r[0] for r in conn.execute(select(u.c.unit).where(u.c.unit >= first))}
     fresh = [unit for unit in range(closed - 1, first - 1, -1) if unit not in known]
     return stale + fresh[: limit - len(stale)]
+
+
+def oldest_ts(conn: Connection, t: Tables) -> float | None:
+    """The oldest trace's time (before it there is nothing to roll), from the ts index."""
+    oldest = conn.execute(select(func.min(t.traces.c.ts))).scalar()
+    return None if oldest is None else float(oldest)
 
 
 def usable(conn: Connection, t: Tables, first: int, last: int) -> set[int]:

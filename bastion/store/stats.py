@@ -163,8 +163,6 @@ def _aggregate(
     return out
 
 
-
-
 def _summed(conn: Connection, t: Tables, window: ColumnElement[bool],
             rows: dict[Key, dict[str, Any]], since: float) -> dict[Key, dict[str, Any]]:
     """The totals of a window from its buckets' sums (and its feedback, which is not a

@@ -244,6 +244,8 @@ class Store:
     def _insert(self, rows: list[dict[str, Any]], sealed_with: int | None) -> int:
         with self._write() as conn, conn.begin():
             self._bodykeys.check(conn, sealed_with, rows)  # still the current data key
+            # late traces make their closed half hours' rollups stale, in this transaction
+            rollups.bump_closed(conn, self._t, [r["ts"] for r in rows], time.time())
             if self._pg:
                 params = [
                     {k: Jsonb(v, engines.dumps) if k in JSON_KEYS and v is not None else v
@@ -253,7 +255,6 @@ class Store:
                 result = conn.exec_driver_sql(self._pg_insert_sql[0], params)
                 # the same (id, ts) conflicts in both tables: a replay skips both rows
                 conn.exec_driver_sql(self._pg_insert_sql[1], params)
-                rollups.bump_closed(conn, self._t, [r["ts"] for r in rows], time.time())
                 return max(result.rowcount, 0)
             newest = conn.exec_driver_sql("SELECT coalesce(max(seq), 0) FROM traces")
             last = int(newest.scalar_one())
@@ -270,7 +271,6 @@ class Store:
                     "INSERT INTO trace_text(rowid, search) SELECT seq, search FROM trace_bodies "
                     "WHERE seq > ? AND search IS NOT NULL", (last,),
                 )
-            rollups.bump_closed(conn, self._t, [r["ts"] for r in rows], time.time())
             return inserted
 
     def _sqlite_params(
